@@ -1,0 +1,207 @@
+"""Every setting of the λβ-VAE study in one dataclass, with the original defaults.
+
+Defaults are those of Vu, Wan & Wei, "Mutual Information Collapse Explains
+Disentanglement Failure in β-VAEs" (2026). Edit them here, or override any field on
+the command line: ``python main_beta.py --beta 1 8 --seeds 0 1 --steps 2000``.
+
+This module imports nothing of the project, so every script and test can read it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass, field, fields
+
+DATASETS = ("dsprites", "shapes3d", "mpi3d")
+SOURCES = ("real", "standin")
+MPI3D_VARIANTS = ("toy", "realistic", "real")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid; the message names it and says what to do."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- what to run ----------------------------------------------------------------
+    datasets: tuple[str, ...] = DATASETS
+    source: str = "real"                     # "real" files, or procedural "standin"s
+    data_dir: str | None = None              # default: $DISENT_DATA_DIR, else ./data
+    mpi3d_variant: str = "real"
+    betas: tuple[float, ...] = (1.0, 4.0, 8.0, 16.0, 32.0)
+    lambdas: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0)   # λ = 0 is the control
+    seeds: tuple[int, ...] = tuple(range(10))
+
+    # --- optimisation ---------------------------------------------------------------
+    steps: int = 150_000                     # β-VAE optimizer steps per run
+    lambda_steps: int = 50_000               # further steps of the λ continuation (fresh Adam)
+    batch_size: int = 64
+    latent_dim: int = 10
+    lr: float = 1e-4
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+
+    # --- logging, checkpoints, evaluation --------------------------------------------
+    loss_window: int = 5_000                 # steps averaged into the train-window loss ("NLL" of the paper)
+    log_interval: int = 5_000
+    checkpoint_interval: int = 5_000
+    metric_train_points: int = 10_000        # MI, MIG, I_m and SAP fitting
+    metric_test_points: int = 5_000          # SAP scoring
+    num_bins: int = 20
+    heldout_fraction: float = 0.01           # images never trained on, for a held-out NLL; 0 = exact reproduction
+    heldout_eval_points: int = 5_000
+
+    # --- where and how --------------------------------------------------------------
+    results_dir: str | None = None           # default: betavae_results / lambda_betavae_results
+    device: str = "auto"                     # "auto", "cpu", "cuda", "cuda:1", ...
+    figures: bool = True
+    demo: bool = False
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# The demo runs the whole study on the procedural stand-ins in minutes on a 2-core CPU.
+DEMO_OVERRIDES = dict(
+    source="standin",
+    betas=(1.0, 4.0, 16.0),
+    lambdas=(0.0, 4.0, 8.0),
+    seeds=(0, 1),
+    steps=600,
+    lambda_steps=200,
+    loss_window=100,
+    log_interval=100,
+    checkpoint_interval=200,
+    metric_train_points=4_000,
+    metric_test_points=2_000,
+    heldout_eval_points=1_000,
+)
+
+# Settings that define what a finished run is; a results directory made with other
+# values of these cannot be resumed into, only replaced or moved aside.
+RUN_DEFINING = ("source", "mpi3d_variant", "batch_size", "latent_dim", "lr", "adam_betas",
+                "adam_eps", "loss_window", "heldout_fraction")
+
+
+def validate(cfg: Config) -> Config:
+    """Raise ConfigError naming the first invalid setting and the fix."""
+    def bad(name, why):
+        raise ConfigError(f"config: --{name.replace('_', '-')} {why}")
+
+    for name in ("datasets", "betas", "lambdas", "seeds"):
+        if len(getattr(cfg, name)) == 0:
+            bad(name, "is empty: give at least one value")
+        values = getattr(cfg, name)
+        if len(set(values)) != len(values):
+            bad(name, f"has duplicates {list(values)}: give each value once")
+    for d in cfg.datasets:
+        if d not in DATASETS:
+            bad("datasets", f"has unknown dataset {d!r}: choose from {', '.join(DATASETS)}")
+    if cfg.source not in SOURCES:
+        bad("source", f"is {cfg.source!r}: choose 'real' or 'standin'")
+    if cfg.mpi3d_variant not in MPI3D_VARIANTS:
+        bad("mpi3d_variant", f"is {cfg.mpi3d_variant!r}: choose from {', '.join(MPI3D_VARIANTS)}")
+    for name in ("betas", "lambdas"):
+        for v in getattr(cfg, name):
+            if not math.isfinite(v) or v < 0:
+                bad(name, f"has {v}: values must be finite and >= 0")
+    for s in cfg.seeds:
+        if s < 0:
+            bad("seeds", f"has {s}: seeds must be >= 0")
+    for name in ("steps", "lambda_steps", "batch_size", "latent_dim", "loss_window", "log_interval",
+                 "checkpoint_interval", "metric_train_points", "metric_test_points", "num_bins"):
+        if getattr(cfg, name) <= 0:
+            bad(name, f"is {getattr(cfg, name)}: must be a positive integer")
+    if cfg.heldout_eval_points < 0:
+        bad("heldout_eval_points", "must be >= 0")
+    if not (0 < cfg.lr < 1):
+        bad("lr", f"is {cfg.lr}: use a learning rate in (0, 1), e.g. 1e-4")
+    if not all(0 <= b < 1 for b in cfg.adam_betas):
+        bad("adam_betas", f"is {cfg.adam_betas}: both must be in [0, 1)")
+    if not cfg.adam_eps > 0:
+        bad("adam_eps", "must be > 0")
+    if not 0 <= cfg.heldout_fraction < 0.5:
+        bad("heldout_fraction", f"is {cfg.heldout_fraction}: use a fraction in [0, 0.5), 0 for exact reproduction")
+    if not (cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda")):
+        bad("device", f"is {cfg.device!r}: use auto, cpu, cuda or cuda:N")
+    return cfg
+
+
+# --- command line ------------------------------------------------------------------
+# Singular spellings read naturally for one value ("--beta 8"); both are accepted.
+ALIASES = {"datasets": ["--dataset"], "betas": ["--beta"], "lambdas": ["--lambda"], "seeds": ["--seed"]}
+
+
+def _field_parser(tp):
+    """(argparse type, nargs) for a dataclass field annotation."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is tuple:
+        inner = args[0]
+        return inner, ("+" if len(args) == 2 and args[1] is Ellipsis else len(args))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        inner = [a for a in args if a is not type(None)][0]
+        return inner, None
+    return tp, None
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for every Config field (``--field-name``), defaulting to 'not given'."""
+    hints = typing.get_type_hints(Config)
+    group = parser.add_argument_group("settings (config.py fields; defaults are the paper's)")
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        tp, nargs = _field_parser(hints[f.name])
+        names = [flag] + ALIASES.get(f.name, [])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if tp is bool:
+            group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=f"default: {default}")
+        else:
+            group.add_argument(*names, dest=f.name, type=tp, nargs=nargs, default=None,
+                               metavar=f.name.upper(), help=f"default: {default}")
+
+
+def from_args(args: argparse.Namespace, base: Config | None = None) -> Config:
+    """Config from parsed flags: the demo preset first (if --demo), then explicit flags."""
+    base = base or Config()
+    given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+    if given.get("demo", base.demo):
+        base = base.replace(**DEMO_OVERRIDES, demo=True)
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    return validate(base.replace(**given))
+
+
+def from_dict(values: dict) -> Config:
+    """Config from a saved JSON dict; unknown keys are an error (a typo must not be ignored)."""
+    names = {f.name for f in fields(Config)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"config: unknown setting(s) {', '.join(unknown)}; valid ones are listed by --help")
+    hints = typing.get_type_hints(Config)
+    clean = {}
+    for k, v in values.items():
+        tp, nargs = _field_parser(hints[k])
+        try:
+            if nargs is not None:
+                clean[k] = tuple(tp(x) for x in v)
+            elif v is None:
+                clean[k] = None
+            elif tp is bool:
+                if not isinstance(v, bool):
+                    raise TypeError
+                clean[k] = v
+            else:
+                clean[k] = tp(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"config: setting {k} has value {v!r} of the wrong type: expected {hints[k]}") from None
+    return validate(Config(**clean))

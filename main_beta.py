@@ -1,0 +1,15 @@
+"""Stage 1 of the λβ-VAE study: β-VAE baselines over a grid of datasets, β and seeds.
+
+Vu, Wan & Wei, "Mutual Information Collapse Explains Disentanglement Failure in
+β-VAEs" (2026). Trains a conv VAE with BCE + β·KL for every (dataset, β, seed),
+evaluates MIG, SAP and I_m, and renders reconstructions, traversal GIFs, MI heatmaps
+and boxplots across datasets into betavae_results/.
+
+    python main_beta.py --demo                  # stand-in data, minutes on a CPU
+    python main_beta.py                         # the paper's full grid on the real files
+    python main_beta.py --beta 1 8 --seeds 0 1 --steps 2000 --datasets dsprites
+"""
+import study
+
+if __name__ == "__main__":
+    study.main("beta", description=__doc__.split("\n\n")[0])

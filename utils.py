@@ -1,0 +1,126 @@
+"""Small shared tools: atomic writes, tidy CSV tables, devices, formatting.
+
+Every file the project writes goes through ``atomic_write``: a temporary file in the
+same directory, fsync, then ``os.replace``, so a killed process leaves either the old
+file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path, text: str) -> None:
+    with atomic_write(path, "w") as f:
+        f.write(text)
+
+
+def write_json(path, obj) -> None:
+    write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def to_jsonable(obj):
+    """NumPy scalars/arrays and tuples -> plain JSON types; non-finite floats -> None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_csv(path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """A tidy table: one row per dict; columns in first-seen order unless given."""
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+    write_text(path, buf.getvalue())
+
+
+def _csv_cell(v):
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return repr(v)     # full precision: the CSV is the source the figures are drawn from
+    return v
+
+
+def read_csv(path) -> list[dict]:
+    """Rows of a CSV written by ``write_csv``; numeric cells become int/float, empty ones None."""
+    with open(path, newline="") as f:
+        return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _parse_cell(v: str):
+    if v == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def resolve_device(name: str = "auto"):
+    import torch
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name}: CUDA is not available on this machine; use --device cpu or auto")
+    return device
+
+
+def fmt_number(x: float) -> str:
+    """β and λ as they appear in directory names and tables: 1, 4, 0.5 (not 1.0)."""
+    return f"{x:g}"
+
+
+def mean_std(values) -> str:
+    values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if values.size == 0:
+        return "n/a"
+    return f"{values.mean():.4f} ± {values.std(ddof=1) if values.size > 1 else 0.0:.4f}"
