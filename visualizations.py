@@ -32,7 +32,7 @@ DATASET_TITLES = {"dsprites": "dSprites", "shapes3d": "Shapes3D", "mpi3d": "MPI3
 
 def _save_figure(fig, path) -> None:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     with atomic_write(path) as f:
         f.write(buf.getvalue())
@@ -101,7 +101,7 @@ def save_traversal_gif(model, images: np.ndarray, path, device, frames: int = 11
 def save_mi_heatmap(mi: np.ndarray, factor_names, path, title: str = "") -> None:
     """Mutual information (nats) between each factor (rows) and latent (columns)."""
     mi = np.asarray(mi, dtype=float).T                                  # (K, L)
-    fig, ax = plt.subplots(figsize=(0.55 * mi.shape[1] + 2.5, 0.45 * mi.shape[0] + 1.5))
+    fig, ax = plt.subplots(figsize=(0.55 * mi.shape[1] + 2.5, 0.45 * mi.shape[0] + 1.5), layout="constrained")
     im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0)
     ax.set_xticks(range(mi.shape[1]), [f"z{i}" for i in range(mi.shape[1])])
     ax.set_yticks(range(mi.shape[0]), factor_names)
@@ -122,7 +122,8 @@ def metric_boxplots(rows: list[dict], path) -> None:
     rows = _done(rows)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = plt.subplots(len(STUDY_METRICS), max(1, len(datasets)), squeeze=False,
-                             figsize=(3.6 * max(1, len(datasets)), 2.6 * len(STUDY_METRICS)))
+                             figsize=(3.6 * max(1, len(datasets)), 2.6 * len(STUDY_METRICS)),
+                             layout="constrained")
     for col, ds in enumerate(datasets):
         by_beta = defaultdict(list)
         for r in rows:
@@ -133,7 +134,8 @@ def metric_boxplots(rows: list[dict], path) -> None:
             ax = axes[row_i, col]
             data = [[r[key] for r in by_beta[b] if r.get(key) is not None] for b in betas]
             ax.boxplot(data, tick_labels=[fmt_number(b) for b in betas])
-            ax.set_xlabel("β")
+            if row_i == len(STUDY_METRICS) - 1:
+                ax.set_xlabel("β")
             if col == 0:
                 ax.set_ylabel(label)
             if row_i == 0:
@@ -161,7 +163,8 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
     baseline cell is boxed."""
     datasets = list(dict.fromkeys(r["dataset"] for r in _done(rows)))
     fig, axes = plt.subplots(len(STUDY_METRICS), max(1, len(datasets)), squeeze=False,
-                             figsize=(3.8 * max(1, len(datasets)), 3.0 * len(STUDY_METRICS)))
+                             figsize=(3.8 * max(1, len(datasets)), 3.0 * len(STUDY_METRICS)),
+                             layout="constrained")
     for col, ds in enumerate(datasets):
         for row_i, (key, label) in enumerate(STUDY_METRICS):
             ax = axes[row_i, col]
@@ -169,7 +172,8 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
             ax.set_xticks(range(len(betas)), [fmt_number(b) for b in betas])
             ax.set_yticks(range(len(lambdas)), [fmt_number(v) for v in lambdas])
-            ax.set_xlabel("β")
+            if row_i == len(STUDY_METRICS) - 1:
+                ax.set_xlabel("β")
             ax.set_ylabel(f"{label}\nλ" if col == 0 else "λ")
             for (r, c), v in np.ndenumerate(grid):
                 if np.isfinite(v):
