@@ -27,8 +27,10 @@ import visualizations as vis
 from config import RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
 from training import (FAILED, METRICS, RunFailed, RunSpec, evaluate, mark_failed, metric_indices,
                       save_weights, train)
-from utils import fmt_number, mean_std, read_json, resolve_device, write_csv, write_json, write_text
+from utils import (LockHeld, RunLock, fmt_number, mean_std, read_json, resolve_device, write_csv,
+                   write_json, write_text)
 
+LOCK = "lock"
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
 RESULT_COLUMNS = ["stage", "dataset", "source", "beta", "lambda", "seed", "steps", "status",
                   "train_window_nll", "train_window_kl", "train_window_l2", "train_window_total",
@@ -95,14 +97,28 @@ def check_data_present(cfg: Config) -> None:
         raise SystemExit("\n".join(lines))
 
 
-def run_one(spec: RunSpec, cfg: Config, dataset, device) -> dict:
-    spec.run_dir.mkdir(parents=True, exist_ok=True)
+def run_one(spec: RunSpec, cfg: Config, dataset, device) -> dict | None:
+    """Train, evaluate and draw one run; None if another process is training it."""
+    try:
+        lock = RunLock(spec.run_dir / LOCK).acquire()
+    except LockHeld as err:
+        tqdm.write(f"skipped: {err}")
+        return None
+    try:
+        if spec.is_done():                  # finished by another process meanwhile
+            return read_row(spec)
+        return _train_and_evaluate(spec, cfg, dataset, device, lock)
+    finally:
+        lock.release()
+
+
+def _train_and_evaluate(spec: RunSpec, cfg: Config, dataset, device, lock: RunLock) -> dict:
     write_json(spec.run_dir / "config.json", {**cfg.to_dict(), "run": {
         "stage": spec.stage, "dataset": spec.dataset, "beta": spec.beta, "lambda": spec.lam,
         "seed": spec.seed, "steps": spec.steps, "init_from": spec.init_from}})
     tic = time.perf_counter()
     try:
-        state = train(spec, cfg, dataset, device)
+        state = train(spec, cfg, dataset, device, heartbeat=lock.touch)
     except RunFailed as err:
         return mark_failed(spec, err.step, str(err))
     (spec.run_dir / FAILED).unlink(missing_ok=True)
@@ -152,7 +168,8 @@ def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> l
                                          variant=cfg.mpi3d_variant)
             for spec in group:
                 row = run_one(spec, cfg, data, device)
-                bar.set_postfix_str(_postfix(row))
+                if row is not None:
+                    bar.set_postfix_str(_postfix(row))
                 bar.update()
     return [row for row in map(read_row, specs) if row is not None]
 

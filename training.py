@@ -219,8 +219,10 @@ def init_state(spec: RunSpec, cfg: Config, channels: int, device) -> RunState:
 
 
 # --- training ---------------------------------------------------------------------------
-def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, position: int = 1) -> RunState:
-    """Train one run to ``spec.steps``, resuming from its checkpoint if there is one."""
+def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, position: int = 1,
+          heartbeat=lambda: None) -> RunState:
+    """Train one run to ``spec.steps``, resuming from its checkpoint if there is one.
+    ``heartbeat`` is called at every checkpoint (it refreshes the run's lock)."""
     state = init_state(spec, cfg, dataset.channels, device)
     checkpoint = spec.run_dir / CHECKPOINT
     if checkpoint.exists():
@@ -252,6 +254,7 @@ def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, posit
             tic, tic_step = time.perf_counter(), state.step
         if state.step % cfg.checkpoint_interval == 0 or state.step == spec.steps:
             state.save(checkpoint)
+            heartbeat()
     bar.close()
     return state
 

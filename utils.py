@@ -124,3 +124,78 @@ def mean_std(values) -> str:
     if values.size == 0:
         return "n/a"
     return f"{values.mean():.4f} ± {values.std(ddof=1) if values.size > 1 else 0.0:.4f}"
+
+
+class LockHeld(RuntimeError):
+    """Another live process holds the lock."""
+
+
+class RunLock:
+    """An exclusive lock file per run, so two invocations never train the same run.
+
+    The file holds the owner's host and pid. A lock left by a dead process on this host
+    is stale and taken over; a lock from another host (a shared cluster filesystem) is
+    stale once its heartbeat (mtime, refreshed by ``touch``) is older than ``stale_after_s``.
+    O_EXCL creation works on local and NFS filesystems, unlike flock on some clusters.
+    """
+
+    def __init__(self, path, stale_after_s: float = 3600.0):
+        self.path, self.stale_after_s, self.held = Path(path), stale_after_s, False
+
+    def acquire(self) -> "RunLock":
+        import socket
+        import time
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner is None:
+                    continue                                  # released between our two calls
+                host, pid, age = owner[0], owner[1], time.time() - owner[2]
+                alive = _pid_alive(pid) if host == socket.gethostname() else age < self.stale_after_s
+                if alive:
+                    raise LockHeld(f"{self.path.parent} is being trained by pid {pid} on {host}") from None
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path)                      # stale: its owner died
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return self
+        raise LockHeld(f"could not take the lock {self.path}: another process keeps taking it")
+
+    def _owner(self):
+        try:
+            host, pid = self.path.read_text().split()
+            return host, int(pid), self.path.stat().st_mtime
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def touch(self) -> None:
+        if self.held:
+            os.utime(self.path)
+
+    def release(self) -> None:
+        if self.held:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+            self.held = False
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

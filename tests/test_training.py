@@ -4,28 +4,8 @@ import pytest
 import torch
 
 from config import Config
-from datasets import GroundTruthDataset
+from tiny_data import Squares
 from training import (CHECKPOINT, BatchOrder, RunSpec, heldout_split, metric_indices, train)
-
-
-class Squares(GroundTruthDataset):
-    """A 4×4×3 grid of white squares (x, y, size): small enough to train in seconds."""
-    name = "squares"
-    factor_names = ("x", "y", "size")
-    factor_sizes = (4, 4, 3)
-    channels = 1
-
-    def __init__(self, fail_after_reads: int | None = None):
-        self.reads, self.fail_after_reads = 0, fail_after_reads
-
-    def _images(self, indices):
-        self.reads += 1
-        if self.fail_after_reads is not None and self.reads > self.fail_after_reads:
-            raise KeyboardInterrupt("simulated kill")
-        out = np.zeros((len(indices), 1, 64, 64), np.uint8)
-        for i, (x, y, s) in enumerate(self.index_to_factors(indices)):
-            out[i, 0, 16 * y:16 * y + 6 + 4 * s, 16 * x:16 * x + 6 + 4 * s] = 255
-        return out
 
 
 def test_batch_order_covers_each_epoch_once_and_is_a_function_of_the_step():
