@@ -15,6 +15,7 @@ rerun continues from it.
 from __future__ import annotations
 
 import math
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -185,6 +186,10 @@ class RunState:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(), "step": self.step,
             "window": self.window, "interval_sum": self.interval_sum, "log": self.log,
+            # Training draws only from ``generator`` and the step; the global states are
+            # kept so that user code drawing from them (augmentations, say) resumes too.
+            "rng_torch": torch.get_rng_state(), "rng_numpy": _numpy_state(),
+            "rng_python": random.getstate(),
         }
         with atomic_write(path) as f:
             torch.save(payload, f)
@@ -197,6 +202,10 @@ class RunState:
         self.step, self.log = payload["step"], payload["log"]
         self.window.copy_(payload["window"])
         self.interval_sum.copy_(payload["interval_sum"])
+        torch.set_rng_state(payload["rng_torch"].cpu())
+        name, keys, pos, has_gauss, gauss = payload["rng_numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(payload["rng_python"])
 
     def window_means(self) -> dict[str, float]:
         """Mean of each loss term over the last min(step, loss_window) steps."""
@@ -205,6 +214,12 @@ class RunState:
             return {k: math.nan for k in LOSS_KEYS}
         means = self.window[:filled].double().mean(0).tolist()
         return dict(zip(LOSS_KEYS, means))
+
+
+def _numpy_state():
+    """The global NumPy RNG state in types that ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
 
 
 def init_state(spec: RunSpec, cfg: Config, channels: int, device) -> RunState:
@@ -253,20 +268,32 @@ def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, posit
             _log(state, spec, cfg, tic, tic_step)
             tic, tic_step = time.perf_counter(), state.step
         if state.step % cfg.checkpoint_interval == 0 or state.step == spec.steps:
+            _check_finite(state)         # a checkpoint is never written from a diverged state
             state.save(checkpoint)
             heartbeat()
     bar.close()
     return state
 
 
+def _check_finite(state: RunState) -> None:
+    """Raise RunFailed if a loss since the last check or a parameter is NaN/Inf."""
+    last = state.log[-1]["step"] if state.log else 0
+    if not bool(torch.isfinite(state.interval_sum).all()):
+        recent = range(max(last, state.step - len(state.window)), state.step)
+        first = next((s for s in recent if not bool(torch.isfinite(state.window[s % len(state.window)]).all())),
+                     last)
+        raise RunFailed(first + 1, f"non-finite loss at step {first + 1} (checked at step {state.step})")
+    bad = [n for n, p in state.model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise RunFailed(state.step, f"non-finite parameters {', '.join(bad[:3])} at step {state.step}")
+
+
 def _log(state: RunState, spec: RunSpec, cfg: Config, tic: float, tic_step: int) -> None:
     """Append a row of interval-mean losses to the run's train_log.csv; stop on NaN/Inf."""
+    _check_finite(state)
     n = state.step - (state.log[-1]["step"] if state.log else 0)
     means = (state.interval_sum / n).tolist()
     state.interval_sum.zero_()
-    if not all(math.isfinite(v) for v in means):
-        raise RunFailed(state.step, f"non-finite loss in steps {state.step - n + 1}..{state.step}: "
-                        + ", ".join(f"{k}={v}" for k, v in zip(LOSS_KEYS, means)))
     elapsed = time.perf_counter() - tic
     state.log.append({"step": state.step, **{f"train_{k}": v for k, v in zip(LOSS_KEYS, means)},
                       "images_per_s": (state.step - tic_step) * cfg.batch_size / max(elapsed, 1e-9)})

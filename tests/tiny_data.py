@@ -27,20 +27,27 @@ class Squares(GroundTruthDataset):
         return out
 
 
-def train_and_evaluate(run_dir: str, steps: int) -> None:
-    """What a sweep does for one run: train (resuming), save weights, evaluate."""
+TINY = dict(batch_size=8, loss_window=10, log_interval=5, checkpoint_interval=5, heldout_fraction=0.1,
+            metric_train_points=30, metric_test_points=10, figures=False, device="cpu")
+
+
+def tiny_spec(run_dir, steps: int, seed: int = 7):
+    from pathlib import Path
+
+    from training import RunSpec
+    return RunSpec("beta", "squares", 4.0, 0.0, seed=seed, steps=steps, run_dir=Path(run_dir))
+
+
+def run_tiny(run_dir: str, steps: int) -> None:
+    """What a sweep does for one run (lock, train with resume, save, evaluate)."""
     import torch
 
+    import study
     from config import Config
-    from training import RunSpec, evaluate, save_weights, train
     torch.set_num_threads(1)
-    cfg = Config(batch_size=8, loss_window=10, log_interval=5, checkpoint_interval=5,
-                 heldout_fraction=0.1, metric_train_points=30, metric_test_points=10)
-    spec = RunSpec("beta", "squares", 4.0, 0.0, seed=7, steps=steps, run_dir=__import__("pathlib").Path(run_dir))
-    state = train(spec, cfg, Squares(), torch.device("cpu"))
-    save_weights(state.model, spec.weights_path)
-    evaluate(spec, cfg, Squares(), state, torch.device("cpu"), wall_time_s=0.0)
+    row = study.run_one(tiny_spec(run_dir, steps), Config(**TINY), Squares(), torch.device("cpu"))
+    print("skipped" if row is None else row["status"])
 
 
 if __name__ == "__main__":
-    train_and_evaluate(sys.argv[1], int(sys.argv[2]))
+    run_tiny(sys.argv[1], int(sys.argv[2]))
