@@ -73,7 +73,11 @@ def check_compatible(cfg: Config, root: Path) -> None:
     """A results directory belongs to one set of run-defining settings."""
     saved_path = root / "config.json"
     if saved_path.exists():
-        saved = read_json(saved_path)
+        try:
+            saved = read_json(saved_path)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"config: {saved_path} is unreadable ({err}); "
+                              f"move it aside or use another --results-dir") from None
         for key in RUN_DEFINING:
             ours = cfg.to_dict()[key]
             ours = list(ours) if isinstance(ours, tuple) else ours
@@ -250,22 +254,32 @@ def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> P
     return root
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line instead of a 20-line usage dump: the flags are one --help away.
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def main(stage: str, argv=None, description: str = "") -> Path:
-    parser = argparse.ArgumentParser(description=description)
+    parser = _Parser(description=description)
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     try:
         cfg = from_args(args)
+        resolve_device(cfg.device)
         root = stage_root(cfg, stage)
         check_compatible(cfg, root)
-    except ConfigError as err:
+    except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
     print("resolved config:\n" + cfg.to_json())
     check_data_present(cfg)
     specs = beta_specs(cfg) if stage == "beta" else lambda_specs(cfg)
     tic = time.perf_counter()
-    rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
+    try:
+        rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
+    except datasets.DataError as err:
+        parser.exit(2, f"data error: {err}\n")
     root = finish(rows, specs, cfg, stage)
     done = sum(r["status"] == "done" for r in rows)
     print(f"done: {done} runs finished ({len(specs)} in grid) in {time.perf_counter() - tic:.0f} s; "
