@@ -8,10 +8,11 @@ as in the original files (REFERENCE.md §2).
 
 Pick a dataset with ``load_dataset(name, source)``: ``source="real"`` reads the
 published files from the data directory, ``source="standin"`` renders procedural
-images with exactly the real factor names and sizes (no downloads; for demos and
-tests). Real files are never loaded whole: rows are read on demand (``os.preadv`` at
-the array's byte offset inside the file, h5py for HDF5, JPEG decoding for CelebA);
-only dSprites, whose npz member is compressed, is held in memory, bit-packed (377 MB).
+images with exactly the real factor names and sizes (``standins.py``; no downloads, for
+demos and tests). Real files are never loaded whole: rows are read on demand
+(``os.preadv`` at the array's byte offset inside the file, h5py for HDF5, JPEG decoding
+for CelebA); only dSprites, whose npz member is compressed, is held in memory,
+bit-packed (377 MB instead of 3 GB as uint8).
 
 Command line: ``python datasets.py {download,convert,info} NAME``.
 
@@ -297,9 +298,10 @@ def fetch(url: str, dest: Path, sha256: str | None = None, manual: str = "") -> 
             raise DataError(f"{url}: sha256 {digest.hexdigest()} differs from the expected {sha256}")
         os.replace(tmp, dest)
     except (OSError, ValueError, DataError) as err:  # URLError is an OSError
-        tmp.unlink(missing_ok=True)
         reason = getattr(err, "reason", None) or err
         raise DataError(f"could not download {url} ({reason}); {manual or f'put the file at {dest}'}") from err
+    finally:
+        tmp.unlink(missing_ok=True)     # after a failure or an interruption; gone after the rename
     if sha256 is None:
         print(f"{dest}: {got} bytes (checksum not verified: no published sha256 known)")
     return dest
@@ -458,9 +460,10 @@ def _image_header(path: Path, key: str):
         raise _corrupt(path, path.suffix.lstrip(".") or "data", err) from err
 
 
-def _image_blocks(path: Path, key: str, shape: tuple[int, ...], rows_per_block: int = 16384):
+def _image_blocks(path: Path, key: str, shape: tuple[int, ...], block_bytes: int = 8 << 20):
     """Stream the image array ``key`` in blocks of rows (decompressing as it goes)."""
     row_bytes = int(np.prod(shape[1:]))
+    rows_per_block = max(1, block_bytes // row_bytes)
     try:
         if path.suffix == ".h5":
             with _open_h5(path) as f:
@@ -563,9 +566,10 @@ class FileDataset(GroundTruthDataset):
 
     source = "real"
 
-    def __init__(self, name: str, sizes: tuple[int, ...], store, location: Path, binary: bool = False):
+    def __init__(self, name: str, sizes: tuple[int, ...], store, location: Path, binary: bool = False,
+                 variant: str | None = None):
         self.name, self.factor_names, self.factor_sizes = name, FACTORS[name][0], tuple(sizes)
-        self.channels, self.location = CHANNELS[name], str(location)
+        self.channels, self.location, self.variant = CHANNELS[name], str(location), variant
         self._store, self._binary = store, binary
 
     def _images(self, indices):
@@ -603,7 +607,7 @@ def _load_dsprites(root: Path, sizes, variant, data_dir) -> FileDataset:
                         f"expected integers of shape ({n}, {len(sizes) + 1}) (colour + {len(sizes)} factors)")
     meta_sizes = metadata.get("latents_sizes") if isinstance(metadata, dict) else None
     if meta_sizes is not None and tuple(np.asarray(meta_sizes)[1:]) != tuple(sizes):
-        raise DataError(f"{path}: metadata latents_sizes {list(meta_sizes)} do not match the factor "
+        raise DataError(f"{path}: metadata latents_sizes {np.asarray(meta_sizes).tolist()} do not match the factor "
                         f"sizes (1,) + {tuple(sizes)}")
     rows = _sample_rows(n)
     _check_classes_match_index(path, "latents_classes", rows, classes[rows, 1:], sizes)   # column 0: colour
@@ -649,9 +653,7 @@ def _load_mpi3d(root: Path, sizes, variant, data_dir) -> FileDataset:
     path = _mpi3d_path(root, variant)
     store = _open_images(path, "images", sizes, (IMAGE_SIZE, IMAGE_SIZE, 3), name="mpi3d",
                          variant=variant, data_dir=data_dir)
-    dataset = FileDataset("mpi3d", sizes, store, store.path)
-    dataset.variant = variant
-    return dataset
+    return FileDataset("mpi3d", sizes, store, store.path, variant=variant)
 
 
 class CelebA(GroundTruthDataset):
