@@ -26,7 +26,7 @@ class _FactorStandin(GroundTruthDataset):
     render = None   # a function of factor classes (n, K) -> uint8 images (n, C, 64, 64)
 
     def _images(self, indices):
-        return type(self).render(self.index_to_factors(indices))
+        return self.render(self.index_to_factors(indices))
 
 
 # --- shared drawing helpers --------------------------------------------------------------

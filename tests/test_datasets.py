@@ -308,8 +308,12 @@ def test_celeba_attribute_file_must_cover_the_images(tmp_path):
     write_attributes(root / "list_attr_celeba.txt", ["000001.jpg"], [(1, -1)])
     with pytest.raises(DataError, match=r"list_attr_celeba\.txt: has no attributes for 000002\.jpg"):
         load_dataset("celeba", "real", tmp_path)
-    write_attributes(root / "list_attr_celeba.txt", ["000001.jpg", "000002.jpg"], [(1, 0), (1, 1)])
-    with pytest.raises(DataError, match=r"list_attr_celeba\.txt: line 3 should be"):
+    write_attributes(root / "list_attr_celeba.txt", ["000001.jpg", "000002.jpg"], [(1, 1), (1, 0)])
+    with pytest.raises(DataError, match=r"list_attr_celeba\.txt: expected an image name and 2 values -1/1 per "
+                                        r"line, line 4 is not"):
+        load_dataset("celeba", "real", tmp_path)
+    write_attributes(root / "list_attr_celeba.txt", ["000001.jpg", "000002.jpg"], [(1, 1), (1,)])
+    with pytest.raises(DataError, match=r"list_attr_celeba\.txt: expected an image name and 2 values"):
         load_dataset("celeba", "real", tmp_path)
 
 
