@@ -15,7 +15,7 @@ and settings the numbers equal disentanglement_lib 1.5's to 1e-6
 checked). Where this module deliberately differs, the docstring says so; the
 common case is a factor that takes a single value in the sample: it carries no
 information, disentanglement_lib returns NaN or raises for it, and here it is left
-out of every mean over factors (its per-factor entries are 0).
+out of every mean over factors (per-factor entries that would be undefined are 0).
 
 Names: ``sap_discrete`` is the λβ study's SAP (one LinearSVC per latent and factor,
 accuracy on a test split); ``sap_continuous`` is the R² variant. Z-diff is the
@@ -37,7 +37,6 @@ import scipy.stats
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits   # installed with scikit-learn
 
@@ -138,8 +137,15 @@ def discretize(codes, num_bins=NUM_BINS) -> np.ndarray:
 
 def _labels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Labels -> (0..n-1 codes, counts), so contingency tables can be built with bincount."""
-    uniq, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
     return inverse.reshape(-1), counts
+
+
+def _entropy(counts: np.ndarray) -> float:
+    """Plug-in entropy in nats of a label's counts (= mutual_info_score(x, x) to 1e-12,
+    without its classes x classes contingency table)."""
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum()) if counts.size > 1 else 0.0
 
 
 def _mutual_info(a, a_counts, b, b_counts) -> float:
@@ -165,8 +171,8 @@ def _mi_tables(factors: np.ndarray, binned: np.ndarray):
     f_lab = [_labels(f) for f in factors.T]
     z_lab = [_labels(z) for z in binned.T]
     mi = np.array([[_mutual_info(*f, *z) for f in f_lab] for z in z_lab]).reshape(len(z_lab), len(f_lab))
-    h_f = np.array([_mutual_info(*f, *f) for f in f_lab])
-    h_z = np.array([_mutual_info(*z, *z) for z in z_lab])
+    h_f = np.array([_entropy(counts) for _, counts in f_lab])
+    h_z = np.array([_entropy(counts) for _, counts in z_lab])
     return mi, h_f, h_z
 
 
@@ -186,7 +192,7 @@ def mutual_info_matrix(factors, codes, num_bins=NUM_BINS) -> np.ndarray:
 def factor_entropies(factors) -> np.ndarray:
     """H(factor_j) in nats, shape (K,): ``mutual_info_score(f_j, f_j)`` as in disentanglement_lib."""
     factors = _check_factors(factors)
-    return np.array([_mutual_info(*lab, *lab) for lab in map(_labels, factors.T)])
+    return np.array([_entropy(np.unique(f, return_counts=True)[1]) for f in factors.T])
 
 
 def _top_two(matrix: np.ndarray):
@@ -466,17 +472,30 @@ def _fit_logistic_regression(x, y) -> LogisticRegression:
         return LogisticRegression().fit(x, y)
 
 
+def _macro_roc_auc(onehot: np.ndarray, scores: np.ndarray) -> float:
+    """Macro one-vs-rest ROC-AUC over the columns that have positives and negatives.
+
+    Each column's AUC by the Mann-Whitney rank identity (mid-ranks for ties), which is
+    the trapezoidal ROC-AUC of ``sklearn.metrics.roc_auc_score`` exactly, in one sort
+    for all columns. disentanglement_lib assumes every class occurs in both splits
+    (and raises otherwise); columns without both kinds of point are left out here.
+    """
+    positives = onehot.sum(axis=0)
+    negatives = onehot.shape[0] - positives
+    ok = (positives > 0) & (negatives > 0)
+    if not ok.any():
+        return 0.0
+    ranks = scipy.stats.rankdata(scores[:, ok], axis=0)
+    pos, neg = positives[ok], negatives[ok]
+    auc = ((ranks * onehot[:, ok]).sum(axis=0) - pos * (pos + 1) / 2.0) / (pos * neg)
+    return float(np.mean(auc))
+
+
 def _explicitness(x_train, y_train, x_test, y_test) -> tuple[float, float]:
     """Macro one-vs-rest ROC-AUC of a logistic regression (train, test)."""
     clf = _fit_logistic_regression(x_train, y_train)
-    scores = []
-    for x, y in ((x_train, y_train), (x_test, y_test)):
-        onehot = (y[:, None] == clf.classes_[None, :]).astype(np.int64)
-        # ROC-AUC needs positives and negatives; disentanglement_lib assumes every class
-        # occurs in both splits and raises otherwise.
-        ok = (onehot.min(axis=0) == 0) & (onehot.max(axis=0) == 1)
-        scores.append(float(roc_auc_score(onehot[:, ok], clf.predict_proba(x)[:, ok])) if ok.any() else 0.0)
-    return scores[0], scores[1]
+    return tuple(_macro_roc_auc((y[:, None] == clf.classes_[None, :]).astype(np.float64), clf.predict_proba(x))
+                 for x, y in ((x_train, y_train), (x_test, y_test)))
 
 
 def modularity_explicitness(factors, codes, test_factors, test_codes, num_bins=NUM_BINS) -> dict:

@@ -68,6 +68,7 @@ def main():
     parser.add_argument("--no-gbt", action="store_true", help="skip dci(model='gbt') (about 5 minutes)")
     parser.add_argument("--repeat", type=int, default=3, help="best of this many runs per fast metric")
     args = parser.parse_args()
+    load = os.getloadavg()
     f, z, ft, zt = data()
     rows = []
     fast = [
@@ -103,6 +104,7 @@ def main():
     rows.append(("z_min_var", "64/point, 1000/500 points, 1000 var, free encode", seconds,
                  out["z_min_var_eval_accuracy"]))
 
+    print(f"load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} (others' jobs inflate times)")
     print(f"CPU cores: {os.cpu_count()}; best of {args.repeat} runs for the rows above the total; data: 10,000 train + 5,000 test points, 10 latents, "
           f"dSprites grid {SIZES}")
     print(f"{'metric':<26} {'settings':<50} {'seconds':>8} {'score':>7}")

@@ -170,6 +170,17 @@ def test_discretize_is_the_equal_width_histogram_rule():
     assert binned.min() == 1 and binned.max() == 7
 
 
+@pytest.mark.parametrize("num_classes", [2, 5, 40])
+def test_rank_roc_auc_equals_sklearn(num_classes):
+    from sklearn.metrics import roc_auc_score
+    rng = np.random.default_rng(num_classes)
+    y = rng.integers(0, num_classes, 2000)
+    scores = rng.dirichlet(np.ones(num_classes), 2000)
+    scores[:, 0] = np.round(scores[:, 0], 2)                    # ties take mid-ranks
+    onehot = (y[:, None] == np.arange(num_classes)).astype(float)
+    assert metrics._macro_roc_auc(onehot, scores) == pytest.approx(roc_auc_score(onehot, scores), abs=1e-12)
+
+
 def test_sap_discrete_uses_the_study_classifier_per_latent():
     from sklearn.svm import LinearSVC
     rng = np.random.default_rng(5)
