@@ -73,7 +73,9 @@ def _check_codes(codes, name="codes") -> np.ndarray:
         raise ValueError(f"{name} must be real numbers, got dtype {codes.dtype}")
     if codes.shape[0] == 0 or codes.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {codes.shape}")
-    codes = codes.astype(np.float64, copy=False)
+    if codes.dtype != np.float32:
+        # float32 stays float32 so that it is binned in its own precision (see discretize).
+        codes = codes.astype(np.float64, copy=False)
     if not np.isfinite(codes).all():
         bad = np.argwhere(~np.isfinite(codes))[0]
         raise ValueError(f"{name} has {int((~np.isfinite(codes)).sum())} NaN/Inf values "
@@ -126,6 +128,10 @@ def discretize(codes, num_bins=NUM_BINS) -> np.ndarray:
     ``np.digitize(x, np.histogram(x, num_bins)[1][:-1])``, so bins are numbered
     1..num_bins (the maximum lands in the last bin). A constant latent falls in one
     bin. Returns an int64 array (N, L).
+
+    float32 codes are binned in float32: np.histogram computes the edges in the input's
+    precision, as disentanglement_lib (and the study's code) did on float32 encoder
+    outputs; casting first would move points lying on an edge. Other inputs are float64.
     """
     codes = _check_codes(codes)
     num_bins = _check_num_bins(num_bins)
@@ -355,6 +361,7 @@ def sap_continuous(factors, codes, test_factors=None, test_codes=None) -> dict:
     if test_factors is not None or test_codes is not None:
         _check_train_test(factors, codes, test_factors, test_codes)
     factors, codes = check_inputs(factors, codes)
+    codes = codes.astype(np.float64)             # np.cov's precision, as disentanglement_lib
     n = codes.shape[0]
     if n < 2:
         raise ValueError("sap_continuous needs at least 2 points (it uses variances with ddof=1)")
@@ -420,6 +427,10 @@ def dci(factors, codes, test_factors, test_codes, model="gbt", random_state=0) -
     used random forests) with extremely randomised splits (Geurts et al. 2006): a valid
     importance matrix in a few seconds, but its scores are on another scale (noise
     latents keep 1-2 % importance); compare "fast" only with "fast".
+
+    ``random_state`` (0) seeds the classifier. disentanglement_lib passes none, so its
+    DCI changes from run to run (by about 1e-3 on the reference fixtures: the trees'
+    random feature order breaks ties between equally good splits).
 
     Deliberate difference: factors with one class in the train split get no model
     (scikit-learn refuses one class); their importance column is 0 and they are left
@@ -523,6 +534,7 @@ def modularity_explicitness(factors, codes, test_factors, test_codes, num_bins=N
     varying = _varying(factors)
     mi = _mi_tables(factors, discretize(codes, num_bins))[0]
     per_latent = _modularity_per_latent(mi[:, varying]) if varying.any() else np.zeros(codes.shape[1])
+    codes, test_codes = codes.astype(np.float64), test_codes.astype(np.float64)
     mean, std = codes.mean(axis=0), codes.std(axis=0)
     std = np.where(std > 0, std, 1.0)
     z_train, z_test = (codes - mean) / std, (test_codes - mean) / std
@@ -559,6 +571,7 @@ def irs(factors, codes, diff_quantile=0.99, num_bins=NUM_BINS) -> dict:
     if not 0.0 <= diff_quantile <= 1.0:
         raise ValueError(f"diff_quantile must be in [0, 1], got {diff_quantile}")
     binned = discretize(factors.astype(np.float64), num_bins)
+    codes = codes.astype(np.float64)
     active = np.flatnonzero(codes.var(axis=0) > 0.0)
     if active.size == 0:
         return {"irs": 0.0, "irs_per_latent": np.zeros(0), "irs_per_factor": np.zeros(factors.shape[1]),
@@ -604,7 +617,7 @@ def _encode(encode, dataset, factors: np.ndarray) -> np.ndarray:
             raise ValueError(f"encode must return codes of shape (n, L) for n images, "
                              f"got {codes.shape} for n={len(chunk)}")
         out.append(_check_codes(codes, "encode(images)"))
-    return np.concatenate(out)
+    return np.concatenate(out).astype(np.float64)
 
 
 def _points_per_chunk(batch_size: int, images_per_point: int) -> int:

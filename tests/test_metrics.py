@@ -181,6 +181,19 @@ def test_rank_roc_auc_equals_sklearn(num_classes):
     assert metrics._macro_roc_auc(onehot, scores) == pytest.approx(roc_auc_score(onehot, scores), abs=1e-12)
 
 
+def test_float32_codes_are_binned_in_float32():
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(3000, 4)).astype(np.float32)
+    f = rng.integers(0, 5, (3000, 2))
+    binned = metrics.discretize(z, 20)
+    for i in range(4):
+        edges = np.histogram(z[:, i], 20)[1]
+        assert edges.dtype == np.float32
+        np.testing.assert_array_equal(binned[:, i], np.digitize(z[:, i], edges[:-1]))
+    expected = [[mutual_info_score(fj, zi) for fj in f.T] for zi in binned.T]
+    np.testing.assert_allclose(metrics.mutual_info_matrix(f, z), expected, atol=1e-12, rtol=0)
+
+
 def test_sap_discrete_uses_the_study_classifier_per_latent():
     from sklearn.svm import LinearSVC
     rng = np.random.default_rng(5)
