@@ -244,9 +244,12 @@ def how_to_get(name: str, variant: str = "real", data_dir=None) -> str:
     if name == "celeba":
         return (f"download img_align_celeba.zip and list_attr_celeba.txt by hand from {CELEBA_PAGE} "
                 f"and put them in {root / CELEBA_DIR}/ (the zip may also be unpacked there)")
+    return f"run `{_command('download', name, variant, data_dir)}`, or {_by_hand(name, variant, data_dir)}"
+
+
+def _by_hand(name: str, variant: str, data_dir) -> str:
     remote = remote_file(name, variant)
-    return (f"run `{_command('download', name, variant, data_dir)}`, or download {remote.url} "
-            f"by hand to {root / remote.filename}")
+    return f"download {remote.url} by hand to {resolve_data_dir(data_dir) / remote.filename}"
 
 
 def _command(verb: str, name: str, variant: str, data_dir) -> str:
@@ -271,7 +274,7 @@ def download(name: str, data_dir=None, variant: str = "real") -> Path:
     if free < remote.approx_bytes:
         raise DataError(f"{dest.parent} has {free / 1e9:.1f} GB free, {remote.filename} needs about "
                         f"{remote.approx_bytes / 1e9:.1f} GB")
-    return fetch(remote.url, dest, remote.sha256, manual=how_to_get(name, variant, data_dir))
+    return fetch(remote.url, dest, remote.sha256, manual=_by_hand(name, variant, data_dir))
 
 
 def fetch(url: str, dest: Path, sha256: str | None = None, manual: str = "") -> Path:

@@ -316,7 +316,8 @@ def _face_parameters(n: int) -> dict[str, np.ndarray]:
 
 class CelebAStandin(GroundTruthDataset):
     """A few hundred procedurally drawn faces with 4 true binary attributes, for tests and
-    demos of CelebA code paths. No factor grid, like CelebA."""
+    demos of CelebA code paths. No factor grid, like CelebA. (All faces are drawn on first
+    use: 512 faces are 6 MB.)"""
 
     name, channels, has_factors = "celeba", 3, False
     source, location = "standin", "procedural"
@@ -335,25 +336,30 @@ class CelebAStandin(GroundTruthDataset):
                         axis=1).astype(np.uint8)
 
     def _images(self, indices):
-        p = {k: v[indices] for k, v in _face_parameters(self._size).items()}
-        y, x = _pixel_grid()
-        col = lambda v: v.reshape(-1, 1, 1)    # noqa: E731  per-image scalars against the grid
-        a, b = col(p["a"]), col(p["b"])
-        dx, dy = x - col(p["cx"]), y - col(p["cy"])
-        face = (dx / a) ** 2 + (dy / b) ** 2 <= 1
-        hair = (dx / (a + 3)) ** 2 + ((dy + 3) / (b + 3)) ** 2 <= 1
-        eye_r = np.hypot(np.abs(dx) - 0.4 * a, dy + 0.12 * b)
-        eyes = eye_r <= 2.0
-        glasses = col(p["glasses"]) & ((np.abs(eye_r - 3.8) <= 0.7)
-                                       | ((np.abs(dx) <= 0.4 * a - 3.8) & (np.abs(dy + 0.12 * b) <= 0.6)))
-        smile = (np.abs(np.hypot(dx, dy - 0.1 * b) - 0.4 * b) <= 0.9) & (dy > 0.3 * b) & (np.abs(dx) <= 0.35 * a)
-        flat = (np.abs(dy - 0.5 * b) <= 0.8) & (np.abs(dx) <= 0.3 * a)
-        mouth = np.where(col(p["smiling"]), smile, flat)
-        keys = np.select([eyes | glasses, mouth, face & (dy > -0.55 * b), hair], [3, 4, 2, 1], 0)
-        palettes = np.stack([p["background"], _HAIR_RGB[p["hair"]], _SKIN_RGB[p["skin"]],
-                             np.broadcast_to([25, 25, 30], (len(indices), 3)),
-                             np.broadcast_to([150, 40, 50], (len(indices), 3))], axis=1)
-        return _paint(keys.astype(np.uint8), palettes.astype(np.uint8))
+        return _faces(self._size)[indices]
+
+
+@functools.lru_cache(maxsize=4)
+def _faces(n: int) -> np.ndarray:
+    """All n faces (n, 3, 64, 64), drawn once per process: a batch is then one gather."""
+    p = _face_parameters(n)
+    y, x = _pixel_grid()
+    col = lambda v: v.reshape(-1, 1, 1)    # noqa: E731  per-image scalars against the grid
+    a, b = col(p["a"]), col(p["b"])
+    dx, dy = x - col(p["cx"]), y - col(p["cy"])
+    face = (dx / a) ** 2 + (dy / b) ** 2 <= 1
+    hair = (dx / (a + 3)) ** 2 + ((dy + 3) / (b + 3)) ** 2 <= 1
+    eye_r = np.hypot(np.abs(dx) - 0.4 * a, dy + 0.12 * b)
+    eyes = eye_r <= 2.0
+    glasses = col(p["glasses"]) & ((np.abs(eye_r - 3.8) <= 0.7)
+                                   | ((np.abs(dx) <= 0.4 * a - 3.8) & (np.abs(dy + 0.12 * b) <= 0.6)))
+    smile = (np.abs(np.hypot(dx, dy - 0.1 * b) - 0.4 * b) <= 0.9) & (dy > 0.3 * b) & (np.abs(dx) <= 0.35 * a)
+    flat = (np.abs(dy - 0.5 * b) <= 0.8) & (np.abs(dx) <= 0.3 * a)
+    mouth = np.where(col(p["smiling"]), smile, flat)
+    keys = np.select([eyes | glasses, mouth, face & (dy > -0.55 * b), hair], [3, 4, 2, 1], 0)
+    palettes = np.stack([p["background"], _HAIR_RGB[p["hair"]], _SKIN_RGB[p["skin"]],
+                         np.broadcast_to([25, 25, 30], (n, 3)), np.broadcast_to([150, 40, 50], (n, 3))], axis=1)
+    return _paint(keys.astype(np.uint8), palettes.astype(np.uint8))
 
 
 STANDINS = {"dsprites": SpritesStandin, "shapes3d": Shapes3DStandin, "mpi3d": MPI3DStandin,
