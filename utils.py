@@ -83,7 +83,7 @@ def _csv_cell(v):
     if v is None:
         return ""
     if isinstance(v, float):
-        return repr(v)     # full precision: the CSV is the source the figures are drawn from
+        return repr(float(v))     # full precision (and no "np.float64(...)"): the CSV is the source the figures are drawn from
     return v
 
 

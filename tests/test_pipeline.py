@@ -67,7 +67,9 @@ def test_lambda_stage_continues_beta_checkpoints(beta_root):
     assert iio.imread(root / "metric_heatmaps_across_datasets.png").ndim == 3
     change = rows(root / "percent_change.csv")
     base = [r for r in change if r["beta"] == "1.0" and r["lambda"] == "0.0"]
-    assert base and all(float(r["percent_change"]) == 0.0 for r in base)
+    assert base and all(float(r["percent_change"]) == 0.0 for r in base if float(r["baseline_beta1_lambda0"]))
+    # A zero baseline (SAP of an untrained model) has no percent change.
+    assert all(r["percent_change"] == "nan" for r in change if float(r["baseline_beta1_lambda0"]) == 0)
 
 
 def test_missing_beta_checkpoint_is_one_clear_line(beta_root):
