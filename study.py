@@ -34,7 +34,7 @@ LOCK = "lock"
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
 RESULT_COLUMNS = ["stage", "dataset", "source", "beta", "lambda", "seed", "steps", "status",
                   "train_window_nll", "train_window_kl", "train_window_l2", "train_window_total",
-                  "heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_images",
+                  "heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_mean_image_nll", "heldout_images",
                   "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "reason"]
 
 
@@ -192,7 +192,8 @@ def _grid_flags(cfg: Config) -> str:
 
 
 # --- tables -----------------------------------------------------------------------------
-SUMMARY_METRICS = ("train_window_nll", "heldout_neg_elbo", "mig", "sap", "i_m", "i_m_normalized")
+SUMMARY_METRICS = ("train_window_nll", "heldout_recon", "heldout_mean_image_nll", "heldout_neg_elbo",
+                   "mig", "sap", "i_m", "i_m_normalized")
 
 
 def summary_text(rows: list[dict], stage: str) -> str:
@@ -266,7 +267,7 @@ def main(stage: str, argv=None, description: str = "") -> Path:
     add_config_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        cfg = from_args(args)
+        cfg = from_args(args, stage=stage)
         resolve_device(cfg.device)
         root = stage_root(cfg, stage)
         check_compatible(cfg, root)

@@ -54,4 +54,4 @@ def test_results_directory_with_other_settings_or_corrupt_config(tmp_path, capsy
     (root / "config.json").write_text('{"lr": 0.5, "source": "standin"}')
     with pytest.raises(SystemExit):
         study.main("beta", GOOD + ["--results-dir", str(tmp_path)])
-    assert "was made with lr=0.5, not 0.0001" in capsys.readouterr().err
+    assert "was made with lr=0.5, not 0.001" in capsys.readouterr().err

@@ -92,5 +92,5 @@ def test_real_source_with_missing_files_points_to_demo(tmp_path):
 def test_incompatible_results_directory_is_refused(beta_root):
     out, _ = beta_root
     with pytest.raises(SystemExit) as err:
-        study.main("beta", FAST + ["--results-dir", str(out), "--lr", "0.001"])
+        study.main("beta", FAST + ["--results-dir", str(out), "--lr", "0.01"])
     assert err.value.code == 2
