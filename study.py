@@ -163,15 +163,15 @@ def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> l
             f": train it first with `python main_beta.py {_grid_flags(cfg)}`")
     print(f"{len(specs)} runs in the grid, {len(specs) - len(todo)} already finished or failed, "
           f"{len(todo)} to train on {device}")
-    by_dataset = defaultdict(list)
-    for spec in todo:
-        by_dataset[spec.dataset].append(spec)
+    # Open (and so validate) every dataset before training anything: a bad file should
+    # fail in seconds, not after the runs of the datasets before it.
+    data = {name: datasets.load_dataset(name, source=cfg.source, data_dir=cfg.data_dir,
+                                        variant=cfg.mpi3d_variant)
+            for name in dict.fromkeys(spec.dataset for spec in todo)}
     with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
-        for name, group in by_dataset.items():
-            data = datasets.load_dataset(name, source=cfg.source, data_dir=cfg.data_dir,
-                                         variant=cfg.mpi3d_variant)
-            for spec in group:
-                row = run_one(spec, cfg, data, device)
+        for name in data:
+            for spec in (s for s in todo if s.dataset == name):
+                row = run_one(spec, cfg, data[name], device)
                 if row is not None:
                     bar.set_postfix_str(_postfix(row))
                 bar.update()

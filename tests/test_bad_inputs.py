@@ -1,7 +1,10 @@
 """Every bad input ends in one clear message naming the setting or file, never a traceback."""
+import numpy as np
 import pytest
 
+import datasets
 import study
+from test_datasets import write_dsprites, write_mpi3d, write_shapes3d
 
 GOOD = ["--demo", "--datasets", "dsprites", "--seeds", "0", "--beta", "1", "--steps", "2", "--device", "cpu"]
 
@@ -55,3 +58,59 @@ def test_results_directory_with_other_settings_or_corrupt_config(tmp_path, capsy
     with pytest.raises(SystemExit):
         study.main("beta", GOOD + ["--results-dir", str(tmp_path)])
     assert "was made with lr=0.5, not 0.001" in capsys.readouterr().err
+
+
+# --- bad data files, end to end through main_beta.py --source real ------------------------
+# (each loader's key, dtype and shape checks are tested on reduced grids in test_datasets.py;
+# at the full grid the length check speaks first)
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+
+
+def _bad_dsprites_truncated(d):
+    write_dsprites(d)
+    _truncate(d / datasets.DSPRITES_FILE)
+
+
+def _bad_dsprites_small_grid(d):
+    write_dsprites(d)                   # a reduced grid where the real one is expected
+
+
+def _bad_shapes3d_small_grid(d):
+    write_shapes3d(d)
+
+
+def _bad_shapes3d_not_hdf5(d):
+    (d / datasets.SHAPES3D_FILE).write_bytes(b"this is not an HDF5 file" * 100)
+
+
+def _bad_mpi3d_small_grid(d):
+    write_mpi3d(d)                      # a reduced grid where the real one is expected
+
+
+def _bad_mpi3d_wrong_shape(d):
+    write_mpi3d(d, images=np.zeros((6, 32, 32, 3), np.uint8))
+
+
+DATA_CASES = [
+    ("dsprites", _bad_dsprites_truncated, datasets.DSPRITES_FILE),
+    ("dsprites", _bad_dsprites_small_grid, "expected integers of shape (737280, 6)"),
+    ("shapes3d", _bad_shapes3d_small_grid, "of shape (480000, 6)"),
+    ("shapes3d", _bad_shapes3d_not_hdf5, datasets.SHAPES3D_FILE),
+    ("mpi3d", _bad_mpi3d_small_grid, "1036800"),
+    ("mpi3d", _bad_mpi3d_wrong_shape, "mpi3d_real.npz"),
+]
+
+
+@pytest.mark.parametrize("name, write, needle", DATA_CASES, ids=[c[1].__name__[5:] for c in DATA_CASES])
+def test_bad_data_file_is_one_clear_line(name, write, needle, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    write(data)
+    with pytest.raises(SystemExit) as exit_:
+        study.main("beta", ["--source", "real", "--data-dir", str(data), "--datasets", name, "--seeds", "0",
+                            "--beta", "1", "--steps", "2", "--device", "cpu", "--results-dir", str(tmp_path / "r")])
+    assert exit_.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and message[0].startswith("data error:") and needle in message[0], message
