@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 import datasets
 import visualizations as vis
+from models import BetaVAE, num_parameters
 from config import RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
 from training import (FAILED, METRICS, RunFailed, RunSpec, evaluate, mark_failed, metric_indices,
                       save_weights, train)
-from utils import (LockHeld, RunLock, fmt_number, mean_std, read_json, resolve_device, write_csv,
-                   write_json, write_text)
+from utils import (LockHeld, RunLock, fmt_number, mean_std, read_csv, read_json, resolve_device,
+                   write_csv, write_json, write_text)
 
 LOCK = "lock"
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
@@ -168,6 +169,8 @@ def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> l
     data = {name: datasets.load_dataset(name, source=cfg.source, data_dir=cfg.data_dir,
                                         variant=cfg.mpi3d_variant)
             for name in dict.fromkeys(spec.dataset for spec in todo)}
+    for name, dataset in data.items():
+        print(f"{name}: {dataset!r}; model {num_parameters(BetaVAE(dataset.channels, cfg.latent_dim)):,} parameters")
     with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
         for name in data:
             for spec in (s for s in todo if s.dataset == name):
@@ -241,6 +244,7 @@ def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> P
     """Rewrite the results table, summary and aggregate figures from all finished runs."""
     root = stage_root(cfg, stage)
     write_csv(root / "results.csv", rows, RESULT_COLUMNS)
+    rows = read_csv(root / "results.csv")       # everything below is drawn from the table itself
     write_text(root / "summary.txt", summary_text(rows, stage))
     missing = len(specs) - len(rows)
     if cfg.figures and any(r["status"] == "done" for r in rows):
