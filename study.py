@@ -240,6 +240,23 @@ def percent_change_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def percent_change_text(change_rows: list[dict]) -> str:
+    """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
+    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; nan where the baseline is 0.", ""]
+    blocks = defaultdict(list)
+    for r in change_rows:
+        blocks[(r["dataset"], r["metric"])].append(r)
+    for (ds, metric), rows in blocks.items():
+        lambdas = sorted({r["lambda"] for r in rows})
+        lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
+        lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s}" for v in lambdas))
+        for beta in sorted({r["beta"] for r in rows}):
+            cells = {r["lambda"]: r["percent_change"] for r in rows if r["beta"] == beta}
+            lines.append(f"{fmt_number(beta):>8s} " + "".join(f"{cells.get(v, math.nan):+8.1f}%" for v in lambdas))
+        lines.append("")
+    return "\n".join(lines)
+
+
 def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> Path:
     """Rewrite the results table, summary and aggregate figures from all finished runs."""
     root = stage_root(cfg, stage)
@@ -253,7 +270,9 @@ def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> P
         else:
             vis.lambda_heatmaps(rows, root / "metric_heatmaps_across_datasets.png")
     if stage == "lambda":
-        write_csv(root / "percent_change.csv", percent_change_rows(rows))
+        change = percent_change_rows(rows)
+        write_csv(root / "percent_change.csv", change)
+        write_text(root / "percent_change.txt", percent_change_text(change))
     if missing:
         print(f"note: {missing} of {len(specs)} runs have no results yet; figures show what exists")
     return root

@@ -65,6 +65,7 @@ def test_lambda_stage_continues_beta_checkpoints(beta_root):
     assert (root / "dsprites" / "beta_4" / "lambda_2" / "seed_0" /
             "lambda_betavae_beta_4_lambda_2_seed_0.pth").exists()
     assert iio.imread(root / "metric_heatmaps_across_datasets.png").ndim == 3
+    assert "dsprites mig (baseline" in (root / "percent_change.txt").read_text()
     change = rows(root / "percent_change.csv")
     base = [r for r in change if r["beta"] == "1.0" and r["lambda"] == "0.0"]
     assert base and all(float(r["percent_change"]) == 0.0 for r in base if float(r["baseline_beta1_lambda0"]))
