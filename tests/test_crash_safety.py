@@ -61,6 +61,7 @@ def test_sigkill_at_random_moments_then_rerun_is_bit_identical(tmp_path):
         if step is None:
             break
         steps_at_kill.append(step)
+    print(f"SIGKILLed after checkpoints at steps {steps_at_kill} of {STEPS}")
     assert len(steps_at_kill) >= 2, f"the run finished before it could be killed twice: {steps_at_kill}"
     assert not (run_dir / "metrics.json").exists()
     _finish(_start(run_dir))
