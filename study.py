@@ -128,18 +128,18 @@ def _train_and_evaluate(spec: RunSpec, cfg: Config, dataset, device, lock: RunLo
         return mark_failed(spec, err.step, str(err))
     (spec.run_dir / FAILED).unlink(missing_ok=True)
     save_weights(state.model, spec.weights_path)
-    row = evaluate(spec, cfg, dataset, state, device, wall_time_s=time.perf_counter() - tic)
+    result = evaluate(spec, cfg, dataset, state, device, wall_time_s=time.perf_counter() - tic)
     if cfg.figures:
-        draw_run_figures(spec, cfg, dataset, state.model, device)
-    return row
+        draw_run_figures(spec, cfg, dataset, state.model, device, result["mi"])
+    write_json(spec.run_dir / METRICS, result)      # last: its presence marks the run done
+    return result["row"]
 
 
-def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device) -> None:
+def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device, mi) -> None:
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     vis.save_reconstructions(model, dataset.images(points["test"][:64]), spec.run_dir, device)
     vis.save_traversal_gif(model, dataset.images(points["distinct"]), spec.run_dir / "traversal.gif", device)
-    saved = read_json(spec.run_dir / METRICS)
-    vis.save_mi_heatmap(np.array(saved["mi"]), saved["factor_names"], spec.run_dir / "mi_heatmap.png",
+    vis.save_mi_heatmap(np.asarray(mi), dataset.factor_names, spec.run_dir / "mi_heatmap.png",
                         title=f"I(factor; latent), {spec.name}")
 
 

@@ -324,7 +324,8 @@ def heldout_nll(model: BetaVAE, dataset: GroundTruthDataset, indices: np.ndarray
 
 def evaluate(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, state: RunState, device,
              wall_time_s: float) -> dict:
-    """Metrics of a trained run, written to metrics.json; returns its results-table row."""
+    """Metrics of a trained run: the contents of its metrics.json (``row`` is its
+    results-table row). The caller writes the file last, as the run's 'done' marker."""
     model = state.model
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     codes = {k: encode(model, dataset, points[k], device) for k in ("train", "test")}
@@ -346,7 +347,7 @@ def evaluate(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, state: Run
         "mig": scores["mig"], "sap": scores["sap"], "i_m": scores["i_m"],
         "i_m_normalized": scores["i_m_normalized"], "wall_time_s": wall_time_s,
     }
-    write_json(spec.run_dir / METRICS, {
+    return {
         "row": row, "mi": scores["mi"], "factor_names": dataset.factor_names,
         "metric_settings": scores["settings"],
         "definitions": {
@@ -359,8 +360,7 @@ def evaluate(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, state: Run
             "i_m": "max-weight one-to-one factor-latent matching of MI, nats (unnormalised)",
             "i_m_normalized": "i_m divided by the sum of factor entropies",
         },
-    })
-    return row
+    }
 
 
 def mark_failed(spec: RunSpec, step: int, reason: str) -> dict:
