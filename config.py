@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 DATASETS = ("dsprites", "shapes3d", "mpi3d")
 SOURCES = ("real", "standin")
