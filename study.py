@@ -97,7 +97,8 @@ def check_data_present(cfg: Config) -> None:
     if missing:
         lines = ["The real dataset files are missing:"]
         for d, p in missing:
-            lines.append(f"  {p}\n    get it: {datasets.how_to_get(d, variant=cfg.mpi3d_variant, data_dir=cfg.data_dir)}")
+            how = datasets.how_to_get(d, variant=cfg.mpi3d_variant, data_dir=cfg.data_dir)
+            lines.append(f"  {p}\n    get it: {how}")
         lines.append("Run with --demo (procedural stand-ins, no downloads) to try everything without them.")
         raise SystemExit("\n".join(lines))
 

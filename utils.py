@@ -83,7 +83,8 @@ def _csv_cell(v):
     if v is None:
         return ""
     if isinstance(v, float):
-        return repr(float(v))     # full precision (and no "np.float64(...)"): the CSV is the source the figures are drawn from
+        # Full precision, and no "np.float64(...)": the figures are drawn from this table.
+        return repr(float(v))
     return v
 
 
