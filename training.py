@@ -287,13 +287,15 @@ def _log(state: RunState, spec: RunSpec, cfg: Config, tic: float, tic_step: int)
 @torch.no_grad()
 def encode(model: BetaVAE, dataset: GroundTruthDataset, indices: np.ndarray, device,
            batch_size: int = 128) -> np.ndarray:
-    """Encoder means (n, latent_dim) as float64 NumPy, the codes every metric reads."""
+    """Encoder means (n, latent_dim) as float32 NumPy, the codes every metric reads.
+    float32 as in the original code: histogram bin edges are computed in the codes'
+    precision, and float64 would move the points that lie on an edge."""
     model.eval()
     out = []
     for start in range(0, len(indices), batch_size):
         x = to_float(torch.from_numpy(dataset.images(indices[start:start + batch_size])).to(device))
-        out.append(model.encoder(x.contiguous(memory_format=torch.channels_last))[0].double().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim))
+        out.append(model.encoder(x.contiguous(memory_format=torch.channels_last))[0].float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim), np.float32)
 
 
 @torch.no_grad()
