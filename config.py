@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import json
 import math
+import types
 import typing
 from dataclasses import dataclass, fields
 
@@ -157,7 +158,7 @@ def _field_parser(tp):
     if origin is tuple:
         inner = args[0]
         return inner, ("+" if len(args) == 2 and args[1] is Ellipsis else len(args))
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in args if a is not type(None)][0]
         return inner, None
     return tp, None

@@ -39,8 +39,8 @@ def _save_figure(fig, path) -> None:
         f.write(buf.getvalue())
 
 
-def _save_image(array_hwc: np.ndarray, path, **kwargs) -> None:
-    data = iio.imwrite("<bytes>", array_hwc, extension=".png", **kwargs)
+def _save_png(array_hwc: np.ndarray, path) -> None:
+    data = iio.imwrite("<bytes>", array_hwc, extension=".png")
     with atomic_write(path) as f:
         f.write(data)
 
@@ -70,8 +70,8 @@ def save_reconstructions(model, images: np.ndarray, out_dir, device) -> None:
     images = images[:64]
     model.eval()
     recon = model.reconstruct(to_float(torch.from_numpy(images).to(device)))
-    _save_image(tile(images, 8), out_dir / "originals.png")
-    _save_image(tile(_to_uint8(recon), 8), out_dir / "reconstructions.png")
+    _save_png(tile(images, 8), out_dir / "originals.png")
+    _save_png(tile(_to_uint8(recon), 8), out_dir / "reconstructions.png")
 
 
 @torch.no_grad()

@@ -111,13 +111,13 @@ def drop_from_page_cache(path: Path) -> None:
 
 
 # --- the measurements -------------------------------------------------------------------
-def measure_mpi3d(data_dir: str, batches: int) -> dict:
-    """Run in a fresh process: open MPI3D-real, draw random batches of 64."""
+def measure(name: str, data_dir: str, batches: int) -> dict:
+    """Run in a fresh process: open the real ``name`` file, draw random batches of 64."""
     baseline = rss_anon_kib()
     sampler = PeakAnon()
     sampler.start()
     tic = time.perf_counter()
-    ds = datasets.load_dataset("mpi3d", "real", data_dir)
+    ds = datasets.load_dataset(name, "real", data_dir)
     opened = time.perf_counter()
     rng = np.random.default_rng(0)
     checksum = 0
@@ -172,7 +172,7 @@ def bench_mpi3d(tmp_root: str, batches: int, keep: bool) -> None:
         for label, cold in (("page cache warm", False), ("page cache cold", True)):
             if cold:
                 drop_from_page_cache(path)
-            r = run_measurement(["--measure-mpi3d", str(folder), "--batches", str(batches)])
+            r = run_measurement(["--measure", "mpi3d", str(folder), "--batches", str(batches)])
             print(f"  {label}: open {r['open_s'] * 1e3:.1f} ms; {batches} batches of 64 in {r['batches_s']:.2f} s "
                   f"({batches * 64 / r['batches_s']:,.0f} images/s); peak RssAnon {r['peak_anon_mib']:.0f} MiB "
                   f"(interpreter + numpy alone: {r['baseline_anon_mib']:.0f} MiB); "
@@ -182,18 +182,6 @@ def bench_mpi3d(tmp_root: str, batches: int, keep: bool) -> None:
             print(f"  kept {path}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def measure_dsprites(data_dir: str) -> dict:
-    sampler = PeakAnon()
-    sampler.start()
-    tic = time.perf_counter()
-    ds = datasets.load_dataset("dsprites", "real", data_dir)
-    opened = time.perf_counter()
-    rng = np.random.default_rng(0)
-    for _ in range(1000):
-        ds.images(rng.integers(0, len(ds), 64))
-    return {"open_s": opened - tic, "batches_s": time.perf_counter() - opened, **peaks(sampler)}
 
 
 def bench_dsprites(tmp_root: str, keep: bool) -> None:
@@ -211,7 +199,7 @@ def bench_dsprites(tmp_root: str, keep: bool) -> None:
             with zf.open("latents_classes.npy", "w") as member:
                 npy_format.write_array(member, classes)
         print(f"dSprites: wrote {path.stat().st_size / 1e6:.0f} MB compressed npz in {time.perf_counter() - tic:.0f} s")
-        r = run_measurement(["--measure-dsprites", str(folder)])
+        r = run_measurement(["--measure", "dsprites", str(folder)])
         print(f"  open (decompress + bit-pack) {r['open_s']:.1f} s; 1000 batches of 64 in {r['batches_s']:.2f} s; "
               f"peak RssAnon {r['peak_anon_mib']:.0f} MiB; VmHWM {r['vm_hwm_mib']:.0f} MiB, "
               f"ru_maxrss {r['ru_maxrss_mib']:.0f} MiB")
@@ -228,14 +216,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the full-size files")
     parser.add_argument("--skip-mpi3d", action="store_true")
     parser.add_argument("--dsprites", action="store_true", help="also time a full-size compressed dSprites")
-    parser.add_argument("--measure-mpi3d", help=argparse.SUPPRESS)
-    parser.add_argument("--measure-dsprites", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", nargs=2, metavar=("NAME", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.measure_mpi3d:
-        print(json.dumps(measure_mpi3d(args.measure_mpi3d, args.batches)))
-        return
-    if args.measure_dsprites:
-        print(json.dumps(measure_dsprites(args.measure_dsprites)))
+    if args.measure:
+        print(json.dumps(measure(*args.measure, args.batches)))
         return
     # Memory first, while this parent process is small (see peaks()).
     if not args.skip_mpi3d:
