@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 DATASETS = ("dsprites", "shapes3d", "mpi3d")
 SOURCES = ("real", "standin")
 MPI3D_VARIANTS = ("toy", "realistic", "real")
+PRECISIONS = ("fp32", "bf16")
 
 
 class ConfigError(ValueError):
@@ -58,6 +59,9 @@ class Config:
     # --- where and how --------------------------------------------------------------
     results_dir: str | None = None           # default: betavae_results / lambda_betavae_results
     device: str = "auto"                     # "auto", "cpu", "cuda", "cuda:1", ...
+    pack_size: int = 0                       # runs trained together in one step; 0 = chosen from the device
+    precision: str = "fp32"                  # "fp32", or "bf16" autocast of the forward pass
+    compile: bool = False                    # torch.compile the packed training step
     figures: bool = True
     demo: bool = False
 
@@ -141,6 +145,10 @@ def validate(cfg: Config) -> Config:
         bad("adam_eps", "must be > 0")
     if not 0 <= cfg.heldout_fraction < 0.5:
         bad("heldout_fraction", f"is {cfg.heldout_fraction}: use a fraction in [0, 0.5), 0 for exact reproduction")
+    if cfg.pack_size < 0:
+        bad("pack_size", f"is {cfg.pack_size}: use 0 (chosen from the device) or a positive number of runs")
+    if cfg.precision not in PRECISIONS:
+        bad("precision", f"is {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
     if not (cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda")):
         bad("device", f"is {cfg.device!r}: use auto, cpu, cuda or cuda:N")
     return cfg

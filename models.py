@@ -55,10 +55,13 @@ class BetaVAE(nn.Module):
         self.encoder = Encoder(channels, latent_dim)
         self.decoder = Decoder(channels, latent_dim)
 
-    def forward(self, x, generator: torch.Generator | None = None):
-        """Returns (logits, mu, logvar) with z drawn by the reparameterisation trick."""
+    def forward(self, x, generator: torch.Generator | None = None, eps: torch.Tensor | None = None):
+        """Returns (logits, mu, logvar) with z drawn by the reparameterisation trick.
+        ``eps`` (n, latent_dim) is the standard-normal noise if given (the packed
+        engine draws it per run outside ``vmap``), else drawn from ``generator``."""
         mu, logvar = self.encoder(x)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decoder(z), mu, logvar
 
