@@ -79,3 +79,188 @@ def num_parameters(model: nn.Module) -> int:
 def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 images 0..255 -> float32 in [0, 1]; done on the device so transfers stay uint8."""
     return images_uint8.to(torch.float32).div_(255.0)
+
+
+# =====================================================================================
+# The MINE disentangling VAE (second model family; REFERENCE.md §4, mine_study.py)
+# =====================================================================================
+# Flow: image -> Encoder -> code z (n, L) -> FactorEncoder -> factor embeddings (n, K, F)
+# -> CrossAttention(queries = factor embeddings, keys/values = latent slots of z)
+# -> attended latent z~ (n, L) -> Decoder. "The code" that every metric reads is the
+# encoder mean mu (n, L), exactly as for the β-VAE: the attention only adds to what the
+# decoder sees, so the code's meaning does not depend on the attention path.
+class FactorEncoder(nn.Module):
+    """Latent code z (n, L) -> factor embeddings (n, K, factor_dim).
+
+    Each embedding is a learned factor query q_k plus an input-dependent shift from a
+    small MLP of the code, so the queries can adapt to the image while staying tied to
+    one factor slot k each."""
+
+    def __init__(self, latent_dim: int, num_factors: int, factor_dim: int, hidden: int = 256):
+        super().__init__()
+        self.num_factors, self.factor_dim = num_factors, factor_dim
+        self.queries = nn.Parameter(torch.randn(num_factors, factor_dim) * factor_dim ** -0.5)
+        self.net = nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_factors * factor_dim))
+
+    def forward(self, z):
+        return self.queries + self.net(z).view(-1, self.num_factors, self.factor_dim)
+
+
+class CrossAttention(nn.Module):
+    """Dynamic capacity allocation: factor embeddings attend over latent slots.
+
+    Latent slot i is the token s_i = z_i · w_i + p_i (a learned direction scaled by the
+    latent's value, plus a learned slot embedding), so keys and values come from the
+    code. Single-head scaled dot-product attention (Vaswani et al. 2017) with the
+    softmax over slots: A[k, i] is the share of factor k's unit capacity given to
+    latent i (each row sums to 1). The factor outputs o_k = Σ_i A[k, i] v(s_i) are
+    mapped back to the latent space and *added* to z (a residual, zero-initialised, so
+    the untrained model is exactly the β-VAE and the decoder always sees the code).
+
+    forward(z, factor_embeddings) -> (attended z~ (n, L), attention A (n, K, L)).
+    """
+
+    def __init__(self, latent_dim: int, num_factors: int, factor_dim: int, attention_dim: int):
+        super().__init__()
+        self.scale = attention_dim ** -0.5
+        self.slot_direction = nn.Parameter(torch.randn(latent_dim, attention_dim) * attention_dim ** -0.5)
+        self.slot_embedding = nn.Parameter(torch.randn(latent_dim, attention_dim) * attention_dim ** -0.5)
+        self.query = nn.Linear(factor_dim, attention_dim)
+        self.key = nn.Linear(attention_dim, attention_dim)
+        self.value = nn.Linear(attention_dim, attention_dim)
+        self.out = nn.Linear(num_factors * attention_dim, latent_dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, z, factor_embeddings):
+        slots = z[:, :, None] * self.slot_direction + self.slot_embedding          # (n, L, A)
+        scores = self.query(factor_embeddings) @ self.key(slots).transpose(1, 2)     # (n, K, L)
+        attention = torch.softmax(scores * self.scale, dim=-1)
+        factor_out = attention @ self.value(slots)                                   # (n, K, A)
+        return z + self.out(factor_out.flatten(1)), attention
+
+
+class GaussianFitEstimator(nn.Module):
+    """Per-latent complexity from a Gaussian fit over a buffer of recent codes.
+
+    Keeps the last ``samples`` sampled codes z and their posterior log-variances. The
+    complexity of latent i is the Gaussian-channel estimate of the information it
+    carries about the input, in nats:
+
+        c_i = max(0, ½ log Var_fit[z_i] - ½ mean log σ_i²(x))
+
+    h(z_i) is at most the entropy of the Gaussian fitted to z_i's marginal
+    (½ log 2πe·Var_fit) and h(z_i | x) = ½ E log 2πe·σ_i²(x), so c_i is an upper bound
+    on I(x; z_i), tight when the aggregate posterior is Gaussian. A collapsed latent
+    (posterior = prior) has c_i ≈ 0. The buffers are part of the state_dict, so a
+    resumed run continues with the same buffer."""
+
+    def __init__(self, latent_dim: int, samples: int = 1000):
+        super().__init__()
+        self.register_buffer("codes", torch.zeros(samples, latent_dim))
+        self.register_buffer("logvars", torch.zeros(samples, latent_dim))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, z, logvar) -> None:
+        """Write a batch of codes into the ring buffer (oldest rows replaced first)."""
+        size = self.codes.shape[0]
+        z, logvar = z.detach()[-size:], logvar.detach()[-size:]
+        rows = (self.count + torch.arange(len(z), device=z.device)) % size
+        self.codes[rows] = z.to(self.codes.dtype)
+        self.logvars[rows] = logvar.to(self.logvars.dtype)
+        self.count += len(z)
+
+    @torch.no_grad()
+    def complexity(self) -> torch.Tensor:
+        """c (L,) in nats; zeros until two codes have been seen."""
+        filled = int(min(int(self.count), self.codes.shape[0]))
+        if filled < 2:
+            return torch.zeros(self.codes.shape[1], device=self.codes.device)
+        var = self.codes[:filled].var(dim=0).clamp_min(1e-12)
+        return (0.5 * var.log() - 0.5 * self.logvars[:filled].mean(dim=0)).clamp_min(0.0)
+
+    @torch.no_grad()
+    def part_weights(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Adaptive weights of the per-part redundancy terms: each part's total
+        complexity divided by the mean over parts (mean weight 1, so the overall scale
+        stays ``disentanglement_weight``); all ones while nothing carries information.
+        Why: the MINE estimate for a part that carries no information is estimator
+        noise, and redundancy matters in proportion to the information that is shared."""
+        c = self.complexity()
+        per_part = torch.stack([c[p].sum() for p in parts])
+        mean = per_part.mean()
+        return per_part / mean if mean > 0 else torch.ones_like(per_part)
+
+
+def latent_parts(latent_dim: int, parts: int) -> list[torch.Tensor]:
+    """Contiguous, near-equal groups of latent indices (``np.array_split`` order)."""
+    bounds = [round(k * latent_dim / parts) for k in range(parts + 1)]
+    return [torch.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+class MutualInformationEstimator(nn.Module):
+    """One MINE (Belghazi et al. 2018; ``mine.MINE``) per latent part p, estimating the
+    redundancy I(z_p; z_rest) between the part and the other latents.
+
+    Kept apart from the VAE: its statistics networks maximise the DV bound with their
+    own optimiser, while the VAE minimises the estimates with T held fixed.
+    forward(z, generator, update_ema) -> (P,) DV estimates (corrected gradient)."""
+
+    def __init__(self, latent_dim: int, parts: int, hidden: int = 128, ema_rate: float = 0.01):
+        super().__init__()
+        from mine import MINE   # here: models.py stays importable without the MINE module's users
+
+        self.parts = latent_parts(latent_dim, parts)
+        self.rest = [torch.tensor(sorted(set(range(latent_dim)) - set(p.tolist()))) for p in self.parts]
+        self.estimators = nn.ModuleList(MINE(len(p), len(r), hidden, ema_rate) for p, r in zip(self.parts, self.rest))
+
+    def forward(self, z, generator: torch.Generator | None = None, update_ema: bool = True) -> torch.Tensor:
+        return torch.stack([m(z[:, p.to(z.device)], z[:, r.to(z.device)], generator, update_ema)["mi"]
+                            for m, p, r in zip(self.estimators, self.parts, self.rest)])
+
+
+class MINEDisentangleVAE(nn.Module):
+    """The MINE disentangling VAE (REFERENCE.md §4): the λβ study's conv Encoder and
+    Decoder with a FactorEncoder + CrossAttention between them and a Gaussian-fit
+    complexity estimate of the code. The MINE estimators are a separate module
+    (``MutualInformationEstimator``) with their own optimiser.
+
+    ``forward`` returns (logits, mu, logvar) like ``BetaVAE``, so held-out ELBO and
+    encoding code written for the β-VAE apply unchanged; ``run`` returns everything
+    the loss needs. ``encoder(x)[0]`` (the mean mu) is the code the metrics read."""
+
+    def __init__(self, channels: int = 3, latent_dim: int = 128, num_factors: int = 10, factor_dim: int = 32,
+                 attention_dim: int = 128, gaussian_fit_samples: int = 1000):
+        super().__init__()
+        self.channels, self.latent_dim = channels, latent_dim
+        self.encoder = Encoder(channels, latent_dim)
+        self.factor_encoder = FactorEncoder(latent_dim, num_factors, factor_dim)
+        self.attention = CrossAttention(latent_dim, num_factors, factor_dim, attention_dim)
+        self.decoder = Decoder(channels, latent_dim)
+        self.complexity = GaussianFitEstimator(latent_dim, gaussian_fit_samples)
+
+    def attend(self, z):
+        """(attended latent z~, attention weights (n, K, L))."""
+        return self.attention(z, self.factor_encoder(z))
+
+    def decode(self, z):
+        """Bernoulli logits of a code, through the attention path."""
+        return self.decoder(self.attend(z)[0])
+
+    def run(self, x, generator: torch.Generator | None = None, eps: torch.Tensor | None = None) -> dict:
+        mu, logvar = self.encoder(x)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        attended, attention = self.attend(z)
+        return {"logits": self.decoder(attended), "mu": mu, "logvar": logvar, "z": z, "attention": attention}
+
+    def forward(self, x, generator: torch.Generator | None = None, eps: torch.Tensor | None = None):
+        out = self.run(x, generator, eps)
+        return out["logits"], out["mu"], out["logvar"]
+
+    @torch.no_grad()
+    def reconstruct(self, x):
+        """Decoded encoder means, as probabilities in [0, 1]."""
+        return torch.sigmoid(self.decode(self.encoder(x)[0]))
