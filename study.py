@@ -286,9 +286,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(stage: str, argv=None, description: str = "") -> Path:
+    import launcher                     # here: launcher imports this module
     parser = _Parser(description=description)
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
     add_config_arguments(parser)
+    launcher.add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     try:
         cfg = from_args(args, stage=stage)
@@ -297,9 +299,12 @@ def main(stage: str, argv=None, description: str = "") -> Path:
         check_compatible(cfg, root)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
+    specs = beta_specs(cfg) if stage == "beta" else lambda_specs(cfg)
+    # --status, --collect and --launcher slurm are handled there; local training goes on here.
+    if launcher.dispatch(args, launcher.study_stage(stage, cfg, specs, argv, retry_failed=args.retry_failed)):
+        return root
     print("resolved config:\n" + cfg.to_json())
     check_data_present(cfg)
-    specs = beta_specs(cfg) if stage == "beta" else lambda_specs(cfg)
     tic = time.perf_counter()
     try:
         rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
