@@ -26,8 +26,8 @@ import datasets
 import visualizations as vis
 from models import BetaVAE, num_parameters
 from config import RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
-from training import (FAILED, METRICS, RunFailed, RunSpec, evaluate, mark_failed, metric_indices,
-                      save_weights, train)
+from training import (FAILED, METRICS, ImageSource, RunResult, RunSpec, checkpoint_step, evaluate, mark_failed,
+                      metric_indices, save_weights, train_pack)
 from utils import (LockHeld, RunLock, fmt_number, mean_std, read_csv, read_json, resolve_device,
                    write_csv, write_json, write_text)
 
@@ -36,7 +36,7 @@ ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
 RESULT_COLUMNS = ["stage", "dataset", "source", "beta", "lambda", "seed", "steps", "status",
                   "train_window_nll", "train_window_kl", "train_window_l2", "train_window_total",
                   "heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_mean_image_nll", "heldout_images",
-                  "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "reason"]
+                  "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "pack_size", "reason"]
 
 
 def stage_root(cfg: Config, stage: str) -> Path:
@@ -104,36 +104,58 @@ def check_data_present(cfg: Config) -> None:
 
 
 def run_one(spec: RunSpec, cfg: Config, dataset, device) -> dict | None:
-    """Train, evaluate and draw one run; None if another process is training it."""
+    """Train, evaluate and draw one run (a pack of one); None if another process is training it."""
+    rows = run_pack([spec], cfg, dataset, device)
+    return rows[0] if rows else None
+
+
+def run_pack(specs: list[RunSpec], cfg: Config, dataset, device, source: ImageSource | None = None) -> list[dict]:
+    """Train runs of one dataset together (same step, same step target), then evaluate
+    and draw each; returns their rows. Runs another process holds are skipped."""
+    locks, todo, rows = [], [], []
     try:
-        lock = RunLock(spec.run_dir / LOCK).acquire()
-    except LockHeld as err:
-        tqdm.write(f"skipped: {err}")
-        return None
-    try:
-        if spec.is_done():                  # finished by another process meanwhile
-            return read_row(spec)
-        return _train_and_evaluate(spec, cfg, dataset, device, lock)
+        for spec in specs:
+            try:
+                lock = RunLock(spec.run_dir / LOCK).acquire()
+            except LockHeld as err:
+                tqdm.write(f"skipped: {err}")
+                continue
+            locks.append(lock)
+            if spec.is_done():              # finished by another process meanwhile
+                rows.append(read_row(spec))
+            else:
+                todo.append(spec)
+        if todo:
+            rows += _train_and_evaluate(todo, cfg, dataset, device, source, heartbeat=lambda: [lk.touch() for lk in locks])
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
+    return rows
 
 
-def _train_and_evaluate(spec: RunSpec, cfg: Config, dataset, device, lock: RunLock) -> dict:
-    write_json(spec.run_dir / "config.json", {**cfg.to_dict(), "run": {
-        "stage": spec.stage, "dataset": spec.dataset, "beta": spec.beta, "lambda": spec.lam,
-        "seed": spec.seed, "steps": spec.steps, "init_from": spec.init_from}})
-    tic = time.perf_counter()
-    try:
-        state = train(spec, cfg, dataset, device, heartbeat=lock.touch)
-    except RunFailed as err:
-        return mark_failed(spec, err.step, str(err))
-    (spec.run_dir / FAILED).unlink(missing_ok=True)
-    save_weights(state.model, spec.weights_path)
-    result = evaluate(spec, cfg, dataset, state, device, wall_time_s=time.perf_counter() - tic)
-    if cfg.figures:
-        draw_run_figures(spec, cfg, dataset, state.model, device, result["mi"])
-    write_json(spec.run_dir / METRICS, result)      # last: its presence marks the run done
-    return result["row"]
+def _train_and_evaluate(specs: list[RunSpec], cfg: Config, dataset, device, source, heartbeat) -> list[dict]:
+    for spec in specs:
+        write_json(spec.run_dir / "config.json", {**cfg.to_dict(), "run": {
+            "stage": spec.stage, "dataset": spec.dataset, "beta": spec.beta, "lambda": spec.lam,
+            "seed": spec.seed, "steps": spec.steps, "init_from": spec.init_from}})
+    tic, rows = time.perf_counter(), []
+
+    def finish_run(result: RunResult) -> None:
+        spec = result.spec
+        if result.failure is not None:
+            rows.append(mark_failed(spec, result.failure.step, str(result.failure)))
+            return
+        (spec.run_dir / FAILED).unlink(missing_ok=True)
+        save_weights(result.model, spec.weights_path)
+        out = evaluate(spec, cfg, dataset, result, device, wall_time_s=time.perf_counter() - tic)
+        out["row"]["pack_size"] = len(specs)
+        if cfg.figures:
+            draw_run_figures(spec, cfg, dataset, result.model, device, out["mi"])
+        write_json(spec.run_dir / METRICS, out)      # last: its presence marks the run done
+        rows.append(out["row"])
+
+    train_pack(specs, cfg, dataset, device, source=source, heartbeat=heartbeat, on_result=finish_run)
+    return rows
 
 
 def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device, mi) -> None:
@@ -172,14 +194,31 @@ def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> l
             for name in dict.fromkeys(spec.dataset for spec in todo)}
     for name, dataset in data.items():
         print(f"{name}: {dataset!r}; model {num_parameters(BetaVAE(dataset.channels, cfg.latent_dim)):,} parameters")
+    pack_size = cfg.pack_size or default_pack_size(device)
     with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
-        for name in data:
-            for spec in (s for s in todo if s.dataset == name):
-                row = run_one(spec, cfg, data[name], device)
-                if row is not None:
+        for name, dataset in data.items():
+            source = ImageSource(dataset, device)       # on a GPU: the whole dataset, once
+            for pack in form_packs([s for s in todo if s.dataset == name], pack_size):
+                for row in run_pack(pack, cfg, dataset, device, source):
                     bar.set_postfix_str(_postfix(row))
-                bar.update()
+                bar.update(len(pack))
     return [row for row in map(read_row, specs) if row is not None]
+
+
+def default_pack_size(device) -> int:
+    """Runs per pack when the config leaves it to the device (pack_size 0): on a GPU,
+    many small runs fill it; on a CPU packing saves little (benchmarks/throughput.py),
+    and a small pack shows results sooner."""
+    return 32 if device.type == "cuda" else 4
+
+
+def form_packs(specs: list[RunSpec], pack_size: int) -> list[list[RunSpec]]:
+    """Consecutive runs (grid order: β, then seed) that can train together: same step
+    target and same step to resume from, at most pack_size of them."""
+    groups = defaultdict(list)
+    for spec in specs:
+        groups[(spec.steps, checkpoint_step(spec))].append(spec)
+    return [group[i:i + pack_size] for group in groups.values() for i in range(0, len(group), pack_size)]
 
 
 def _postfix(row: dict) -> str:

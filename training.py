@@ -1,6 +1,8 @@
-"""Train and evaluate one run of the λβ-VAE study; both stages share this code path.
+"""Train and evaluate runs of the λβ-VAE study; both stages share this code path.
 
-A run is (stage, dataset, β, λ, seed). Its randomness comes only from its seed:
+Runs of one dataset train together as a pack (engine.py); a single run is a pack of
+one. A run is (stage, dataset, β, λ, seed), and its randomness comes only from its
+seed, so it trains the same alone or in any pack:
 - the initial weights from ``torch.manual_seed(seed)`` (so all β of one seed start
   from the same weights, as in the original code);
 - the data order from one permutation of the training images per epoch, drawn from
@@ -8,9 +10,9 @@ A run is (stage, dataset, β, λ, seed). Its randomness comes only from its seed
   exactly the batches the uninterrupted run would have read;
 - the reparameterisation noise from a ``torch.Generator`` whose state is checkpointed.
 
-Every ``checkpoint_interval`` steps the whole run state (weights, Adam, noise
-generator, step, loss window, log) is written atomically to ``checkpoint.pt``; a
-rerun continues from it.
+Every ``checkpoint_interval`` steps each run's whole state (weights, Adam, noise
+generator, step, loss window, log) is written atomically to its own ``checkpoint.pt``;
+a rerun continues from it.
 """
 from __future__ import annotations
 
@@ -28,11 +30,11 @@ from tqdm import tqdm
 import metrics
 from config import Config
 from datasets import GroundTruthDataset
+from engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, make_optimizer, member_optimizer_state
 from losses import lambda_beta_loss
 from models import BetaVAE, to_float
 from utils import atomic_write, fmt_number, write_csv, write_json
 
-LOSS_KEYS = ("total", "recon", "kl", "l2")
 HELDOUT_SEED = 20260209        # fixed for every run, so held-out NLLs compare across seeds
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
@@ -119,23 +121,53 @@ class BatchOrder:
         return np.concatenate(parts)
 
 
-def batches(dataset: GroundTruthDataset, order: BatchOrder, start: int, stop: int, device):
-    """uint8 batches of steps start..stop-1 on the device, converted to float there.
+class ImageSource:
+    """A dataset's uint8 images by index, handed out as float batches on the device.
 
-    Read in the training thread on purpose: a prefetch thread made CPU steps 3x slower
-    on 2 cores (it competes with torch's OpenMP workers), and a stand-in batch renders
-    in ~2 ms."""
-    for step in range(start, stop):
-        batch = torch.from_numpy(dataset.images(order(step)))
-        yield batch.to(device, non_blocking=device.type == "cuda")
+    Images travel as uint8 (4x fewer bytes than float) and become floats on the device.
+    With ``resident`` the whole dataset is copied to the device once as uint8 (the
+    default on a GPU where it takes at most half the free memory: dSprites 3.0 GB,
+    Shapes3D 5.9 GB, MPI3D-real 12.7 GB) and batches are gathered there, so a step
+    moves only its indices."""
+
+    def __init__(self, dataset: GroundTruthDataset, device, resident: bool | None = None, chunk: int = 8192):
+        self.dataset, self.device = dataset, torch.device(device)
+        c = dataset.channels
+        if resident is None:
+            resident = self.device.type == "cuda" and len(dataset) * c * 64 * 64 <= 0.5 * torch.cuda.mem_get_info(self.device)[0]
+        self.images = None
+        if resident:
+            self.images = torch.empty((len(dataset), c, 64, 64), dtype=torch.uint8, device=self.device)
+            for start in tqdm(range(0, len(dataset), chunk), desc=f"{dataset.name} to {self.device}", leave=False,
+                              unit="chunk", dynamic_ncols=True):
+                idx = np.arange(start, min(start + chunk, len(dataset)))
+                self.images[start:start + len(idx)] = torch.from_numpy(dataset.images(idx))
+
+    def batch(self, indices: np.ndarray) -> torch.Tensor:
+        """indices (P, n) -> float32 images (P, n, C, 64, 64) in [0, 1], each run's batch
+        channels_last (NHWC), the layout the convolutions are fastest in."""
+        p, n = indices.shape
+        flat = torch.from_numpy(np.ascontiguousarray(indices).reshape(-1))
+        if self.images is not None:
+            u8 = self.images.index_select(0, flat.to(self.device, non_blocking=True))
+        else:
+            # Read in the training thread on purpose: a prefetch thread made CPU steps 3x
+            # slower on 2 cores (it competes with torch's OpenMP workers).
+            u8 = torch.from_numpy(self.dataset.images(flat.numpy())).to(self.device, non_blocking=True)
+        c = u8.shape[1]
+        out = torch.empty((p, n, 64, 64, c), dtype=torch.float32, device=self.device).permute(0, 1, 4, 2, 3)
+        return out.copy_(u8.view(p, n, c, 64, 64)).div_(255.0)
 
 
-# --- model state ------------------------------------------------------------------------
-def new_model(channels: int, cfg: Config, seed: int, device) -> BetaVAE:
-    torch.manual_seed(seed)      # the same initial weights for every β of one seed
-    model = BetaVAE(channels, cfg.latent_dim)
-    # NHWC convolutions are 1.5-3x faster on CPU (oneDNN) and on recent GPUs.
-    return model.to(device=device, memory_format=torch.channels_last)
+# --- run state ---------------------------------------------------------------------------
+def initial_weights(spec: RunSpec, channels: int, latent_dim: int) -> dict[str, torch.Tensor]:
+    """A fresh run's weights: torch.manual_seed(seed) then BetaVAE's init (on the CPU, so
+    every device starts from the same numbers), or the β run's final weights (λ stage)."""
+    torch.manual_seed(spec.seed)      # the same initial weights for every β of one seed
+    model = BetaVAE(channels, latent_dim)
+    if spec.init_from is not None:
+        load_weights(spec.init_from, model, "cpu")
+    return model.state_dict()
 
 
 def load_weights(path: Path, model: BetaVAE, device) -> None:
@@ -149,46 +181,24 @@ def save_weights(model: BetaVAE, path: Path) -> None:
         torch.save(model.state_dict(), f)
 
 
-def make_optimizer(model, cfg: Config) -> torch.optim.Adam:
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps)
+def checkpoint_step(spec: RunSpec) -> int:
+    """The step a run would resume from (0 without a checkpoint), read without loading
+    its tensors: the scheduler packs runs that are at the same step."""
+    path = spec.run_dir / CHECKPOINT
+    if not path.exists():
+        return 0
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
 
 
 @dataclass
-class RunState:
-    """Everything a run needs to continue bit-for-bit; saved whole in every checkpoint."""
-    model: BetaVAE
-    optimizer: torch.optim.Optimizer
-    generator: torch.Generator
+class RunResult:
+    """A run that left its pack: trained to its last step, or failed."""
+    spec: RunSpec
     step: int
-    window: torch.Tensor           # (loss_window, 4) per-step LOSS_KEYS, a ring buffer on the device
-    interval_sum: torch.Tensor     # (4,) sums since the last log row
+    window: torch.Tensor            # (loss_window, 4) per-step LOSS_KEYS, a ring buffer
     log: list[dict]
-
-    def save(self, path: Path) -> None:
-        payload = {
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(), "step": self.step,
-            "window": self.window, "interval_sum": self.interval_sum, "log": self.log,
-            # Training draws only from ``generator`` and the step; the global states are
-            # kept so that user code drawing from them (augmentations, say) resumes too.
-            "rng_torch": torch.get_rng_state(), "rng_numpy": _numpy_state(),
-            "rng_python": random.getstate(),
-        }
-        with atomic_write(path) as f:
-            torch.save(payload, f)
-
-    def load(self, path: Path, device) -> None:
-        payload = torch.load(path, map_location=device, weights_only=True)
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.generator.set_state(payload["generator"].cpu())
-        self.step, self.log = payload["step"], payload["log"]
-        self.window.copy_(payload["window"])
-        self.interval_sum.copy_(payload["interval_sum"])
-        torch.set_rng_state(payload["rng_torch"].cpu())
-        name, keys, pos, has_gauss, gauss = payload["rng_numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        random.setstate(payload["rng_python"])
+    model: BetaVAE | None = None    # None if the run failed
+    failure: RunFailed | None = None
 
     def window_means(self) -> dict[str, float]:
         """Mean of each loss term over the last min(step, loss_window) steps."""
@@ -199,88 +209,205 @@ class RunState:
         return dict(zip(LOSS_KEYS, means))
 
 
+class Pack:
+    """The state of P runs at the same step: stacked weights and Adam (engine.py), and
+    per run its noise generator, data order, loss ring buffer and log. Each run is saved
+    to, and resumed from, its own checkpoint.pt in the single-run format, so a run can
+    resume in any pack, or alone."""
+
+    def __init__(self, specs: list[RunSpec], cfg: Config, channels: int, device, train_indices: np.ndarray,
+                 mode: str | None = None):
+        self.cfg, self.channels, self.device, self.mode = cfg, channels, torch.device(device), mode
+        self.train_indices = train_indices
+        payloads = [self._payload(spec) for spec in specs]
+        steps = {p["step"] for p in payloads}
+        if len(steps) != 1:
+            raise ValueError("runs of one pack must be at the same step: " +
+                             ", ".join(f"{s.name} at {p['step']}" for s, p in zip(specs, payloads)))
+        self._build(specs, payloads, steps.pop())
+        if any("rng_torch" in p for p in payloads):     # global RNGs, for user code that draws from them
+            p = next(p for p in payloads if "rng_torch" in p)
+            torch.set_rng_state(p["rng_torch"].cpu())
+            name, keys, pos, has_gauss, gauss = p["rng_numpy"]
+            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+            random.setstate(p["rng_python"])
+
+    def _payload(self, spec: RunSpec) -> dict:
+        """A run's checkpoint, or the state of a fresh run."""
+        path = spec.run_dir / CHECKPOINT
+        if path.exists():
+            return torch.load(path, map_location=self.device, weights_only=True)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(spec.seed)
+        return {"model": initial_weights(spec, self.channels, self.cfg.latent_dim), "optimizer": None,
+                "generator": generator.get_state(), "step": 0,
+                "window": torch.zeros(self.cfg.loss_window, len(LOSS_KEYS)),
+                "interval_sum": torch.zeros(len(LOSS_KEYS)), "log": []}
+
+    def _build(self, specs, payloads, step) -> None:
+        cfg, device = self.cfg, self.device
+        self.specs, self.step = list(specs), step
+        self.model = PackedBetaVAE([p["model"] for p in payloads], self.channels, cfg.latent_dim, device,
+                                   mode=self.mode, precision=cfg.precision, compile=cfg.compile)
+        self.optimizer = make_optimizer(self.model, cfg.lr, cfg.adam_betas, cfg.adam_eps)
+        if payloads[0]["optimizer"] is not None:
+            load_member_optimizer_states(self.optimizer, [p["optimizer"] for p in payloads])
+        self.generators = []
+        for p in payloads:
+            g = torch.Generator(device=device)
+            g.set_state(p["generator"].cpu())
+            self.generators.append(g)
+        self.window = torch.stack([p["window"] for p in payloads]).to(device)            # (P, W, 4)
+        self.interval_sum = torch.stack([p["interval_sum"] for p in payloads]).to(device)  # (P, 4)
+        self.logs = [list(p["log"]) for p in payloads]
+        self.orders = [BatchOrder(self.train_indices, cfg.batch_size, s.seed) for s in specs]
+        self.beta = torch.tensor([s.beta for s in specs], dtype=torch.float32, device=device)
+        self.lam = torch.tensor([s.lam for s in specs], dtype=torch.float32, device=device)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def member_payload(self, k: int) -> dict:
+        return {
+            "model": self.model.member_state_dict(k), "optimizer": member_optimizer_state(self.optimizer, k),
+            "generator": self.generators[k].get_state(), "step": self.step,
+            "window": self.window[k].clone(), "interval_sum": self.interval_sum[k].clone(), "log": self.logs[k],
+            # Training draws only from the run's generator and the step; the global states
+            # are kept so that user code drawing from them (augmentations, say) resumes too.
+            "rng_torch": torch.get_rng_state(), "rng_numpy": _numpy_state(), "rng_python": random.getstate(),
+        }
+
+    def save(self) -> None:
+        for k, spec in enumerate(self.specs):
+            with atomic_write(spec.run_dir / CHECKPOINT) as f:
+                torch.save(self.member_payload(k), f)
+
+    def keep(self, indices: list[int]) -> None:
+        """Continue with these runs only (the others failed or finished)."""
+        if indices == list(range(len(self))):
+            return
+        payloads = [self.member_payload(k) for k in indices]
+        self._build([self.specs[k] for k in indices], payloads, self.step) if indices else self._empty()
+
+    def _empty(self) -> None:
+        self.specs, self.logs, self.generators, self.orders = [], [], [], []
+
+    def result(self, k: int, failure: RunFailed | None = None) -> RunResult:
+        return RunResult(self.specs[k], self.step if failure is None else failure.step, self.window[k].clone(),
+                         self.logs[k], model=None if failure else self.model.member_model(k), failure=failure)
+
+    # --- one optimizer step of every run -------------------------------------------------
+    def train_step(self, source: ImageSource) -> None:
+        x = source.batch(np.stack([order(self.step) for order in self.orders]))
+        n = x.shape[1]
+        eps = torch.stack([torch.randn((n, self.cfg.latent_dim), generator=g, device=self.device)
+                           for g in self.generators])
+        terms = self.model.loss_terms(x, eps, self.beta, self.lam)               # (P, 4)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms[:, 0].sum().backward()             # runs are independent: each gets its own gradient
+        self.optimizer.step()
+        # Keep losses on the device: a .item() per step would sync the GPU every step.
+        rows = terms.detach().float()
+        self.window[:, self.step % self.window.shape[1]] = rows
+        self.interval_sum += rows
+        self.step += 1
+
+    def failures(self) -> dict[int, RunFailed]:
+        """Runs whose losses since the last check or whose weights are NaN/Inf."""
+        bad_loss = ~torch.isfinite(self.interval_sum).all(1)
+        bad_param = torch.zeros_like(bad_loss)
+        for p in self.model.parameters():
+            bad_param |= ~torch.isfinite(p.detach()).flatten(1).all(1)
+        bad_loss, bad_param = bad_loss.tolist(), bad_param.tolist()     # one sync for the pack
+        out = {}
+        last = self.logs[0][-1]["step"] if self.logs and self.logs[0] else 0
+        w = self.window.shape[1]
+        for k in range(len(self)):
+            if bad_loss[k]:
+                recent = range(max(last, self.step - w), self.step)
+                first = next((s for s in recent if not bool(torch.isfinite(self.window[k, s % w]).all())), last)
+                out[k] = RunFailed(first + 1, f"non-finite loss at step {first + 1} (checked at step {self.step})")
+            elif bad_param[k]:
+                names = [n for n, p in self.model.params.items() if not bool(torch.isfinite(p[k]).all())]
+                out[k] = RunFailed(self.step, f"non-finite parameters {', '.join(names[:3])} at step {self.step}")
+        return out
+
+    def log_interval(self, elapsed: float, steps_done: int) -> None:
+        """Append a row of interval-mean losses to every run's log and train_log.csv."""
+        n = self.step - (self.logs[0][-1]["step"] if self.logs[0] else 0)
+        means = (self.interval_sum / n).tolist()
+        self.interval_sum.zero_()
+        rate = steps_done * self.cfg.batch_size / max(elapsed, 1e-9)
+        for k, spec in enumerate(self.specs):
+            self.logs[k].append({"step": self.step, **{f"train_{key}": v for key, v in zip(LOSS_KEYS, means[k])},
+                                 "images_per_s_per_run": rate, "pack_size": len(self)})
+            write_csv(spec.run_dir / "train_log.csv", self.logs[k])
+
+
 def _numpy_state():
     """The global NumPy RNG state in types that ``torch.load(weights_only=True)`` accepts."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
     return name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
 
 
-def init_state(spec: RunSpec, cfg: Config, channels: int, device) -> RunState:
-    model = new_model(channels, cfg, spec.seed, device)
-    if spec.init_from is not None:
-        load_weights(spec.init_from, model, device)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(spec.seed)
-    window = torch.zeros(cfg.loss_window, len(LOSS_KEYS), device=device)
-    return RunState(model, make_optimizer(model, cfg), generator, 0, window,
-                    torch.zeros(len(LOSS_KEYS), device=device), [])
-
-
 # --- training ---------------------------------------------------------------------------
-def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, position: int = 1,
-          heartbeat=lambda: None) -> RunState:
-    """Train one run to ``spec.steps``, resuming from its checkpoint if there is one.
-    ``heartbeat`` is called at every checkpoint (it refreshes the run's lock)."""
-    state = init_state(spec, cfg, dataset.channels, device)
-    checkpoint = spec.run_dir / CHECKPOINT
-    if checkpoint.exists():
-        state.load(checkpoint, device)
+def train_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, device, source: ImageSource | None = None,
+               heartbeat=lambda: None, mode: str | None = None, position: int = 1,
+               on_result=lambda result: None) -> list[RunResult]:
+    """Train runs of one dataset together to their last step, each resuming from its own
+    checkpoint. All must be at the same step with the same step target. A run whose
+    loss or weights turn NaN/Inf leaves the pack as failed at the next check (every log
+    and before every checkpoint, so a diverged state is never saved); the others go on.
+    ``heartbeat`` is called at every checkpoint (it refreshes the runs' locks);
+    ``on_result`` gets each RunResult as its run leaves the pack."""
+    targets = {s.steps for s in specs}
+    if len(targets) != 1:
+        raise ValueError(f"runs of one pack must share their step target, got {sorted(targets)}")
+    steps = targets.pop()
     train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
-    order = BatchOrder(train_idx, cfg.batch_size, spec.seed)
-    model, optimizer = state.model.train(), state.optimizer
-    tic, tic_step = time.perf_counter(), state.step
+    source = source or ImageSource(dataset, device)
+    pack = Pack(specs, cfg, dataset.channels, device, train_idx, mode=mode)
+    results = []
 
-    bar = tqdm(total=spec.steps, initial=state.step, desc=spec.name, position=position,
-               leave=False, unit="step", dynamic_ncols=True)
-    for batch in batches(dataset, order, state.step, spec.steps, device):
-        x = to_float(batch).contiguous(memory_format=torch.channels_last)
-        logits, mu, logvar = model(x, generator=state.generator)
-        terms = lambda_beta_loss(logits, x, mu, logvar, spec.beta, spec.lam)
-        optimizer.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        optimizer.step()
+    def leave(k_failures: dict[int, RunFailed]):
+        for k, failure in k_failures.items():
+            results.append(pack.result(k, failure))
+            on_result(results[-1])
+        pack.keep([k for k in range(len(pack)) if k not in k_failures])
 
-        # Keep losses on the device: a .item() per step would sync the GPU every step.
-        row = torch.stack([terms[k].detach() for k in LOSS_KEYS])
-        state.window[state.step % len(state.window)] = row
-        state.interval_sum += row
-        state.step += 1
+    name = specs[0].name if len(specs) == 1 else f"{specs[0].dataset} pack of {len(specs)}"
+    bar = tqdm(total=steps, initial=pack.step, desc=name, position=position, leave=False, unit="step",
+               dynamic_ncols=True)
+    tic, tic_step = time.perf_counter(), pack.step
+    while len(pack) and pack.step < steps:
+        pack.train_step(source)
         bar.update()
-
-        if state.step % cfg.log_interval == 0 or state.step == spec.steps:
-            _log(state, spec, cfg, tic, tic_step)
-            tic, tic_step = time.perf_counter(), state.step
-        if state.step % cfg.checkpoint_interval == 0 or state.step == spec.steps:
-            _check_finite(state)         # a checkpoint is never written from a diverged state
-            state.save(checkpoint)
+        at_log = pack.step % cfg.log_interval == 0 or pack.step == steps
+        at_checkpoint = pack.step % cfg.checkpoint_interval == 0 or pack.step == steps
+        if at_log or at_checkpoint:
+            leave(pack.failures())
+            if not len(pack):
+                break
+        if at_log:
+            pack.log_interval(time.perf_counter() - tic, pack.step - tic_step)
+            tic, tic_step = time.perf_counter(), pack.step
+        if at_checkpoint:
+            pack.save()
             heartbeat()
     bar.close()
-    return state
+    if len(pack):           # also when resumed at the last step: nothing left to train
+        for k in range(len(pack)):
+            results.append(pack.result(k))
+            on_result(results[-1])
+    return results
 
 
-def _check_finite(state: RunState) -> None:
-    """Raise RunFailed if a loss since the last check or a parameter is NaN/Inf."""
-    last = state.log[-1]["step"] if state.log else 0
-    if not bool(torch.isfinite(state.interval_sum).all()):
-        recent = range(max(last, state.step - len(state.window)), state.step)
-        first = next((s for s in recent if not bool(torch.isfinite(state.window[s % len(state.window)]).all())),
-                     last)
-        raise RunFailed(first + 1, f"non-finite loss at step {first + 1} (checked at step {state.step})")
-    bad = [n for n, p in state.model.named_parameters() if not bool(torch.isfinite(p).all())]
-    if bad:
-        raise RunFailed(state.step, f"non-finite parameters {', '.join(bad[:3])} at step {state.step}")
-
-
-def _log(state: RunState, spec: RunSpec, cfg: Config, tic: float, tic_step: int) -> None:
-    """Append a row of interval-mean losses to the run's train_log.csv; stop on NaN/Inf."""
-    _check_finite(state)
-    n = state.step - (state.log[-1]["step"] if state.log else 0)
-    means = (state.interval_sum / n).tolist()
-    state.interval_sum.zero_()
-    elapsed = time.perf_counter() - tic
-    state.log.append({"step": state.step, **{f"train_{k}": v for k, v in zip(LOSS_KEYS, means)},
-                      "images_per_s": (state.step - tic_step) * cfg.batch_size / max(elapsed, 1e-9)})
-    write_csv(spec.run_dir / "train_log.csv", state.log)
+def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, **kwargs) -> RunResult:
+    """One run: a pack of one. Raises RunFailed if it diverged."""
+    result = train_pack([spec], cfg, dataset, device, **kwargs)[0]
+    if result.failure is not None:
+        raise result.failure
+    return result
 
 
 # --- evaluation -------------------------------------------------------------------------
@@ -324,7 +451,7 @@ def heldout_nll(model: BetaVAE, dataset: GroundTruthDataset, indices: np.ndarray
     return dict(zip(keys, ((recon + kl) / n, recon / n, kl / n, baseline / n)))
 
 
-def evaluate(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, state: RunState, device,
+def evaluate(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, state: RunResult, device,
              wall_time_s: float) -> dict:
     """Metrics of a trained run: the contents of its metrics.json (``row`` is its
     results-table row). The caller writes the file last, as the run's 'done' marker."""

@@ -1,5 +1,6 @@
 """Diverged runs are marked failed without stopping the sweep; two processes never
 train the same run; stale locks from dead processes are taken over."""
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import time
 
 import torch
 
+import engine
 import study
 import training
 from config import Config
@@ -15,19 +17,22 @@ from tiny_data import TINY, Squares, tiny_spec
 
 
 def test_nan_marks_the_run_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    cfg = Config(**TINY, datasets=("dsprites",))
-    specs = [tiny_spec(tmp_path / "diverges", 20, seed=1), tiny_spec(tmp_path / "fine", 20, seed=2)]
+    cfg = Config(**TINY, datasets=("dsprites",), pack_size=2)
+    # Both runs train in one pack; only the β=4 run diverges, at its steps 8-10.
+    specs = [tiny_spec(tmp_path / "diverges", 20, seed=1),
+             dataclasses.replace(tiny_spec(tmp_path / "fine", 20, seed=2), beta=5.0)]
     monkeypatch.setattr(study.datasets, "load_dataset", lambda *a, **k: Squares())
-    real_loss, calls = training.lambda_beta_loss, {"n": 0}
+    real_loss, calls = engine.lambda_beta_loss, {"n": 0}
 
-    def loss_that_diverges_in_the_first_run(*args, **kwargs):
-        terms = real_loss(*args, **kwargs)
-        calls["n"] += 1
-        if 8 <= calls["n"] <= 10:             # steps 8-10 of the first run, which stops at its step-10 check
-            terms["total"] = terms["total"] * float("nan")
+    def loss_that_diverges_in_the_first_run(logits, x, mu, logvar, beta, lam):
+        terms = real_loss(logits, x, mu, logvar, beta, lam)
+        if float(beta) == 4.0:
+            calls["n"] += 1
+            if 8 <= calls["n"] <= 10:         # its steps 8-10; the pack checks at step 10
+                terms["total"] = terms["total"] * float("nan")
         return terms
 
-    monkeypatch.setattr(training, "lambda_beta_loss", loss_that_diverges_in_the_first_run)
+    monkeypatch.setattr(engine, "lambda_beta_loss", loss_that_diverges_in_the_first_run)
     rows = study.run_grid(specs, cfg)
     assert [r["status"] for r in rows] == ["failed", "done"]
     assert rows[0]["steps"] == 8 and "non-finite loss at step 8" in rows[0]["reason"]
@@ -39,7 +44,8 @@ def test_nan_marks_the_run_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert "failed" in (tmp_path / "out" / "betavae_results" / "results.csv").read_text()
     assert "1 failed run(s)" in (tmp_path / "out" / "betavae_results" / "summary.txt").read_text()
 
-    monkeypatch.setattr(training, "lambda_beta_loss", real_loss)
+    assert len(rows) == 2 and rows[1]["pack_size"] == 2      # the healthy run went on in its pack
+    monkeypatch.setattr(engine, "lambda_beta_loss", real_loss)
     assert [r["status"] for r in study.run_grid(specs, cfg)] == ["failed", "done"]   # not retried
     assert [r["status"] for r in study.run_grid(specs, cfg, retry_failed=True)] == ["done", "done"]
     assert not (tmp_path / "diverges" / training.FAILED).exists()
