@@ -586,5 +586,5 @@ def print_status(stage: Stage) -> Counter:
         unfinished = [r for r in job["runs"] if states.get(stage.root / r) == "pending"]
         if state not in LIVE_STATES and job["kind"] == "train" and unfinished:
             print(f"  job {job['job_id']} {state.lower()} with {len(unfinished)} run(s) unfinished; "
-                  f"log: {job['stderr']}")
+                  f"log: {job.get('stderr', logs)}")
     return counts
