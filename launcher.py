@@ -101,18 +101,28 @@ class Stage:
         return " ".join(["python", script or self.script, *map(shlex.quote, self.config_argv), *extra])
 
 
+def make_stage(name: str, script: str, cfg, root: Path, specs: list, run_grid: Callable, finish: Callable,
+               read_row: Callable, argv=None, retry_failed: bool = False, preflight: Callable | None = None,
+               parent_root: Path | None = None, parent_script: str | None = None) -> Stage:
+    """A Stage from a study's own functions; ``run_grid(specs, cfg, retry_failed=...)``
+    and ``finish(rows, specs, cfg)``. ``argv``: the command line (None: sys.argv)."""
+    return Stage(name=name, script=script, cfg=cfg, root=Path(root), specs=specs,
+                 run=functools.partial(run_grid, retry_failed=retry_failed), finish=finish, read_row=read_row,
+                 config_argv=tuple(config_argv(sys.argv[1:] if argv is None else argv)),
+                 parent_root=parent_root, parent_script=parent_script, preflight=preflight)
+
+
 def study_stage(stage: str, cfg, specs, argv=None, retry_failed: bool = False) -> Stage:
-    """The β or λ stage of the λβ-VAE study."""
-    def finish(rows, specs_, cfg_):
-        return study.finish(rows, specs_, cfg_, stage)
-    return Stage(
-        name=stage, script=f"main_{stage}.py", cfg=cfg, root=study.stage_root(cfg, stage), specs=specs,
-        run=functools.partial(study.run_grid, retry_failed=retry_failed),
-        finish=finish, read_row=study.read_row,
-        config_argv=tuple(config_argv(sys.argv[1:] if argv is None else argv)),
-        parent_root=study.stage_root(cfg, "beta") if stage == "lambda" else None,
-        parent_script="main_beta.py" if stage == "lambda" else None,
-        preflight=functools.partial(study.check_data_present, cfg))
+    """The β or λ stage of the λβ-VAE study; the λ stage continues the β stage's runs."""
+    return make_stage(stage, f"main_{stage}.py", cfg, study.stage_root(cfg, stage), specs, study.run_grid,
+                      functools.partial(_study_finish, stage=stage), study.read_row, argv, retry_failed,
+                      preflight=functools.partial(study.check_data_present, cfg),
+                      parent_root=study.stage_root(cfg, "beta") if stage == "lambda" else None,
+                      parent_script="main_beta.py" if stage == "lambda" else None)
+
+
+def _study_finish(rows, specs, cfg, stage):
+    return study.finish(rows, specs, cfg, stage)
 
 
 # --- command line -------------------------------------------------------------------------

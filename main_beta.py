@@ -8,6 +8,13 @@ and boxplots across datasets into betavae_results/.
     python main_beta.py --demo                  # stand-in data, minutes on a CPU
     python main_beta.py                         # the paper's full grid on the real files
     python main_beta.py --beta 1 8 --seeds 0 1 --steps 2000 --datasets dsprites
+
+On a Slurm cluster (launcher.py): the same grid as a submitit job array of K runs per job,
+then the same command with --status to watch it and --collect to redraw the figures.
+
+    python main_beta.py --launcher slurm --partition P --gpus-per-job 1 --runs-per-job K
+    python main_beta.py --status                # done / running / failed / pending runs
+    python main_beta.py --collect               # results.csv and figures from what exists
 """
 import study
 

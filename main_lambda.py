@@ -8,6 +8,11 @@ lambda_betavae_results/.
 
     python main_lambda.py --demo                # after python main_beta.py --demo
     python main_lambda.py                       # after python main_beta.py
+
+On a Slurm cluster, right after submitting the β stage: the λ jobs wait for the β jobs
+that write the checkpoints they continue (or it names the checkpoints nothing will write).
+
+    python main_lambda.py --launcher slurm --partition P --gpus-per-job 1 --runs-per-job K
 """
 import study
 
