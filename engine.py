@@ -73,11 +73,8 @@ class PackedBetaVAE:
                            for n in self.names}
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
                          else contextlib.nullcontext())
-        run = self._run_terms
-        if compile:
-            run = torch.compile(run, dynamic=False)
-        self._vmapped = vmap(run, in_dims=(0, 0, 0, 0, 0)) if self.mode == "vmap" else None
-        self._run = run
+        run = vmap(self._run_terms) if self.mode == "vmap" else self._run_terms
+        self._run = torch.compile(run, dynamic=False) if compile else run
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
@@ -97,7 +94,7 @@ class PackedBetaVAE:
                    lam: torch.Tensor) -> torch.Tensor:
         """(P, 4) loss terms; x (P, n, C, H, W), eps (P, n, latent_dim), beta and lam (P,)."""
         if self.mode == "vmap":
-            return self._vmapped(self.params, x, eps, beta, lam)
+            return self._run(self.params, x, eps, beta, lam)
         slices = {n: p.unbind(0) for n, p in self.params.items()}
         return torch.stack([self._run({n: s[k] for n, s in slices.items()}, x[k], eps[k], beta[k], lam[k])
                             for k in range(len(self))])

@@ -1,0 +1,214 @@
+"""Training throughput: the naive upstream-style loop against the packed engine.
+
+    python benchmarks/throughput.py                       # CPU or GPU, whichever --device auto finds
+    python benchmarks/throughput.py --packs 1 5 10 50 --seconds 20
+    python benchmarks/throughput.py --precision bf16 --compile   # the engine's options
+    python benchmarks/throughput.py --loss-check 300      # fp32 vs bf16 vs compile: train loss after N steps
+
+In one process and on one device it times, per dataset shape (dSprites: 1 channel;
+Shapes3D/MPI3D: 3 channels, the same network otherwise):
+- ``naive``: the original code's loop: the images as one float32 tensor in memory, a
+  shuffling DataLoader (batch 64), one run, NCHW, sigmoid + BCE, three ``.item()`` per
+  step for the loss lists;
+- ``engine P=k``: ``training.Pack.train_step`` (uint8 gather, per-run noise, one
+  optimizer step for the pack, on-device loss bookkeeping) for packs of k runs.
+Both read the same 16,384 stand-in images held in memory, so neither pays for image
+rendering or file reads. Rates are images per second summed over the pack, the median
+of the timed steps after warm-up steps. Checkpoint writes (every 5,000 steps) and
+evaluation are not timed. The full-grid projection multiplies the study's step count
+(3 datasets x 20 M optimizer steps of 64 images) by the measured rates.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from config import Config  # noqa: E402
+from datasets import GroundTruthDataset, load_dataset  # noqa: E402
+from models import BetaVAE  # noqa: E402
+from training import ImageSource, Pack, RunSpec  # noqa: E402
+from utils import resolve_device  # noqa: E402
+
+IMAGES = 16_384
+BATCH = 64
+# Optimizer steps of the paper's grid per dataset: 5 β x 10 seeds x 150k, then
+# 5 β x 5 λ x 10 seeds x 50k (REFERENCE.md §1).
+GRID_STEPS_PER_DATASET = 5 * 10 * 150_000 + 5 * 5 * 10 * 50_000
+SHAPES = {"dsprites": ("dsprites",), "shapes3d": ("shapes3d", "mpi3d")}   # channels 1 and 3
+
+
+class InMemory(GroundTruthDataset):
+    """The first IMAGES stand-in images, rendered once and held as uint8."""
+
+    def __init__(self, name: str):
+        source = load_dataset(name, source="standin")
+        self.name, self.channels = name, source.channels
+        self.factor_names, self.factor_sizes = source.factor_names, source.factor_sizes
+        self.array = source.images(np.arange(IMAGES))
+
+    def __len__(self):
+        return IMAGES
+
+    def _images(self, indices):
+        return self.array[indices]
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_steps(step, device, seconds: float, warmup: int, min_steps: int = 3) -> float:
+    """Median seconds per call of ``step`` after ``warmup`` calls, timing for ~``seconds``."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times, start = [], time.perf_counter()
+    while len(times) < min_steps or time.perf_counter() - start < seconds:
+        tic = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - tic)
+    return statistics.median(times)
+
+
+# --- the original's loop ---------------------------------------------------------------
+def naive_rate(dataset: InMemory, device, seconds: float) -> float:
+    images = torch.from_numpy(dataset.array).float().div(255)          # the whole set as float32
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=BATCH, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0), drop_last=True)
+    torch.manual_seed(0)
+    model = BetaVAE(dataset.channels, 10).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    batches = iter(loader)
+    losses = {"recon": [], "kl": [], "total": []}
+
+    def step():
+        nonlocal batches
+        try:
+            (x,) = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            (x,) = next(batches)
+        x = x.to(device)
+        logits, mu, logvar = model(x)
+        recon = F.binary_cross_entropy(torch.sigmoid(logits), x, reduction="sum") / len(x)
+        kl = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)).mean()
+        loss = recon + 4.0 * kl
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses["recon"].append(recon.item())
+        losses["kl"].append(kl.item())
+        losses["total"].append(loss.item())
+
+    return BATCH / timed_steps(step, device, seconds, warmup=3)
+
+
+# --- the engine ---------------------------------------------------------------------------
+def make_pack(dataset, cfg: Config, device, pack_size: int, root: Path) -> Pack:
+    specs = [RunSpec("beta", dataset.name, float(1 + k % 5), 0.0, seed=k, steps=10**9, run_dir=root / f"run{k}")
+             for k in range(pack_size)]
+    return Pack(specs, cfg, dataset.channels, device, np.arange(len(dataset)))
+
+
+def engine_rate(dataset, cfg: Config, device, pack_size: int, seconds: float) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        pack = make_pack(dataset, cfg, device, pack_size, Path(tmp))
+        source = ImageSource(dataset, device)
+        warmup = 3 if not cfg.compile else 6         # compilation happens in the first calls
+        return pack_size * BATCH / timed_steps(lambda: pack.train_step(source), device, seconds, warmup)
+
+
+def throughput(args, device) -> None:
+    cfg = Config(batch_size=BATCH, device=str(device), precision=args.precision, compile=args.compile)
+    print(f"device: {_device_name(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+          f"engine: precision {cfg.precision}, compile {cfg.compile}, mode {'vmap' if device.type == 'cuda' else 'split'}")
+    print(f"{'dataset shape':14s} {'loop':12s} {'images/s':>10s} {'vs naive':>9s}")
+    best = {}
+    for name in args.datasets:
+        dataset = InMemory(name)
+        naive = naive_rate(dataset, device, args.seconds)
+        print(f"{name:14s} {'naive':12s} {naive:10.0f} {1.0:8.2f}x", flush=True)
+        rates = {}
+        for p in args.packs:
+            rates[p] = engine_rate(dataset, cfg, device, p, args.seconds)
+            print(f"{name:14s} {f'engine P={p}':12s} {rates[p]:10.0f} {rates[p] / naive:8.2f}x", flush=True)
+        best[name] = (naive, max(rates.values()), max(rates, key=rates.get))
+    covered = [ds for name in best for ds in SHAPES[name]]
+    print(f"\nProjected wall time of the paper's grid for {', '.join(covered)} "
+          f"({len(covered) * GRID_STEPS_PER_DATASET / 1e6:.0f} M optimizer steps of 64 images; training only):")
+    total_naive = total_engine = 0.0
+    for name, (naive, engine, p) in best.items():
+        for ds in SHAPES[name]:
+            total_naive += GRID_STEPS_PER_DATASET * BATCH / naive
+            total_engine += GRID_STEPS_PER_DATASET * BATCH / engine
+        print(f"  {', '.join(SHAPES[name])}: naive {naive:.0f} img/s, engine {engine:.0f} img/s (P={p})")
+    print(f"  naive loop: {total_naive / 3600:,.1f} h;  engine: {total_engine / 3600:,.1f} h "
+          f"({total_naive / total_engine:.2f}x)")
+
+
+# --- does bf16 / compile change what is learned? ----------------------------------------
+def loss_check(args, device) -> None:
+    dataset = InMemory("dsprites")
+    source = ImageSource(dataset, device)
+    print(f"device: {_device_name(device)}; one dSprites stand-in run (β=4, seed 0, batch {BATCH}, lr 1e-4), "
+          f"{args.loss_check} steps; train loss = mean total loss of the last 50 steps")
+    reference = None
+    for precision, compile_ in (("fp32", False), ("bf16", False), ("fp32", True)):
+        cfg = Config(batch_size=BATCH, device=str(device), precision=precision, compile=compile_, loss_window=50)
+        with tempfile.TemporaryDirectory() as tmp:
+            pack = make_pack(dataset, cfg, device, 1, Path(tmp))
+            tic = time.perf_counter()
+            for _ in range(args.loss_check):
+                pack.train_step(source)
+            _sync(device)
+            seconds = time.perf_counter() - tic
+            loss = float(pack.window[0, :min(args.loss_check, 50), 0].mean())
+            weights = pack.model.member_state_dict(0)
+        if reference is None:
+            reference = (loss, weights)
+        diff = max(float((weights[k] - reference[1][k]).abs().max()) for k in weights)
+        print(f"  {precision}{' + compile' if compile_ else '':10s}  train loss {loss:9.3f}  "
+              f"({100 * (loss - reference[0]) / reference[0]:+.2f}% vs fp32)  max |Δw| vs fp32 {diff:.2e}  "
+              f"{seconds:.1f} s incl. compilation")
+
+
+def _device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+    return f"CPU {platform.processor() or platform.machine()}"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--datasets", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--packs", nargs="+", type=int, default=[1, 5, 10, 50])
+    parser.add_argument("--seconds", type=float, default=10.0, help="timing budget per measurement")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--loss-check", type=int, default=0, metavar="STEPS",
+                        help="instead: train loss after STEPS steps in fp32, bf16 and with torch.compile")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if args.loss_check:
+        loss_check(args, device)
+    else:
+        throughput(args, device)
+
+
+if __name__ == "__main__":
+    main()
