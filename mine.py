@@ -153,7 +153,7 @@ def estimate_mi(x, z, steps: int = 2000, batch_size: int = 256, lr: float = 1e-3
     generator = torch.Generator().manual_seed(seed)
     n = x.shape[0]
     perm = torch.randperm(n, generator=generator)
-    n_eval = max(2, int(round(n * eval_fraction)))
+    n_eval = max(2, round(n * eval_fraction))
     train, held = perm[n_eval:], perm[:n_eval]
     torch.manual_seed(seed)
     mine = MINE(x.shape[1], z.shape[1], hidden=hidden, ema_rate=ema_rate).to(device)

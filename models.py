@@ -209,7 +209,7 @@ class MutualInformationEstimator(nn.Module):
 
     def __init__(self, latent_dim: int, parts: int, hidden: int = 128, ema_rate: float = 0.01):
         super().__init__()
-        from mine import MINE   # here: models.py stays importable without the MINE module's users
+        from mine import MINE  # here: models.py stays importable without the MINE module's users
 
         self.parts = latent_parts(latent_dim, parts)
         self.rest = [torch.tensor(sorted(set(range(latent_dim)) - set(p.tolist()))) for p in self.parts]

@@ -1,0 +1,756 @@
+"""The MINE disentangling VAE family: runs, bi-level training, evaluation, ablation table.
+
+Model: ``models.MINEDisentangleVAE`` (REFERENCE.md §4) – the λβ study's conv encoder
+and decoder with learned factor queries that cross-attend over the latent slots, a
+Gaussian-fit complexity per latent, and ``models.MutualInformationEstimator``: one
+MINE (Belghazi et al., ICML 2018; ``mine.py``) per latent part estimating the
+redundancy I(z_p; z_rest).
+
+Bi-level training, one round = ``vae_steps`` VAE steps then ``mine_steps``
+statistics-network steps:
+- VAE step: minimise recon + kl_weight·KL + [redundancy] + [L_sparse] + [L_ent]
+  (``losses.mine_vae_loss``) over encoder, factor encoder, attention and decoder,
+  with every statistics network T frozen (no gradient into T);
+- MINE step: every T maximises its DV bound on fresh codes (encoder frozen), with
+  the moving-average gradient correction (eq. 12). T is trained in every variant,
+  so ``no_mine`` runs still report the redundancy they did not penalise.
+``steps`` counts VAE steps; after VAE step s with s % vae_steps == 0 come the
+round's MINE steps, so the state after any step s is well defined and checkpoints
+(every ``checkpoint_interval`` VAE steps) resume bit-for-bit.
+
+Randomness of a run comes only from its seed: initial weights (``torch.manual_seed``),
+the VAE's and the MINE steps' data orders (``training.BatchOrder``, pure functions
+of the step), and two checkpointed generators (reparameterisation noise; the
+within-batch shuffles that give MINE its marginal samples).
+
+Results tree (``mine_results/``, ``demo_results/mine_results/`` with --demo, or under
+``--results-dir``):
+    <dataset>/<variant>/seed_<s>/  config.json checkpoint.pt mine_vae_<variant>_seed_<s>.pth
+        train_log.csv traversal.gif originals.png reconstructions.png mi_heatmap.png
+        metrics.json (written last: the run's done marker) or failed.json
+    results.csv  ablation.csv  ablation.txt  config.json
+``results.csv`` starts with the λβ study's columns (``study.RESULT_COLUMNS``) so the
+two families' tables concatenate; the MINE columns follow.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import datasets
+import metrics
+import visualizations as vis
+from config import (MINE_RUN_DEFINING, MINE_VARIANTS, ConfigError, MineConfig, add_mine_config_arguments,
+                    mine_from_args, mine_from_dict, validate_mine)
+from losses import MINE_LOSS_KEYS, mine_vae_loss
+from mine import estimate_mi
+from models import MINEDisentangleVAE, MutualInformationEstimator, num_parameters, to_float
+from study import RESULT_COLUMNS, check_data_present
+from training import BatchOrder, RunFailed, encode, heldout_nll, heldout_split, metric_indices
+from utils import (LockHeld, RunLock, atomic_write, read_csv, read_json, resolve_device, write_csv,
+                   write_json, write_text)
+
+STAGE = "mine"
+ROOT_NAME = "mine_results"
+CHECKPOINT, METRICS, FAILED, LOCK = "checkpoint.pt", "metrics.json", "failed.json", "lock"
+# Per VAE step: the loss terms, then the mean unweighted MINE estimate over parts.
+LOG_KEYS = MINE_LOSS_KEYS + ("mine_mi",)
+# (use_mine, use_sparse, use_ent) of each ablation variant.
+VARIANT_SWITCHES = {"full": (True, True, True), "no_mine": (False, True, True),
+                    "no_sparse": (True, False, True), "no_ent": (True, True, False)}
+# The MINE steps read their own data order: BatchOrder seeded with seed + this offset.
+MINE_ORDER_OFFSET = 1_000_003
+MINE_COLUMNS = ["model", "variant", "kl_weight", "z_diff", "z_diff_train", "z_min_var", "z_min_var_error",
+                "irs", "jemmig", "jemmig_raw", "mine_mi_posthoc", "train_window_mine_mi",
+                "train_window_redundancy", "train_window_sparse", "train_window_ent", "active_latents",
+                "latent_dim"]
+COLUMNS = RESULT_COLUMNS + [c for c in MINE_COLUMNS if c not in RESULT_COLUMNS]
+ABLATION_METRICS = ("z_diff", "z_min_var", "irs", "jemmig", "mig", "sap", "mine_mi_posthoc",
+                    "heldout_recon", "train_window_sparse", "train_window_ent")
+
+
+# --- runs -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MineRunSpec:
+    dataset: str
+    variant: str
+    seed: int
+    steps: int
+    run_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset} {self.variant} seed={self.seed}"
+
+    @property
+    def switches(self) -> tuple[bool, bool, bool]:
+        return VARIANT_SWITCHES[self.variant]
+
+    @property
+    def weights_path(self) -> Path:
+        return self.run_dir / f"mine_vae_{self.variant}_seed_{self.seed}.pth"
+
+    def is_done(self) -> bool:
+        return (self.run_dir / METRICS).exists()
+
+
+def mine_root(cfg: MineConfig) -> Path:
+    """Where the family's results live; demo results never mix with real-data results."""
+    if cfg.results_dir:
+        return Path(cfg.results_dir) / ROOT_NAME
+    return Path("demo_results" if cfg.demo else ".") / ROOT_NAME
+
+
+def mine_specs(cfg: MineConfig) -> list[MineRunSpec]:
+    root = mine_root(cfg)
+    return [MineRunSpec(d, v, s, cfg.steps, root / d / v / f"seed_{s}")
+            for d in cfg.datasets for v in cfg.variants for s in cfg.seeds]
+
+
+# --- model state ------------------------------------------------------------------------
+def build_models(cfg: MineConfig, channels: int, seed: int, device):
+    """(VAE, MINE estimators), initialised from ``seed`` (all variants of a seed start
+    from the same weights, as all β of a seed do in the λβ study)."""
+    torch.manual_seed(seed)
+    model = MINEDisentangleVAE(channels, cfg.latent_dim, cfg.num_factors, cfg.factor_dim, cfg.attention_dim,
+                               cfg.gaussian_fit_samples)
+    estimator = MutualInformationEstimator(cfg.latent_dim, cfg.mine_parts, cfg.mine_hidden_dim, cfg.mine_ema_rate)
+    # NHWC convolutions are 1.5-3x faster on CPU (oneDNN), as for the β-VAE.
+    return model.to(device=device, memory_format=torch.channels_last), estimator.to(device)
+
+
+@dataclass
+class MineRunState:
+    """Everything a run needs to continue bit-for-bit; saved whole in every checkpoint."""
+    model: MINEDisentangleVAE
+    estimator: MutualInformationEstimator
+    optimizer: torch.optim.Optimizer          # the VAE's
+    mine_optimizer: torch.optim.Optimizer     # the statistics networks'
+    noise: torch.Generator                    # reparameterisation noise (on the device)
+    shuffles: torch.Generator                 # MINE's within-batch permutations (CPU)
+    step: int                                 # VAE steps done
+    window: torch.Tensor                      # (loss_window, len(LOG_KEYS)) ring buffer
+    interval_sum: torch.Tensor                # (len(LOG_KEYS),) since the last log row
+    mine_interval: torch.Tensor               # (2,) sum of T-step bounds and their count since the last log
+    log: list[dict]
+
+    def save(self, path: Path) -> None:
+        payload = {
+            "model": self.model.state_dict(), "estimator": self.estimator.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "mine_optimizer": self.mine_optimizer.state_dict(),
+            "noise": self.noise.get_state(), "shuffles": self.shuffles.get_state(), "step": self.step,
+            "window": self.window, "interval_sum": self.interval_sum, "mine_interval": self.mine_interval,
+            "log": self.log, "rng_torch": torch.get_rng_state(), "rng_numpy": _numpy_state(),
+            "rng_python": random.getstate(),
+        }
+        with atomic_write(path) as f:
+            torch.save(payload, f)
+
+    def load(self, path: Path, device) -> None:
+        payload = torch.load(path, map_location=device, weights_only=True)
+        self.model.load_state_dict(payload["model"])
+        self.estimator.load_state_dict(payload["estimator"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.mine_optimizer.load_state_dict(payload["mine_optimizer"])
+        self.noise.set_state(payload["noise"].cpu())
+        self.shuffles.set_state(payload["shuffles"].cpu())
+        self.step, self.log = payload["step"], payload["log"]
+        for name in ("window", "interval_sum", "mine_interval"):
+            getattr(self, name).copy_(payload[name])
+        torch.set_rng_state(payload["rng_torch"].cpu())
+        name, keys, pos, has_gauss, gauss = payload["rng_numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        random.setstate(payload["rng_python"])
+
+    def window_means(self) -> dict[str, float]:
+        return _window_means(self.window, self.step)
+
+
+def _window_means(window: torch.Tensor, step: int) -> dict[str, float]:
+    """Mean of each LOG_KEYS entry over the last min(step, loss_window) VAE steps."""
+    filled = min(step, len(window))
+    if filled == 0:
+        return dict.fromkeys(LOG_KEYS, math.nan)
+    return dict(zip(LOG_KEYS, window[:filled].double().mean(0).tolist()))
+
+
+def _numpy_state():
+    """The global NumPy RNG state in types that ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+
+
+def init_state(spec: MineRunSpec, cfg: MineConfig, channels: int, device) -> MineRunState:
+    model, estimator = build_models(cfg, channels, spec.seed, device)
+    noise = torch.Generator(device=device).manual_seed(spec.seed)
+    shuffles = torch.Generator().manual_seed(spec.seed + MINE_ORDER_OFFSET)
+    adam = dict(betas=cfg.adam_betas, eps=cfg.adam_eps)
+    return MineRunState(model, estimator, torch.optim.Adam(model.parameters(), lr=cfg.lr, **adam),
+                        torch.optim.Adam(estimator.parameters(), lr=cfg.mine_lr, **adam), noise, shuffles, 0,
+                        torch.zeros(cfg.loss_window, len(LOG_KEYS), device=device),
+                        torch.zeros(len(LOG_KEYS), device=device), torch.zeros(2, device=device), [])
+
+
+# --- training ---------------------------------------------------------------------------
+def _images(dataset, indices, device) -> torch.Tensor:
+    x = torch.from_numpy(dataset.images(indices)).to(device)
+    return to_float(x).contiguous(memory_format=torch.channels_last)
+
+
+def vae_step(state: MineRunState, x: torch.Tensor, cfg: MineConfig, switches) -> torch.Tensor:
+    """One outer (VAE) step with every statistics network frozen; returns the LOG_KEYS row."""
+    use_mine, use_sparse, use_ent = switches
+    model, estimator = state.model.train(), state.estimator
+    out = model.run(x, generator=state.noise)
+    estimator.requires_grad_(False)       # T fixed: the VAE moves the codes, not the critic
+    try:
+        # EMA left alone: only T's own steps update the estimator's state.
+        redundancy = estimator(out["z"], generator=state.shuffles, update_ema=False)
+    finally:
+        estimator.requires_grad_(True)
+    weights = model.complexity.part_weights(estimator.parts)
+    terms = mine_vae_loss(out["logits"], x, out["mu"], out["logvar"], out["attention"], redundancy, weights,
+                          kl_weight=cfg.kl_weight, disentanglement_weight=cfg.disentanglement_weight,
+                          attention_reg_weight=cfg.attention_reg_weight,
+                          entropy_reg_weight=cfg.entropy_reg_weight,
+                          use_mine=use_mine, use_sparse=use_sparse, use_ent=use_ent)
+    state.optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    state.optimizer.step()
+    model.complexity.update(out["z"], out["logvar"])
+    return torch.stack([terms[k].detach() for k in MINE_LOSS_KEYS] + [redundancy.detach().mean()])
+
+
+def mine_step(state: MineRunState, x: torch.Tensor) -> torch.Tensor:
+    """One inner step: every T ascends its DV bound on codes of a fresh batch (encoder
+    frozen, codes sampled as in training); returns the mean bound over parts."""
+    with torch.no_grad():
+        mu, logvar = state.model.encoder(x)
+        z = mu + torch.randn(mu.shape, generator=state.noise, device=mu.device) * torch.exp(0.5 * logvar)
+    bounds = state.estimator(z, generator=state.shuffles, update_ema=True)
+    state.mine_optimizer.zero_grad(set_to_none=True)
+    (-bounds.sum()).backward()            # the parts' networks are independent: one sum, one step
+    state.mine_optimizer.step()
+    return bounds.detach().mean()
+
+
+def train(spec: MineRunSpec, cfg: MineConfig, dataset, device, position: int = 1,
+          heartbeat=lambda: None) -> MineRunState:
+    """Train one run to ``spec.steps`` VAE steps, resuming from its checkpoint if any."""
+    state = init_state(spec, cfg, dataset.channels, device)
+    checkpoint = spec.run_dir / CHECKPOINT
+    if checkpoint.exists():
+        state.load(checkpoint, device)
+    train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
+    vae_order = BatchOrder(train_idx, cfg.batch_size, spec.seed)
+    mine_order = BatchOrder(train_idx, cfg.batch_size, spec.seed + MINE_ORDER_OFFSET)
+    tic, tic_step = time.perf_counter(), state.step
+    bar = tqdm(total=spec.steps, initial=state.step, desc=spec.name, position=position, leave=False,
+               unit="step", dynamic_ncols=True)
+    while state.step < spec.steps:
+        row = vae_step(state, _images(dataset, vae_order(state.step), device), cfg, spec.switches)
+        state.window[state.step % len(state.window)] = row
+        state.interval_sum += row
+        state.step += 1
+        if state.step % cfg.vae_steps == 0:
+            first = (state.step // cfg.vae_steps - 1) * cfg.mine_steps     # T steps done before this round
+            for t in range(first, first + cfg.mine_steps):
+                state.mine_interval += torch.stack([mine_step(state, _images(dataset, mine_order(t), device)),
+                                                    torch.ones((), device=device)])
+        bar.update()
+        if state.step % cfg.log_interval == 0 or state.step == spec.steps:
+            _log(state, spec, cfg, tic, tic_step)
+            tic, tic_step = time.perf_counter(), state.step
+        if state.step % cfg.checkpoint_interval == 0 or state.step == spec.steps:
+            _check_finite(state)
+            state.save(checkpoint)
+            heartbeat()
+    bar.close()
+    return state
+
+
+def _check_finite(state: MineRunState) -> None:
+    """Raise RunFailed if a loss since the last log or a parameter is NaN/Inf."""
+    if not (bool(torch.isfinite(state.interval_sum).all()) and bool(torch.isfinite(state.mine_interval).all())):
+        raise RunFailed(state.step, f"non-finite loss or MINE bound before step {state.step}")
+    for module in (state.model, state.estimator):
+        bad = [n for n, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise RunFailed(state.step, f"non-finite parameters {', '.join(bad[:3])} at step {state.step}")
+
+
+def _log(state: MineRunState, spec: MineRunSpec, cfg: MineConfig, tic: float, tic_step: int) -> None:
+    _check_finite(state)
+    n = state.step - (state.log[-1]["step"] if state.log else 0)
+    means = (state.interval_sum / n).tolist()
+    bound_sum, bound_count = state.mine_interval.tolist()
+    state.interval_sum.zero_()
+    state.mine_interval.zero_()
+    elapsed = time.perf_counter() - tic
+    state.log.append({"step": state.step, **{f"train_{k}": v for k, v in zip(LOG_KEYS, means)},
+                      "mine_step_bound": bound_sum / bound_count if bound_count else math.nan,
+                      "images_per_s": (state.step - tic_step) * cfg.batch_size / max(elapsed, 1e-9)})
+    write_csv(spec.run_dir / "train_log.csv", state.log)
+
+
+# --- evaluation -------------------------------------------------------------------------
+def _encode_fn(model, device, batch_size: int = 256):
+    """uint8 images (n, C, 64, 64) -> encoder means (n, L) NumPy: the sampled metrics' encoder."""
+    @torch.no_grad()
+    def encode_images(images):
+        model.eval()
+        out = [model.encoder(to_float(torch.from_numpy(images[i:i + batch_size]).to(device))
+                             .contiguous(memory_format=torch.channels_last))[0].float().cpu()
+               for i in range(0, len(images), batch_size)]
+        return torch.cat(out).numpy()
+    return encode_images
+
+
+def posthoc_redundancy(codes: np.ndarray, parts, cfg: MineConfig, seed: int) -> list[float]:
+    """A fresh MINE per part, trained after training on the final codes (encoder means
+    of the metric points): Î(mu_p; mu_rest) in nats. Unlike the training-time critic,
+    which the full model was trained against, this estimate is the same procedure for
+    every variant, so it compares them."""
+    out = []
+    for k, p in enumerate(parts):
+        rest = np.setdiff1d(np.arange(codes.shape[1]), p.numpy())
+        out.append(estimate_mi(codes[:, p.numpy()], codes[:, rest], steps=cfg.mine_eval_steps,
+                               hidden=cfg.mine_hidden_dim, lr=1e-3, seed=seed * 1000 + k)["mi"])
+    return out
+
+
+def evaluate(spec: MineRunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE, device,
+             window: dict | None, steps: int | None, wall_time_s: float) -> dict:
+    """Metrics of a trained model: the contents of its metrics.json (``row`` is its
+    results-table row). The caller writes the file last, as the run's done marker."""
+    model.eval()
+    points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
+    codes = encode(model, dataset, points["train"], device)
+    parts = latent_parts_of(cfg)
+    complexity = model.complexity.complexity().cpu().numpy()
+    scores, extra = {}, {}
+    if dataset.has_factors:
+        test_codes = encode(model, dataset, points["test"], device)
+        train_f, test_f = dataset.factors(points["train"]), dataset.factors(points["test"])
+        study = metrics.study_metrics(train_f, codes, test_f, test_codes, num_bins=cfg.num_bins, seed=spec.seed)
+        jem = metrics.jemmig(train_f, codes, num_bins=cfg.num_bins)
+        irs = metrics.irs(train_f, codes, num_bins=cfg.num_bins)
+        encode_images = _encode_fn(model, device)
+        zd = metrics.z_diff(dataset, encode_images, np.random.default_rng([spec.seed, 1]), cfg.sampled_metric_batch,
+                            cfg.sampled_metric_train, cfg.sampled_metric_eval)
+        zm = metrics.z_min_var(dataset, encode_images, np.random.default_rng([spec.seed, 2]), cfg.sampled_metric_batch,
+                               cfg.sampled_metric_train, cfg.sampled_metric_eval,
+                               num_variance_estimate=cfg.metric_train_points)
+        scores = {"mig": study["mig"], "sap": study["sap"], "i_m": study["i_m"],
+                  "i_m_normalized": study["i_m_normalized"], "jemmig": jem["jemmig_normalized"],
+                  "jemmig_raw": jem["jemmig"], "irs": irs["irs"], "z_diff": zd["z_diff_eval_accuracy"],
+                  "z_diff_train": zd["z_diff_train_accuracy"], "z_min_var": zm["z_min_var_eval_accuracy"],
+                  "z_min_var_error": 1.0 - zm["z_min_var_eval_accuracy"]}
+        extra = {"mi": study["mi"], "factor_names": dataset.factor_names,
+                 "metric_settings": {**study["settings"], "z_diff": zd["settings"], "z_min_var": zm["settings"],
+                                     "z_min_var_active_latents": zm["num_active_dims"],
+                                     "irs_diff_quantile": 0.99, "jemmig_num_bins": cfg.num_bins}}
+    redundancy = posthoc_redundancy(codes, parts, cfg, spec.seed)
+    _, held = heldout_split(len(dataset), cfg.heldout_fraction)
+    held = np.setdiff1d(held, np.concatenate([points["train"], points["test"]]))[:cfg.heldout_eval_points]
+    mean_image = to_float(torch.from_numpy(dataset.images(points["train"][:2000])).to(device)).mean(0)
+    with torch.no_grad():
+        attention = model.attend(torch.from_numpy(codes[:1000]).to(device))[1].mean(0).cpu().numpy()
+    window = window or {}
+    row = {
+        "stage": STAGE, "dataset": spec.dataset, "source": cfg.source, "beta": cfg.kl_weight, "lambda": 0.0,
+        "seed": spec.seed, "steps": steps, "status": "done",
+        "train_window_nll": window.get("recon"), "train_window_kl": window.get("kl"),
+        "train_window_l2": window.get("l2"), "train_window_total": window.get("total"),
+        **heldout_nll(model, dataset, held, device, spec.seed, mean_image=mean_image), "heldout_images": len(held),
+        **scores, "wall_time_s": wall_time_s,
+        "model": "mine_vae", "variant": spec.variant, "kl_weight": cfg.kl_weight,
+        "mine_mi_posthoc": float(np.mean(redundancy)), "train_window_mine_mi": window.get("mine_mi"),
+        "train_window_redundancy": window.get("redundancy"), "train_window_sparse": window.get("sparse"),
+        "train_window_ent": window.get("ent"), "active_latents": int((complexity > ACTIVE_NATS).sum()),
+        "latent_dim": cfg.latent_dim,
+    }
+    return {
+        "row": row, **extra, "complexity_nats": complexity, "mine_mi_posthoc_per_part": redundancy,
+        "latent_parts": [p.tolist() for p in parts], "mean_attention": attention,
+        "definitions": definitions(cfg, steps, len(held), dataset.has_factors),
+    }
+
+
+ACTIVE_NATS = 0.1    # a latent whose Gaussian-fit complexity exceeds this counts as active
+
+
+def latent_parts_of(cfg: MineConfig):
+    from models import latent_parts
+    return latent_parts(cfg.latent_dim, cfg.mine_parts)
+
+
+def definitions(cfg: MineConfig, steps, heldout_images: int, has_factors: bool) -> dict:
+    """What every number of a row is, stored in metrics.json next to the numbers."""
+    window = min(cfg.loss_window, steps or cfg.loss_window)
+    d = {
+        "code": "encoder mean mu (n, latent_dim), before the cross-attention: what every metric reads",
+        "beta": "kl_weight, the weight of the KL term; lambda = 0: no L2 term",
+        "train_window_nll": f"mean training BCE (nats/image, summed over pixels) over the last {window} VAE "
+                           "steps; a train-window loss, not held out",
+        "train_window_total": "mean total MINE-VAE loss over the same window (only the switched-on terms)",
+        "train_window_mine_mi": "mean over parts of the training critic's DV estimate of I(z_p; z_rest) on "
+                                "the VAE batches (nats), same window",
+        "train_window_redundancy": "the complexity-weighted redundancy term, same window (in the loss only "
+                                   "for variants with MINE)",
+        "train_window_sparse": "L_sparse = Σ_i (Σ_k A_ki)² / K, same window",
+        "train_window_ent": "L_ent = mean entropy of each factor's attention over latents (nats), same window",
+        "heldout_neg_elbo": f"negative ELBO (β=1, one sample) in nats/image on {heldout_images} images never "
+                            f"trained on (heldout_fraction={cfg.heldout_fraction})",
+        "mine_mi_posthoc": f"mean over the {cfg.mine_parts} latent parts of a fresh MINE's held-out DV "
+                           f"estimate of I(mu_p; mu_rest) on the {cfg.metric_train_points} metric points "
+                           f"({cfg.mine_eval_steps} Adam steps); nats",
+        "active_latents": f"latents with Gaussian-fit complexity > {ACTIVE_NATS} nats",
+        "complexity_nats": "per latent: ½ log Var_fit[z_i] − ½ mean log σ_i²(x) over the last "
+                           f"{cfg.gaussian_fit_samples} training codes (≥ 0; upper bound on I(x; z_i))",
+    }
+    if has_factors:
+        d.update({
+            "mig": f"MIG (Chen et al. 2018), {cfg.num_bins} equal-width bins, metric train points",
+            "sap": "discrete SAP (LinearSVC per latent and factor), fit on train, scored on test points",
+            "z_diff": f"β-VAE score (Higgins et al. 2017): LogisticRegression accuracy on {cfg.sampled_metric_eval} "
+                      f"eval points after {cfg.sampled_metric_train} train points of {cfg.sampled_metric_batch} pairs; "
+                      "higher is better",
+            "z_min_var": f"FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on {cfg.sampled_metric_eval} "
+                         f"eval points of {cfg.sampled_metric_batch} images; higher is better "
+                         "(the review's rescaled direction)",
+            "z_min_var_error": "1 − z_min_var: the lower-is-better direction of the MINE-VAE repository's table",
+            "irs": "IRS (Suter et al. 2019), diff_quantile 0.99, metric train points; higher is better",
+            "jemmig": "normalised JEMMIG (Do & Tran 2020), 1 − JEMMIG/(H(f)+log bins); higher is better",
+            "jemmig_raw": "raw JEMMIG in nats; lower is better",
+        })
+    return d
+
+
+# --- figures ----------------------------------------------------------------------------
+class TraversalView:
+    """The model as ``visualizations`` sees a β-VAE, restricted to chosen latents.
+
+    ``vis.traversal_frames`` encodes a few images, replaces one latent at a time and
+    decodes rows ordered image-major (row i·d + j = image i, latent j). This view
+    returns only the chosen latents' means and, when decoding, puts the traversed
+    values back into each image's full code and decodes through the attention path."""
+
+    def __init__(self, model: MINEDisentangleVAE, latents: list[int]):
+        self.model, self.latents, self._base = model, torch.as_tensor(latents), None
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def encoder(self, x):
+        mu, logvar = self.model.encoder(x)
+        self._base = mu
+        return mu[:, self.latents], logvar[:, self.latents]
+
+    def decoder(self, z):
+        n, d = self._base.shape[0], len(self.latents)
+        if z.shape != (n * d, d):
+            raise RuntimeError(f"TraversalView expects ({n * d}, {d}) codes, got {tuple(z.shape)}")
+        full = self._base.repeat_interleave(d, dim=0).clone()
+        full[:, self.latents] = z
+        return self.model.decode(full)
+
+    def reconstruct(self, x):
+        return self.model.reconstruct(x)
+
+
+def traversal_latents(model: MINEDisentangleVAE, k: int) -> list[int]:
+    """The k latents of highest Gaussian-fit complexity (most informative first)."""
+    c = model.complexity.complexity().cpu()
+    return torch.argsort(-c, stable=True)[:k].tolist()
+
+
+def draw_run_figures(spec: MineRunSpec, cfg: MineConfig, dataset, model, device, out_dir: Path,
+                     mi=None) -> None:
+    points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
+    vis.save_reconstructions(model, dataset.images(points["test"][:64]), out_dir, device)
+    view = TraversalView(model, traversal_latents(model, min(cfg.traversal_latents, cfg.latent_dim)))
+    vis.save_traversal_gif(view, dataset.images(points["distinct"]), out_dir / "traversal.gif", device)
+    if mi is not None:
+        vis.save_mi_heatmap(np.asarray(mi), dataset.factor_names, out_dir / "mi_heatmap.png",
+                            title=f"I(factor; latent), MINE-VAE {spec.name}")
+
+
+# --- one run, the grid ------------------------------------------------------------------
+def run_one(spec: MineRunSpec, cfg: MineConfig, dataset, device) -> dict | None:
+    """Train, evaluate and draw one run; None if another process is training it."""
+    try:
+        lock = RunLock(spec.run_dir / LOCK).acquire()
+    except LockHeld as err:
+        tqdm.write(f"skipped: {err}")
+        return None
+    try:
+        if spec.is_done():
+            return read_row(spec)
+        write_json(spec.run_dir / "config.json", {**cfg.to_dict(), "run": {
+            "stage": STAGE, "dataset": spec.dataset, "variant": spec.variant, "seed": spec.seed,
+            "steps": spec.steps}})
+        tic = time.perf_counter()
+        try:
+            state = train(spec, cfg, dataset, device, heartbeat=lock.touch)
+        except RunFailed as err:
+            return mark_failed(spec, cfg, err.step, str(err))
+        (spec.run_dir / FAILED).unlink(missing_ok=True)
+        with atomic_write(spec.weights_path) as f:
+            torch.save(state.model.state_dict(), f)
+        result = evaluate(spec, cfg, dataset, state.model, device, state.window_means(), state.step,
+                          wall_time_s=time.perf_counter() - tic)
+        if cfg.figures:
+            draw_run_figures(spec, cfg, dataset, state.model, device, spec.run_dir, result.get("mi"))
+        write_json(spec.run_dir / METRICS, result)      # last: its presence marks the run done
+        return result["row"]
+    finally:
+        lock.release()
+
+
+def mark_failed(spec: MineRunSpec, cfg: MineConfig, step: int, reason: str) -> dict:
+    row = {"stage": STAGE, "dataset": spec.dataset, "source": cfg.source, "beta": cfg.kl_weight, "lambda": 0.0,
+           "seed": spec.seed, "steps": step, "status": "failed", "reason": reason, "model": "mine_vae",
+           "variant": spec.variant}
+    write_json(spec.run_dir / FAILED, row)
+    return row
+
+
+def read_row(spec: MineRunSpec) -> dict | None:
+    for name in (METRICS, FAILED):
+        path = spec.run_dir / name
+        if path.exists():
+            saved = read_json(path)
+            return saved.get("row", saved)
+    return None
+
+
+def run_grid(specs: list[MineRunSpec], cfg: MineConfig, retry_failed: bool = False) -> list[dict]:
+    """Train and evaluate every run that is not finished; returns all rows (done, failed)."""
+    device = resolve_device(cfg.device)
+    todo = [s for s in specs if not s.is_done() and (retry_failed or not (s.run_dir / FAILED).exists())]
+    print(f"{len(specs)} MINE-VAE runs, {len(specs) - len(todo)} already finished or failed, "
+          f"{len(todo)} to train on {device}")
+    data = {name: datasets.load_dataset(name, source=cfg.source, data_dir=cfg.data_dir, variant=cfg.mpi3d_variant)
+            for name in dict.fromkeys(spec.dataset for spec in todo)}
+    for name, dataset in data.items():
+        model, estimator = build_models(cfg, dataset.channels, 0, "cpu")
+        print(f"{name}: {dataset!r}; MINE-VAE {num_parameters(model):,} parameters, "
+              f"{cfg.mine_parts} statistics networks {num_parameters(estimator):,}")
+    with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
+        for name, dataset in data.items():
+            for spec in (s for s in todo if s.dataset == name):
+                row = run_one(spec, cfg, dataset, device)
+                if row is not None:
+                    bar.set_postfix_str(_postfix(row))
+                bar.update()
+    return [row for row in map(read_row, specs) if row is not None]
+
+
+def _postfix(row: dict) -> str:
+    if row["status"] != "done":
+        return f"{row['dataset']} {row['variant']} FAILED"
+    if row.get("mig") is None:
+        return f"last: recon={row['train_window_nll']:.1f} MINE={row['mine_mi_posthoc']:.3f}"
+    return f"last: MIG={row['mig']:.3f} Z-diff={row['z_diff']:.3f} MINE={row['mine_mi_posthoc']:.3f}"
+
+
+# --- tables -----------------------------------------------------------------------------
+def ablation_rows(rows: list[dict]) -> list[dict]:
+    """mean and sample std (ddof=1) over seeds per (dataset, variant, metric)."""
+    groups = defaultdict(list)
+    for r in rows:
+        if r["status"] == "done":
+            groups[(r["dataset"], r["variant"])].append(r)
+    out = []
+    for (d, v), group in sorted(groups.items(), key=lambda kv: (kv[0][0], MINE_VARIANTS.index(kv[0][1]))):
+        for m in ABLATION_METRICS:
+            values = np.array([r[m] for r in group if r.get(m) is not None and math.isfinite(r[m])], float)
+            out.append({"dataset": d, "variant": v, "metric": m, "n": int(values.size),
+                        "mean": float(values.mean()) if values.size else None,
+                        "std": float(values.std(ddof=1)) if values.size > 1 else (0.0 if values.size else None)})
+    return out
+
+
+def ablation_text(rows: list[dict]) -> str:
+    """One block per dataset: variants × metrics, mean ± std over seeds."""
+    lines = ["MINE-VAE ablation: mean ± std over seeds (sample std, ddof=1); n = seeds.",
+             "z_diff, z_min_var (accuracy, higher better), irs, jemmig (normalised), mig, sap: higher is better;",
+             "mine_mi_posthoc: fresh-MINE I(mu_p; mu_rest) in nats, mean over parts (lower = less redundant);",
+             "heldout_recon: BCE nats/image on held-out images; train_window_sparse/ent: L_sparse, L_ent.", ""]
+    for d in dict.fromkeys(r["dataset"] for r in rows):
+        present = [m for m in ABLATION_METRICS if any(r["dataset"] == d and r["metric"] == m and r["n"]
+                                                      for r in rows)]
+        lines.append(f"{d}")
+        lines.append(f"  {'variant':10s} {'n':>2s} " + " ".join(f"{m:>18s}" for m in present))
+        for v in dict.fromkeys(r["variant"] for r in rows if r["dataset"] == d):
+            cells = {r["metric"]: r for r in rows if r["dataset"] == d and r["variant"] == v}
+            n = max(c["n"] for c in cells.values())
+            lines.append(f"  {v:10s} {n:2d} " + " ".join(f"{_mean_std(cells[m]):>18s}" for m in present))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _mean_std(cell: dict) -> str:
+    if not cell["n"]:
+        return "n/a"
+    return f"{cell['mean']:.4g} ± {cell['std']:.2g}"
+
+
+def finish(rows: list[dict], specs: list[MineRunSpec], cfg: MineConfig) -> Path:
+    """Rewrite results.csv and the ablation table from all finished runs."""
+    root = mine_root(cfg)
+    write_csv(root / "results.csv", rows, COLUMNS)
+    rows = read_csv(root / "results.csv")       # everything below is drawn from the table itself
+    table = ablation_rows(rows)
+    write_csv(root / "ablation.csv", table, ["dataset", "variant", "metric", "n", "mean", "std"])
+    text = ablation_text(table)
+    failed = [r for r in rows if r["status"] != "done"]
+    if failed:
+        text += f"\n{len(failed)} failed run(s):\n" + "".join(
+            f"  {r['dataset']} {r['variant']} seed={r['seed']} at step {r['steps']}: {r.get('reason')}\n"
+            for r in failed)
+    write_text(root / "ablation.txt", text)
+    if len(specs) > len(rows):
+        print(f"note: {len(specs) - len(rows)} of {len(specs)} runs have no results yet")
+    return root
+
+
+def check_compatible(cfg: MineConfig, root: Path) -> None:
+    """A results directory belongs to one set of run-defining settings."""
+    saved_path = root / "config.json"
+    if saved_path.exists():
+        try:
+            saved = read_json(saved_path)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"config: {saved_path} is unreadable ({err}); move it aside or use another "
+                              "--results-dir") from None
+        for key in MINE_RUN_DEFINING:
+            ours = cfg.to_dict()[key]
+            ours = list(ours) if isinstance(ours, tuple) else ours
+            if key in saved and saved[key] != ours:
+                raise ConfigError(f"config: {root} was made with {key}={saved[key]!r}, not {ours!r}; "
+                                  "use another --results-dir or move that directory aside")
+    write_json(saved_path, cfg.to_dict())
+
+
+# --- evaluation of a saved checkpoint -------------------------------------------------------
+def eval_only(path: Path, args, ablation: bool) -> Path:
+    """Evaluate a saved checkpoint.pt or weights .pth (metrics, traversal) without training.
+
+    Settings: the run's config.json beside the file if there is one (then flags given
+    on the command line override it), else the command line; dataset, variant and seed
+    from that config.json's "run" entry, else the first of --datasets/--variants/--seeds.
+    Output: ``eval_<file stem>/`` beside the file (metrics.json, results.csv, figures)."""
+    if not path.is_file():
+        raise ConfigError(f"--eval-only: {path} is not a file (give a run's checkpoint.pt or .pth weights)")
+    saved_path = path.parent / "config.json"
+    run = {}
+    base = None
+    if saved_path.exists():
+        saved = read_json(saved_path)
+        run = saved.pop("run", {})
+        base = mine_from_dict(saved)
+    if base is None:
+        cfg = mine_from_args(args, ablation=ablation)
+    else:   # the saved settings as they are (no preset re-applied), then the flags given
+        given = {f.name: getattr(args, f.name) for f in fields(MineConfig) if getattr(args, f.name, None) is not None}
+        cfg = validate_mine(base.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}))
+    dataset_name = run.get("dataset", cfg.datasets[0])
+    spec = MineRunSpec(dataset_name, run.get("variant", cfg.variants[0]), int(run.get("seed", cfg.seeds[0])),
+                       cfg.steps, path.parent)
+    device = resolve_device(cfg.device)
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:     # torch raises many types for a file that is not a checkpoint
+        raise ConfigError(f"--eval-only: cannot read {path} as a torch checkpoint ({err})") from None
+    state = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise ConfigError(f"--eval-only: {path} holds no state_dict")
+    dataset = datasets.load_dataset(dataset_name, source=cfg.source, data_dir=cfg.data_dir, variant=cfg.mpi3d_variant)
+    model, _ = build_models(cfg, dataset.channels, spec.seed, device)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        raise ConfigError(f"--eval-only: {path} does not fit a MINE-VAE with these settings "
+                          f"(latent_dim={cfg.latent_dim}, num_factors={cfg.num_factors}, ...): "
+                          f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+    window = _window_means(payload["window"], payload["step"]) if "window" in payload else None
+    out = path.parent / f"eval_{path.stem}"
+    tic = time.perf_counter()
+    result = evaluate(spec, cfg, dataset, model, device, window, payload.get("step"), wall_time_s=0.0)
+    result["row"]["wall_time_s"] = time.perf_counter() - tic
+    result["evaluated_file"] = str(path)
+    if cfg.figures:
+        draw_run_figures(spec, cfg, dataset, model, device, out, result.get("mi"))
+    write_csv(out / "results.csv", [result["row"]], COLUMNS)
+    write_json(out / METRICS, result)
+    return out
+
+
+# --- command line -----------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line instead of a 20-line usage dump: the flags are one --help away.
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def main(argv=None, description: str = "") -> Path:
+    parser = _Parser(description=description)
+    parser.add_argument("--ablation", action="store_true",
+                        help=f"run every variant ({', '.join(MINE_VARIANTS)}) and write the comparison table")
+    parser.add_argument("--eval-only", metavar="CHECKPOINT", type=Path,
+                        help="evaluate a saved checkpoint.pt or weights .pth (metrics and traversal), no training")
+    parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
+    add_mine_config_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.eval_only is not None:
+        tic = time.perf_counter()
+        try:
+            out = eval_only(args.eval_only, args, args.ablation)
+        except (ConfigError, RuntimeError) as err:
+            parser.exit(2, f"{err}\n")
+        except datasets.DataError as err:
+            parser.exit(2, f"data error: {err}\n")
+        row = read_csv(out / "results.csv")[0]
+        scores = ", ".join(f"{k}={row[k]:.3f}" for k in ("z_diff", "z_min_var", "irs", "jemmig", "mig",
+                                                          "mine_mi_posthoc") if row.get(k) is not None)
+        print(f"evaluated {args.eval_only} in {time.perf_counter() - tic:.0f} s: {scores or 'no factor metrics'}; "
+              f"results in {out}/")
+        return out
+    try:
+        cfg = mine_from_args(args, ablation=args.ablation)
+        resolve_device(cfg.device)
+        root = mine_root(cfg)
+        check_compatible(cfg, root)
+    except (ConfigError, RuntimeError) as err:
+        parser.exit(2, f"{err}\n")
+    print("resolved config:\n" + cfg.to_json())
+    check_data_present(cfg)
+    specs = mine_specs(cfg)
+    tic = time.perf_counter()
+    try:
+        rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
+    except datasets.DataError as err:
+        parser.exit(2, f"data error: {err}\n")
+    root = finish(rows, specs, cfg)
+    done = sum(r["status"] == "done" for r in rows)
+    print(f"done: {done} MINE-VAE runs finished ({len(specs)} in grid) in {time.perf_counter() - tic:.0f} s; "
+          f"results in {root}/results.csv, ablation table in {root}/ablation.txt")
+    return root
+
+
+if __name__ == "__main__":
+    sys.exit("run main_mine.py")
