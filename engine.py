@@ -135,7 +135,9 @@ def load_member_optimizer_states(optimizer: torch.optim.Adam, states: list[dict]
     params = optimizer.param_groups[0]["params"]
     merged = {}
     for i, p in enumerate(params):
-        merged[i] = {"step": states[0]["state"][i]["step"].clone()}
+        # Adam keeps its step count on the CPU unless capturable; a checkpoint loaded with
+        # map_location=cuda would otherwise force a device sync per parameter per step.
+        merged[i] = {"step": states[0]["state"][i]["step"].detach().cpu().clone()}
         for key in ("exp_avg", "exp_avg_sq"):
             merged[i][key] = _stacked_like([s["state"][i][key] for s in states], p.device)
     optimizer.load_state_dict({"state": merged, "param_groups": optimizer.state_dict()["param_groups"]})

@@ -286,11 +286,11 @@ class Pack:
         """Continue with these runs only (the others failed or finished)."""
         if indices == list(range(len(self))):
             return
+        if not indices:
+            self.specs, self.logs, self.generators, self.orders = [], [], [], []
+            return
         payloads = [self.member_payload(k) for k in indices]
-        self._build([self.specs[k] for k in indices], payloads, self.step) if indices else self._empty()
-
-    def _empty(self) -> None:
-        self.specs, self.logs, self.generators, self.orders = [], [], [], []
+        self._build([self.specs[k] for k in indices], payloads, self.step)
 
     def result(self, k: int, failure: RunFailed | None = None) -> RunResult:
         return RunResult(self.specs[k], self.step if failure is None else failure.step, self.window[k].clone(),
