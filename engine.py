@@ -23,7 +23,8 @@ at the same step.
 """
 from __future__ import annotations
 
-import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch.func import functional_call, vmap
@@ -66,15 +67,26 @@ class PackedBetaVAE:
             raise ValueError(f"engine mode {self.mode!r}: choose from {', '.join(MODES)}")
         self.channels, self.latent_dim, self.device = channels, latent_dim, device
         # The module only lends its forward code; the tensors it runs on are the pack's.
-        self.base = BetaVAE(channels, latent_dim).to("meta")
-        self.names = [n for n, _ in self.base.named_parameters()]
+        # functional_call swaps a module's parameters while it runs, so each thread needs its own.
+        self._local = threading.local()
+        self.names = [n for n, _ in self._base().named_parameters()]
         with torch.no_grad():
             self.params = {n: _stacked_like([s[n] for s in states], device).requires_grad_()
                            for n in self.names}
-        self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16"
-                         else contextlib.nullcontext())
+        self.bf16 = precision == "bf16"
         run = vmap(self._run_terms) if self.mode == "vmap" else self._run_terms
         self._run = torch.compile(run, dynamic=False) if compile else run
+        # Split mode on a CPU: the runs of a pack are independent, so they run side by side
+        # on the cores, each single-threaded, rather than one after the other with every
+        # small convolution split across the cores (which scales poorly at batch 64).
+        # A run's arithmetic depends on its thread count (the order of the weight-gradient
+        # sums), and this choice gives every run of a pack of >= cores the same one.
+        self.workers, self.threads = 1, torch.get_num_threads()
+        if self.mode == "split" and device.type == "cpu" and not compile:   # dynamo is not thread-safe
+            self.workers = min(len(states), torch.get_num_threads())
+            self.threads = max(1, torch.get_num_threads() // self.workers)
+        self._pool = (ThreadPoolExecutor(self.workers, initializer=torch.set_num_threads, initargs=(self.threads,))
+                      if self.workers > 1 else None)
 
     def __len__(self) -> int:
         return next(iter(self.params.values())).shape[0]
@@ -82,22 +94,41 @@ class PackedBetaVAE:
     def parameters(self) -> list[torch.Tensor]:
         return list(self.params.values())
 
+    def _base(self) -> BetaVAE:
+        if not hasattr(self._local, "base"):
+            self._local.base = BetaVAE(self.channels, self.latent_dim).to("meta")
+        return self._local.base
+
     def _run_terms(self, params: dict, x: torch.Tensor, eps: torch.Tensor, beta, lam) -> torch.Tensor:
         """One run's loss terms (LOSS_KEYS order) on its batch x (n, C, H, W) in [0, 1]."""
-        with self.autocast:
-            logits, mu, logvar = functional_call(self.base, params, (x,), {"eps": eps})
+        # A fresh autocast per call: the context object keeps state and runs may share threads.
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits, mu, logvar = functional_call(self._base(), params, (x,), {"eps": eps})
         # The loss in fp32 whatever the forward ran in: BCE sums 4096-12288 terms per image.
         terms = lambda_beta_loss(logits.float(), x, mu.float(), logvar.float(), beta, lam)
         return torch.stack([terms[k] for k in LOSS_KEYS])
 
-    def loss_terms(self, x: torch.Tensor, eps: torch.Tensor, beta: torch.Tensor,
-                   lam: torch.Tensor) -> torch.Tensor:
-        """(P, 4) loss terms; x (P, n, C, H, W), eps (P, n, latent_dim), beta and lam (P,)."""
+    def forward_backward(self, x: torch.Tensor, eps: torch.Tensor, beta: torch.Tensor,
+                         lam: torch.Tensor) -> torch.Tensor:
+        """Set every parameter's .grad to the gradient of each run's own total loss and
+        return the (P, 4) loss terms; x (P, n, C, H, W), eps (P, n, latent_dim), beta, lam (P,)."""
         if self.mode == "vmap":
-            return self._run(self.params, x, eps, beta, lam)
-        slices = {n: p.unbind(0) for n, p in self.params.items()}
-        return torch.stack([self._run({n: s[k] for n, s in slices.items()}, x[k], eps[k], beta[k], lam[k])
-                            for k in range(len(self))])
+            terms = self._run(self.params, x, eps, beta, lam)
+            terms[:, 0].sum().backward()     # runs are independent: each slice gets its own gradient
+            return terms.detach()
+        jobs = [(k, x[k], eps[k], beta[k], lam[k]) for k in range(len(self))]
+        done = list(self._pool.map(self._run_backward, jobs)) if self._pool else [self._run_backward(j) for j in jobs]
+        for n, p in self.params.items():
+            p.grad = _stacked_like([grads[n] for _, grads in done], self.device)
+        return torch.stack([terms for terms, _ in done])
+
+    def _run_backward(self, job) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Run k's forward and backward on leaf views of its slice of the pack's weights."""
+        k, x, eps, beta, lam = job
+        leaves = {n: p[k].detach().requires_grad_() for n, p in self.params.items()}
+        terms = self._run(leaves, x, eps, beta, lam)
+        terms[0].backward()
+        return terms.detach(), {n: leaf.grad for n, leaf in leaves.items()}
 
     # --- one run in, one run out: the single-run formats of checkpoints and weights ---
     def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:

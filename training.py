@@ -302,9 +302,7 @@ class Pack:
         n = x.shape[1]
         eps = torch.stack([torch.randn((n, self.cfg.latent_dim), generator=g, device=self.device)
                            for g in self.generators])
-        terms = self.model.loss_terms(x, eps, self.beta, self.lam)               # (P, 4)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms[:, 0].sum().backward()             # runs are independent: each gets its own gradient
+        terms = self.model.forward_backward(x, eps, self.beta, self.lam)          # (P, 4), grads set
         self.optimizer.step()
         # Keep losses on the device: a .item() per step would sync the GPU every step.
         rows = terms.detach().float()

@@ -10,7 +10,8 @@ import study
 from config import Config
 from models import BetaVAE
 from tiny_data import Squares
-from training import CHECKPOINT, ImageSource, RunSpec, train_pack
+from engine import PackedBetaVAE
+from training import CHECKPOINT, ImageSource, RunSpec, initial_weights, train_pack
 
 CFG = Config(batch_size=8, loss_window=5, log_interval=4, checkpoint_interval=3, heldout_fraction=0.1,
              device="cpu")
@@ -26,27 +27,64 @@ def _max_diff(a: BetaVAE, b: BetaVAE) -> float:
     return max(float((sa[k] - sb[k]).abs().max()) for k in sa)
 
 
-def test_a_run_trains_bit_identically_alone_and_inside_a_pack(tmp_path):
+@pytest.fixture
+def two_threads():
+    """Fix the CPU thread count the engine plans with: a pack of one then runs with 2
+    intra-op threads, packs of 2 or more with one thread per run (engine.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_run_trains_the_same_alone_and_in_any_pack(tmp_path, two_threads):
     alone = train_pack([_spec(tmp_path, "alone", seed=1)], CFG, Squares(), CPU)[0]
+    pair = train_pack([_spec(tmp_path, "q0", seed=1), _spec(tmp_path, "q1", seed=5)], CFG, Squares(), CPU)[0]
     pack = train_pack([_spec(tmp_path, "p0", seed=3, beta=1.0), _spec(tmp_path, "p1", seed=1),
                        _spec(tmp_path, "p2", seed=2, beta=16.0, lam=4.0)], CFG, Squares(), CPU)
     inside = pack[1]
-    assert inside.spec.seed == 1 and inside.step == alone.step == 6
-    assert _max_diff(alone.model, inside.model) == 0.0
-    assert torch.equal(alone.window, inside.window)
-    assert [r["train_total"] for r in alone.log] == [r["train_total"] for r in inside.log]
+    assert inside.spec.seed == pair.spec.seed == 1 and inside.step == alone.step == 6
+    # Same thread count per run (one) in both packs: bit for bit.
+    assert _max_diff(pair.model, inside.model) == 0.0
+    assert torch.equal(pair.window, inside.window)
+    # Alone it ran on two threads, which sums the weight gradients in another order.
+    # Adam turns such rounding into at most ~lr per step on near-zero gradients;
+    # measured here: 1.7e-8 max abs weight difference after 6 steps.
+    assert _max_diff(alone.model, inside.model) < CFG.lr * 6
+    assert torch.allclose(alone.window, inside.window, rtol=1e-5)
 
 
-def test_vmap_mode_agrees_with_split_mode_to_float_tolerance(tmp_path):
-    # vmap is the GPU path (grouped convolutions); on the CPU it must compute the same
-    # runs up to summation order. Measured: 2.6e-6 max abs weight difference after 12 steps.
+def test_vmap_mode_computes_the_same_gradients_as_split_mode(tmp_path):
+    # vmap is the GPU path (one grouped convolution per layer for the pack); on the CPU
+    # it must compute the same per-run losses and gradients up to summation order.
+    states = [initial_weights(_spec(tmp_path, "r", seed=s), 1, CFG.latent_dim) for s in (1, 2)]
+    x = ImageSource(Squares(), CPU).batch(np.array([[0, 5, 9, 17, 21, 30, 33, 47], [1, 2, 3, 4, 40, 41, 42, 43]]))
+    eps = torch.randn((2, 8, CFG.latent_dim), generator=torch.Generator().manual_seed(0))
+    beta, lam = torch.tensor([4.0, 8.0]), torch.tensor([0.0, 2.0])
+    out = {}
+    for mode in ("split", "vmap"):
+        pack = PackedBetaVAE(states, 1, CFG.latent_dim, CPU, mode=mode)
+        out[mode] = pack.forward_backward(x, eps, beta, lam), {n: p.grad for n, p in pack.params.items()}
+    assert torch.allclose(out["split"][0], out["vmap"][0], rtol=1e-6)
+    for name, grad in out["split"][1].items():
+        other = out["vmap"][1][name]
+        assert float((grad - other).norm()) <= 1e-5 * float(grad.norm()) + 1e-12, name
+    # Swapping the runs' noise must change run 0's gradient: the check above can fail.
+    swapped = PackedBetaVAE(states, 1, CFG.latent_dim, CPU, mode="vmap")
+    swapped.forward_backward(x, eps.flip(0), beta, lam)
+    assert not torch.allclose(swapped.params["encoder.fc_mu.bias"].grad, out["split"][1]["encoder.fc_mu.bias"])
+
+
+def test_vmap_and_split_training_follow_the_same_losses(tmp_path):
+    # Over several Adam steps, rounding-level gradient differences on near-zero gradients
+    # become lr-sized updates (Adam divides by the gradient's scale), so compare losses.
     specs = [_spec(tmp_path, "a", seed=1), _spec(tmp_path, "b", seed=2, beta=8.0)]
-    split = train_pack(specs, CFG.replace(checkpoint_interval=100), Squares(), CPU, mode="split")
+    cfg = CFG.replace(checkpoint_interval=100)
+    split = train_pack(specs, cfg, Squares(), CPU, mode="split")
     vmapped = train_pack([dataclasses.replace(s, run_dir=tmp_path / ("v" + s.run_dir.name)) for s in specs],
-                         CFG.replace(checkpoint_interval=100), Squares(), CPU, mode="vmap")
+                         cfg, Squares(), CPU, mode="vmap")
     for s, v in zip(split, vmapped):
-        assert _max_diff(s.model, v.model) < 1e-4
-        assert torch.allclose(s.window, v.window, rtol=1e-5)
+        assert torch.allclose(s.window, v.window, rtol=1e-3, atol=1e-3)   # KL is ~0.01 here
 
 
 def test_runs_of_one_pack_keep_their_own_seed_data_and_beta(tmp_path):
@@ -59,18 +97,20 @@ def test_runs_of_one_pack_keep_their_own_seed_data_and_beta(tmp_path):
     assert not torch.equal(first[1]["generator"], first[2]["generator"])
 
 
-def test_a_pack_resumes_bit_exactly_even_split_into_other_packs(tmp_path):
+def test_a_pack_resumes_bit_exactly(tmp_path):
     specs = [_spec(tmp_path / "whole", "a", seed=1, steps=12), _spec(tmp_path / "whole", "b", seed=2, steps=12)]
     whole = train_pack(specs, CFG, Squares(), CPU)
     cut = [dataclasses.replace(s, run_dir=tmp_path / "cut" / s.run_dir.name) for s in specs]
     with pytest.raises(KeyboardInterrupt):
         train_pack(cut, CFG, Squares(fail_after_reads=8), CPU)
     assert {torch.load(s.run_dir / CHECKPOINT, weights_only=True)["step"] for s in cut} == {6}
-    resumed = [train_pack([s], CFG, Squares(), CPU)[0] for s in cut]      # each alone now
+    resumed = train_pack(cut, CFG, Squares(), CPU)
     for w, r in zip(whole, resumed):
         assert r.step == w.step == 12
         assert _max_diff(w.model, r.model) == 0.0
         assert torch.equal(w.window, r.window)
+    alone = train_pack([dataclasses.replace(specs[0], run_dir=tmp_path / "alone")], CFG, Squares(), CPU)[0]
+    assert alone.window_means()["total"] == pytest.approx(whole[0].window_means()["total"], rel=1e-5)
 
 
 def test_checkpoints_are_single_run_files_a_plain_model_and_adam_can_load(tmp_path):
