@@ -708,6 +708,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv=None, description: str = "") -> Path:
+    import functools
+
+    import launcher                     # here: launcher imports study, which this module imports
     parser = _Parser(description=description)
     parser.add_argument("--ablation", action="store_true",
                         help=f"run every variant ({', '.join(MINE_VARIANTS)}) and write the comparison table")
@@ -715,6 +718,7 @@ def main(argv=None, description: str = "") -> Path:
                         help="evaluate a saved checkpoint.pt or weights .pth (metrics and traversal), no training")
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
     add_mine_config_arguments(parser)
+    launcher.add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     if args.eval_only is not None:
         tic = time.perf_counter()
@@ -737,9 +741,14 @@ def main(argv=None, description: str = "") -> Path:
         check_compatible(cfg, root)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
+    specs = mine_specs(cfg)
+    # --status, --collect and --launcher slurm are handled there; local training goes on here.
+    stage = launcher.make_stage("mine", "main_mine.py", cfg, root, specs, run_grid, finish, read_row, argv,
+                                retry_failed=args.retry_failed, preflight=functools.partial(check_data_present, cfg))
+    if launcher.dispatch(args, stage):
+        return root
     print("resolved config:\n" + cfg.to_json())
     check_data_present(cfg)
-    specs = mine_specs(cfg)
     tic = time.perf_counter()
     try:
         rows = run_grid(specs, cfg, retry_failed=args.retry_failed)

@@ -223,3 +223,10 @@ def test_hints_echo_the_grid_flags_without_launcher_flags():
     argv = ["--demo", "--launcher", "slurm", "--partition=gpu", "--runs-per-job", "8", "--beta", "1", "4",
             "--status", "--slurm-arg", "qos=x", "--seeds", "0"]
     assert launcher.config_argv(argv) == ["--demo", "--beta", "1", "4", "--seeds", "0"]
+
+
+def test_main_mine_plugs_into_the_launcher(tmp_path, capsys):
+    import mine_study
+    root = mine_study.main(["--demo", "--results-dir", str(tmp_path), "--status"])
+    assert root.is_relative_to(tmp_path)
+    assert "runs: done 0, running 0, failed 0, pending" in capsys.readouterr().out
