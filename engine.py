@@ -113,6 +113,8 @@ class PackedBetaVAE:
         """Set every parameter's .grad to the gradient of each run's own total loss and
         return the (P, 4) loss terms; x (P, n, C, H, W), eps (P, n, latent_dim), beta, lam (P,)."""
         if self.mode == "vmap":
+            for p in self.params.values():
+                p.grad = None                # backward accumulates; this step's gradient only
             terms = self._run(self.params, x, eps, beta, lam)
             terms[:, 0].sum().backward()     # runs are independent: each slice gets its own gradient
             return terms.detach()

@@ -64,6 +64,7 @@ def test_vmap_mode_computes_the_same_gradients_as_split_mode(tmp_path):
     out = {}
     for mode in ("split", "vmap"):
         pack = PackedBetaVAE(states, 1, CFG.latent_dim, CPU, mode=mode)
+        pack.forward_backward(x, eps, beta, lam)       # a second call must not add to these gradients
         out[mode] = pack.forward_backward(x, eps, beta, lam), {n: p.grad for n, p in pack.params.items()}
     assert torch.allclose(out["split"][0], out["vmap"][0], rtol=1e-6)
     for name, grad in out["split"][1].items():
@@ -75,16 +76,16 @@ def test_vmap_mode_computes_the_same_gradients_as_split_mode(tmp_path):
     assert not torch.allclose(swapped.params["encoder.fc_mu.bias"].grad, out["split"][1]["encoder.fc_mu.bias"])
 
 
-def test_vmap_and_split_training_follow_the_same_losses(tmp_path):
-    # Over several Adam steps, rounding-level gradient differences on near-zero gradients
-    # become lr-sized updates (Adam divides by the gradient's scale), so compare losses.
+def test_vmap_and_split_training_agree_to_float_tolerance(tmp_path):
+    # Measured after 6 steps: 2.6e-6 max abs weight difference, 1.3e-6 relative in the losses.
     specs = [_spec(tmp_path, "a", seed=1), _spec(tmp_path, "b", seed=2, beta=8.0)]
     cfg = CFG.replace(checkpoint_interval=100)
     split = train_pack(specs, cfg, Squares(), CPU, mode="split")
     vmapped = train_pack([dataclasses.replace(s, run_dir=tmp_path / ("v" + s.run_dir.name)) for s in specs],
                          cfg, Squares(), CPU, mode="vmap")
     for s, v in zip(split, vmapped):
-        assert torch.allclose(s.window, v.window, rtol=1e-3, atol=1e-3)   # KL is ~0.01 here
+        assert _max_diff(s.model, v.model) < 2e-5
+        assert torch.allclose(s.window, v.window, rtol=1e-5, atol=1e-6)
 
 
 def test_runs_of_one_pack_keep_their_own_seed_data_and_beta(tmp_path):
