@@ -26,8 +26,21 @@ class ConfigError(ValueError):
     """A setting is invalid; the message names it and says what to do."""
 
 
+class _Settings:
+    """What every settings dataclass offers: frozen copies, and JSON."""
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
 @dataclass(frozen=True)
-class Config:
+class Config(_Settings):
     # --- what to run ----------------------------------------------------------------
     datasets: tuple[str, ...] = DATASETS
     source: str = "real"                     # "real" files, or procedural "standin"s
@@ -65,15 +78,6 @@ class Config:
     figures: bool = True
     demo: bool = False
 
-    def replace(self, **changes) -> "Config":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
 
 # The demo runs the whole study on the procedural stand-ins in minutes on a 2-core CPU
 # (main_beta ≤ 10 min, main_lambda ≤ 5 min). lr is 10x the paper's and batches are a
@@ -106,51 +110,58 @@ RUN_DEFINING = ("source", "mpi3d_variant", "batch_size", "latent_dim", "lr", "ad
                 "adam_eps", "loss_window", "heldout_fraction")
 
 
+def _bad(name: str, why: str):
+    raise ConfigError(f"config: --{name.replace('_', '-')} {why}")
+
+
+def _check_common(cfg, lists: tuple[str, ...], positive: tuple[str, ...], datasets: tuple[str, ...]) -> None:
+    """The checks every settings dataclass shares; ConfigError names the first bad one."""
+    for name in lists:
+        values = getattr(cfg, name)
+        if len(values) == 0:
+            _bad(name, "is empty: give at least one value")
+        if len(set(values)) != len(values):
+            _bad(name, f"has duplicates {list(values)}: give each value once")
+    for d in cfg.datasets:
+        if d not in datasets:
+            _bad("datasets", f"has unknown dataset {d!r}: choose from {', '.join(datasets)}")
+    if cfg.source not in SOURCES:
+        _bad("source", f"is {cfg.source!r}: choose 'real' or 'standin'")
+    if cfg.mpi3d_variant not in MPI3D_VARIANTS:
+        _bad("mpi3d_variant", f"is {cfg.mpi3d_variant!r}: choose from {', '.join(MPI3D_VARIANTS)}")
+    for s in cfg.seeds:
+        if s < 0:
+            _bad("seeds", f"has {s}: seeds must be >= 0")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            _bad(name, f"is {getattr(cfg, name)}: must be a positive integer")
+    if cfg.heldout_eval_points < 0:
+        _bad("heldout_eval_points", "must be >= 0")
+    if not (0 < cfg.lr < 1):
+        _bad("lr", f"is {cfg.lr}: use a learning rate in (0, 1), e.g. 1e-4")
+    if not all(0 <= b < 1 for b in cfg.adam_betas):
+        _bad("adam_betas", f"is {cfg.adam_betas}: both must be in [0, 1)")
+    if not cfg.adam_eps > 0:
+        _bad("adam_eps", "must be > 0")
+    if not 0 <= cfg.heldout_fraction < 0.5:
+        _bad("heldout_fraction", f"is {cfg.heldout_fraction}: use a fraction in [0, 0.5), 0 to train on every image")
+    if not (cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda")):
+        _bad("device", f"is {cfg.device!r}: use auto, cpu, cuda or cuda:N")
+
+
 def validate(cfg: Config) -> Config:
     """Raise ConfigError naming the first invalid setting and the fix."""
-    def bad(name, why):
-        raise ConfigError(f"config: --{name.replace('_', '-')} {why}")
-
-    for name in ("datasets", "betas", "lambdas", "seeds"):
-        if len(getattr(cfg, name)) == 0:
-            bad(name, "is empty: give at least one value")
-        values = getattr(cfg, name)
-        if len(set(values)) != len(values):
-            bad(name, f"has duplicates {list(values)}: give each value once")
-    for d in cfg.datasets:
-        if d not in DATASETS:
-            bad("datasets", f"has unknown dataset {d!r}: choose from {', '.join(DATASETS)}")
-    if cfg.source not in SOURCES:
-        bad("source", f"is {cfg.source!r}: choose 'real' or 'standin'")
-    if cfg.mpi3d_variant not in MPI3D_VARIANTS:
-        bad("mpi3d_variant", f"is {cfg.mpi3d_variant!r}: choose from {', '.join(MPI3D_VARIANTS)}")
+    _check_common(cfg, lists=("datasets", "betas", "lambdas", "seeds"), datasets=DATASETS,
+                  positive=("steps", "lambda_steps", "batch_size", "latent_dim", "loss_window", "log_interval",
+                            "checkpoint_interval", "metric_train_points", "metric_test_points", "num_bins"))
     for name in ("betas", "lambdas"):
         for v in getattr(cfg, name):
             if not math.isfinite(v) or v < 0:
-                bad(name, f"has {v}: values must be finite and >= 0")
-    for s in cfg.seeds:
-        if s < 0:
-            bad("seeds", f"has {s}: seeds must be >= 0")
-    for name in ("steps", "lambda_steps", "batch_size", "latent_dim", "loss_window", "log_interval",
-                 "checkpoint_interval", "metric_train_points", "metric_test_points", "num_bins"):
-        if getattr(cfg, name) <= 0:
-            bad(name, f"is {getattr(cfg, name)}: must be a positive integer")
-    if cfg.heldout_eval_points < 0:
-        bad("heldout_eval_points", "must be >= 0")
-    if not (0 < cfg.lr < 1):
-        bad("lr", f"is {cfg.lr}: use a learning rate in (0, 1), e.g. 1e-4")
-    if not all(0 <= b < 1 for b in cfg.adam_betas):
-        bad("adam_betas", f"is {cfg.adam_betas}: both must be in [0, 1)")
-    if not cfg.adam_eps > 0:
-        bad("adam_eps", "must be > 0")
-    if not 0 <= cfg.heldout_fraction < 0.5:
-        bad("heldout_fraction", f"is {cfg.heldout_fraction}: use a fraction in [0, 0.5), 0 for exact reproduction")
+                _bad(name, f"has {v}: values must be finite and >= 0")
     if cfg.pack_size < 0:
-        bad("pack_size", f"is {cfg.pack_size}: use 0 (chosen from the device) or a positive number of runs")
+        _bad("pack_size", f"is {cfg.pack_size}: use 0 (chosen from the device) or a positive number of runs")
     if cfg.precision not in PRECISIONS:
-        bad("precision", f"is {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
-    if not (cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda")):
-        bad("device", f"is {cfg.device!r}: use auto, cpu, cuda or cuda:N")
+        _bad("precision", f"is {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
     return cfg
 
 
@@ -172,14 +183,15 @@ def _field_parser(tp):
     return tp, None
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every Config field (``--field-name``), defaulting to 'not given'."""
-    hints = typing.get_type_hints(Config)
-    group = parser.add_argument_group("settings (config.py fields; defaults are the paper's)")
-    for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, aliases: dict | None = None,
+                            title: str = "settings") -> None:
+    """A flag ``--field-name`` for every field of the settings dataclass ``cls``,
+    defaulting to 'not given' (None) so that presets and saved configs can fill it."""
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(title)
+    for f in fields(cls):
         tp, nargs = _field_parser(hints[f.name])
-        names = [flag] + ALIASES.get(f.name, [])
+        names = ["--" + f.name.replace("_", "-")] + (aliases or {}).get(f.name, [])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         if tp is bool:
             group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
@@ -189,25 +201,40 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                metavar=f.name.upper(), help=f"default: {default}")
 
 
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for every Config field (``--field-name``), defaulting to 'not given'."""
+    add_dataclass_arguments(parser, Config, ALIASES, "settings (config.py fields; defaults are the paper's)")
+
+
+def given_settings(args: argparse.Namespace, cls) -> dict:
+    """The settings of ``cls`` given on the command line (lists as tuples)."""
+    given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+
+
 def from_args(args: argparse.Namespace, base: Config | None = None, stage: str = "beta") -> Config:
     """Config from parsed flags: the demo preset first (if --demo), then explicit flags."""
     base = base or Config()
-    given = {f.name: getattr(args, f.name) for f in fields(Config) if getattr(args, f.name, None) is not None}
+    given = given_settings(args, Config)
     if given.get("demo", base.demo):
         base = base.replace(**DEMO_OVERRIDES, demo=True)
         if stage == "lambda":
             base = base.replace(**DEMO_LAMBDA_OVERRIDES)
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return validate(base.replace(**given))
 
 
 def from_dict(values: dict) -> Config:
     """Config from a saved JSON dict; unknown keys are an error (a typo must not be ignored)."""
-    names = {f.name for f in fields(Config)}
+    return validate(_settings_from_dict(Config, values))
+
+
+def _settings_from_dict(cls, values: dict):
+    names = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
-        raise ConfigError(f"config: unknown setting(s) {', '.join(unknown)}; valid ones are listed by --help")
-    hints = typing.get_type_hints(Config)
+        raise ConfigError(f"config: unknown setting(s) {', '.join(unknown)} for {cls.__name__}; "
+                          f"valid ones are listed by --help")
+    hints = typing.get_type_hints(cls)
     clean = {}
     for k, v in values.items():
         tp, nargs = _field_parser(hints[k])
@@ -224,7 +251,7 @@ def from_dict(values: dict) -> Config:
                 clean[k] = tp(v)
         except (TypeError, ValueError):
             raise ConfigError(f"config: setting {k} has value {v!r} of the wrong type: expected {hints[k]}") from None
-    return validate(Config(**clean))
+    return cls(**clean)
 
 
 # =====================================================================================
@@ -235,7 +262,7 @@ MINE_VARIANTS = ("full", "no_mine", "no_sparse", "no_ent")   # the ablation (REF
 
 
 @dataclass(frozen=True)
-class MineConfig:
+class MineConfig(_Settings):
     """Settings of the MINE disentangling VAE (REFERENCE.md §4).
 
     Model and loss defaults are those of the PyTorch-VAE_MINE repository. It gives no
@@ -297,15 +324,6 @@ class MineConfig:
     figures: bool = True
     demo: bool = False
 
-    def replace(self, **changes) -> "MineConfig":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
 
 # The MINE demo runs the ablation (4 variants × 2 seeds) on the Shapes3D stand-in (the
 # dataset of the repository's results table) within 10 minutes on a 2-core CPU. As in
@@ -353,78 +371,32 @@ MINE_ALIASES = {"datasets": ["--dataset"], "seeds": ["--seed"], "variants": ["--
 
 def validate_mine(cfg: MineConfig) -> MineConfig:
     """Raise ConfigError naming the first invalid MINE-VAE setting and the fix."""
-    def bad(name, why):
-        raise ConfigError(f"config: --{name.replace('_', '-')} {why}")
-
-    for name in ("datasets", "variants", "seeds"):
-        values = getattr(cfg, name)
-        if len(values) == 0:
-            bad(name, "is empty: give at least one value")
-        if len(set(values)) != len(values):
-            bad(name, f"has duplicates {list(values)}: give each value once")
-    for d in cfg.datasets:
-        if d not in MINE_DATASETS:
-            bad("datasets", f"has unknown dataset {d!r}: choose from {', '.join(MINE_DATASETS)}")
+    _check_common(cfg, lists=("datasets", "variants", "seeds"), datasets=MINE_DATASETS,
+                  positive=("latent_dim", "num_factors", "factor_dim", "attention_dim", "mine_hidden_dim",
+                            "mine_parts", "gaussian_fit_samples", "steps", "vae_steps", "batch_size",
+                            "loss_window", "log_interval", "checkpoint_interval", "metric_train_points",
+                            "metric_test_points", "sampled_metric_train", "sampled_metric_eval", "num_bins",
+                            "mine_eval_steps", "traversal_latents"))
     for v in cfg.variants:
         if v not in MINE_VARIANTS:
-            bad("variants", f"has unknown variant {v!r}: choose from {', '.join(MINE_VARIANTS)}")
-    if cfg.source not in SOURCES:
-        bad("source", f"is {cfg.source!r}: choose 'real' or 'standin'")
-    if cfg.mpi3d_variant not in MPI3D_VARIANTS:
-        bad("mpi3d_variant", f"is {cfg.mpi3d_variant!r}: choose from {', '.join(MPI3D_VARIANTS)}")
-    for s in cfg.seeds:
-        if s < 0:
-            bad("seeds", f"has {s}: seeds must be >= 0")
-    for name in ("latent_dim", "num_factors", "factor_dim", "attention_dim", "mine_hidden_dim", "mine_parts",
-                 "gaussian_fit_samples", "steps", "vae_steps", "batch_size", "loss_window", "log_interval",
-                 "checkpoint_interval", "metric_train_points", "metric_test_points", "sampled_metric_train",
-                 "sampled_metric_eval", "num_bins", "mine_eval_steps", "traversal_latents"):
-        if getattr(cfg, name) <= 0:
-            bad(name, f"is {getattr(cfg, name)}: must be a positive integer")
-    if cfg.mine_steps < 0 or cfg.heldout_eval_points < 0:
-        bad("mine_steps" if cfg.mine_steps < 0 else "heldout_eval_points", "must be >= 0")
+            _bad("variants", f"has unknown variant {v!r}: choose from {', '.join(MINE_VARIANTS)}")
+    if cfg.mine_steps < 0:
+        _bad("mine_steps", "must be >= 0")
     if not 2 <= cfg.mine_parts <= cfg.latent_dim:
-        bad("mine_parts", f"is {cfg.mine_parts}: split the {cfg.latent_dim} latents into 2..latent_dim parts")
+        _bad("mine_parts", f"is {cfg.mine_parts}: split the {cfg.latent_dim} latents into 2..latent_dim parts")
     if cfg.sampled_metric_batch < 2:
-        bad("sampled_metric_batch", "must be >= 2: Z-diff and Z-min Var need pairs and variances")
+        _bad("sampled_metric_batch", "must be >= 2: Z-diff and Z-min Var need pairs and variances")
     if cfg.batch_size < 2:
-        bad("batch_size", "must be >= 2: MINE's marginal samples shuffle within the batch")
+        _bad("batch_size", "must be >= 2: MINE's marginal samples shuffle within the batch")
     for name in ("kl_weight", "disentanglement_weight", "attention_reg_weight", "entropy_reg_weight"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
-            bad(name, f"is {v}: must be finite and >= 0")
-    for name in ("lr", "mine_lr"):
-        if not 0 < getattr(cfg, name) < 1:
-            bad(name, f"is {getattr(cfg, name)}: use a learning rate in (0, 1), e.g. 1e-4")
+            _bad(name, f"is {v}: must be finite and >= 0")
+    if not 0 < cfg.mine_lr < 1:
+        _bad("mine_lr", f"is {cfg.mine_lr}: use a learning rate in (0, 1), e.g. 1e-4")
     if not 0 < cfg.mine_ema_rate <= 1:
-        bad("mine_ema_rate", f"is {cfg.mine_ema_rate}: use a rate in (0, 1], e.g. 0.01")
-    if not all(0 <= b < 1 for b in cfg.adam_betas):
-        bad("adam_betas", f"is {cfg.adam_betas}: both must be in [0, 1)")
-    if not cfg.adam_eps > 0:
-        bad("adam_eps", "must be > 0")
-    if not 0 <= cfg.heldout_fraction < 0.5:
-        bad("heldout_fraction", f"is {cfg.heldout_fraction}: use a fraction in [0, 0.5)")
-    if not (cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda")):
-        bad("device", f"is {cfg.device!r}: use auto, cpu, cuda or cuda:N")
+        _bad("mine_ema_rate", f"is {cfg.mine_ema_rate}: use a rate in (0, 1], e.g. 0.01")
     return cfg
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, aliases: dict | None = None,
-                            title: str = "settings") -> None:
-    """A flag ``--field-name`` for every field of the dataclass ``cls``, defaulting to
-    'not given' (None), as ``add_config_arguments`` does for Config."""
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(title)
-    for f in fields(cls):
-        tp, nargs = _field_parser(hints[f.name])
-        names = ["--" + f.name.replace("_", "-")] + (aliases or {}).get(f.name, [])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if tp is bool:
-            group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=f"default: {default}")
-        else:
-            group.add_argument(*names, dest=f.name, type=tp, nargs=nargs, default=None,
-                               metavar=f.name.upper(), help=f"default: {default}")
 
 
 def add_mine_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -436,32 +408,14 @@ def mine_from_args(args: argparse.Namespace, base: MineConfig | None = None, abl
     """MineConfig from parsed flags: the demo preset (if --demo), then the ablation's
     variants (if --ablation), then explicit flags."""
     base = base or MineConfig()
-    given = {f.name: getattr(args, f.name) for f in fields(MineConfig) if getattr(args, f.name, None) is not None}
+    given = given_settings(args, MineConfig)
     if given.get("demo", base.demo):
         base = base.replace(**MINE_DEMO_OVERRIDES, demo=True)
     if ablation:
         base = base.replace(variants=MINE_VARIANTS)
-    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
     return validate_mine(base.replace(**given))
 
 
 def mine_from_dict(values: dict) -> MineConfig:
     """MineConfig from a saved JSON dict (a run's config.json); unknown keys are an error."""
-    names = {f.name for f in fields(MineConfig)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"config: unknown MINE setting(s) {', '.join(unknown)}; valid ones are listed by --help")
-    hints = typing.get_type_hints(MineConfig)
-    clean = {}
-    for k, v in values.items():
-        tp, nargs = _field_parser(hints[k])
-        try:
-            if nargs is not None:
-                clean[k] = tuple(tp(x) for x in v)
-            elif v is None or tp is bool:
-                clean[k] = v
-            else:
-                clean[k] = tp(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config: setting {k} has value {v!r} of the wrong type: expected {hints[k]}") from None
-    return validate_mine(MineConfig(**clean))
+    return validate_mine(_settings_from_dict(MineConfig, values))
