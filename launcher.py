@@ -115,14 +115,10 @@ def make_stage(name: str, script: str, cfg, root: Path, specs: list, run_grid: C
 def study_stage(stage: str, cfg, specs, argv=None, retry_failed: bool = False) -> Stage:
     """The β or λ stage of the λβ-VAE study; the λ stage continues the β stage's runs."""
     return make_stage(stage, f"main_{stage}.py", cfg, study.stage_root(cfg, stage), specs, study.run_grid,
-                      functools.partial(_study_finish, stage=stage), study.read_row, argv, retry_failed,
+                      functools.partial(study.finish, stage=stage), study.read_row, argv, retry_failed,
                       preflight=functools.partial(study.check_data_present, cfg),
                       parent_root=study.stage_root(cfg, "beta") if stage == "lambda" else None,
                       parent_script="main_beta.py" if stage == "lambda" else None)
-
-
-def _study_finish(rows, specs, cfg, stage):
-    return study.finish(rows, specs, cfg, stage)
 
 
 # --- command line -------------------------------------------------------------------------

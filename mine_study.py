@@ -34,9 +34,7 @@ two families' tables concatenate; the MINE columns follow.
 """
 from __future__ import annotations
 
-import argparse
 import math
-import random
 import sys
 import time
 from collections import defaultdict
@@ -55,14 +53,14 @@ from config import (MINE_RUN_DEFINING, MINE_VARIANTS, ConfigError, MineConfig, a
 from losses import MINE_LOSS_KEYS, mine_vae_loss
 from mine import estimate_mi
 from models import MINEDisentangleVAE, MutualInformationEstimator, num_parameters, to_float
-from study import RESULT_COLUMNS, check_data_present
-from training import BatchOrder, RunFailed, encode, heldout_nll, heldout_split, metric_indices
+from study import LOCK, RESULT_COLUMNS, Parser, check_compatible, check_data_present, read_row
+from training import (CHECKPOINT, FAILED, METRICS, BatchOrder, RunFailed, encode, global_rng_state, heldout_nll,
+                      heldout_split, metric_indices, restore_global_rng_state, window_means)
 from utils import (LockHeld, RunLock, atomic_write, read_csv, read_json, resolve_device, write_csv,
                    write_json, write_text)
 
 STAGE = "mine"
 ROOT_NAME = "mine_results"
-CHECKPOINT, METRICS, FAILED, LOCK = "checkpoint.pt", "metrics.json", "failed.json", "lock"
 # Per VAE step: the loss terms, then the mean unweighted MINE estimate over parts.
 LOG_KEYS = MINE_LOSS_KEYS + ("mine_mi",)
 # (use_mine, use_sparse, use_ent) of each ablation variant.
@@ -150,8 +148,7 @@ class MineRunState:
             "optimizer": self.optimizer.state_dict(), "mine_optimizer": self.mine_optimizer.state_dict(),
             "noise": self.noise.get_state(), "shuffles": self.shuffles.get_state(), "step": self.step,
             "window": self.window, "interval_sum": self.interval_sum, "mine_interval": self.mine_interval,
-            "log": self.log, "rng_torch": torch.get_rng_state(), "rng_numpy": _numpy_state(),
-            "rng_python": random.getstate(),
+            "log": self.log, **global_rng_state(),
         }
         with atomic_write(path) as f:
             torch.save(payload, f)
@@ -167,27 +164,10 @@ class MineRunState:
         self.step, self.log = payload["step"], payload["log"]
         for name in ("window", "interval_sum", "mine_interval"):
             getattr(self, name).copy_(payload[name])
-        torch.set_rng_state(payload["rng_torch"].cpu())
-        name, keys, pos, has_gauss, gauss = payload["rng_numpy"]
-        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-        random.setstate(payload["rng_python"])
+        restore_global_rng_state(payload)
 
     def window_means(self) -> dict[str, float]:
-        return _window_means(self.window, self.step)
-
-
-def _window_means(window: torch.Tensor, step: int) -> dict[str, float]:
-    """Mean of each LOG_KEYS entry over the last min(step, loss_window) VAE steps."""
-    filled = min(step, len(window))
-    if filled == 0:
-        return dict.fromkeys(LOG_KEYS, math.nan)
-    return dict(zip(LOG_KEYS, window[:filled].double().mean(0).tolist()))
-
-
-def _numpy_state():
-    """The global NumPy RNG state in types that ``torch.load(weights_only=True)`` accepts."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+        return window_means(self.window, self.step, LOG_KEYS)
 
 
 def init_state(spec: MineRunSpec, cfg: MineConfig, channels: int, device) -> MineRunState:
@@ -527,15 +507,6 @@ def mark_failed(spec: MineRunSpec, cfg: MineConfig, step: int, reason: str) -> d
     return row
 
 
-def read_row(spec: MineRunSpec) -> dict | None:
-    for name in (METRICS, FAILED):
-        path = spec.run_dir / name
-        if path.exists():
-            saved = read_json(path)
-            return saved.get("row", saved)
-    return None
-
-
 def run_grid(specs: list[MineRunSpec], cfg: MineConfig, retry_failed: bool = False) -> list[dict]:
     """Train and evaluate every run that is not finished; returns all rows (done, failed)."""
     device = resolve_device(cfg.device)
@@ -627,24 +598,6 @@ def finish(rows: list[dict], specs: list[MineRunSpec], cfg: MineConfig) -> Path:
     return root
 
 
-def check_compatible(cfg: MineConfig, root: Path) -> None:
-    """A results directory belongs to one set of run-defining settings."""
-    saved_path = root / "config.json"
-    if saved_path.exists():
-        try:
-            saved = read_json(saved_path)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"config: {saved_path} is unreadable ({err}); move it aside or use another "
-                              "--results-dir") from None
-        for key in MINE_RUN_DEFINING:
-            ours = cfg.to_dict()[key]
-            ours = list(ours) if isinstance(ours, tuple) else ours
-            if key in saved and saved[key] != ours:
-                raise ConfigError(f"config: {root} was made with {key}={saved[key]!r}, not {ours!r}; "
-                                  "use another --results-dir or move that directory aside")
-    write_json(saved_path, cfg.to_dict())
-
-
 # --- evaluation of a saved checkpoint -------------------------------------------------------
 def eval_only(path: Path, args, ablation: bool) -> Path:
     """Evaluate a saved checkpoint.pt or weights .pth (metrics, traversal) without training.
@@ -687,7 +640,7 @@ def eval_only(path: Path, args, ablation: bool) -> Path:
         raise ConfigError(f"--eval-only: {path} does not fit a MINE-VAE with these settings "
                           f"(latent_dim={cfg.latent_dim}, num_factors={cfg.num_factors}, ...): "
                           f"{first[1].strip() if len(first) > 1 else first[0]}") from None
-    window = _window_means(payload["window"], payload["step"]) if "window" in payload else None
+    window = window_means(payload["window"], payload["step"], LOG_KEYS) if "window" in payload else None
     out = path.parent / f"eval_{path.stem}"
     tic = time.perf_counter()
     result = evaluate(spec, cfg, dataset, model, device, window, payload.get("step"), wall_time_s=0.0)
@@ -701,17 +654,11 @@ def eval_only(path: Path, args, ablation: bool) -> Path:
 
 
 # --- command line -----------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line instead of a 20-line usage dump: the flags are one --help away.
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
-
-
 def main(argv=None, description: str = "") -> Path:
     import functools
 
     import launcher                     # here: launcher imports study, which this module imports
-    parser = _Parser(description=description)
+    parser = Parser(description=description)
     parser.add_argument("--ablation", action="store_true",
                         help=f"run every variant ({', '.join(MINE_VARIANTS)}) and write the comparison table")
     parser.add_argument("--eval-only", metavar="CHECKPOINT", type=Path,
@@ -738,7 +685,7 @@ def main(argv=None, description: str = "") -> Path:
         cfg = mine_from_args(args, ablation=args.ablation)
         resolve_device(cfg.device)
         root = mine_root(cfg)
-        check_compatible(cfg, root)
+        check_compatible(cfg, root, MINE_RUN_DEFINING)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
     specs = mine_specs(cfg)

@@ -71,8 +71,8 @@ def lambda_specs(cfg: Config) -> list[RunSpec]:
     return specs
 
 
-def check_compatible(cfg: Config, root: Path) -> None:
-    """A results directory belongs to one set of run-defining settings."""
+def check_compatible(cfg, root: Path, run_defining: tuple[str, ...] = RUN_DEFINING) -> None:
+    """A results directory belongs to one set of run-defining settings (any settings dataclass)."""
     saved_path = root / "config.json"
     if saved_path.exists():
         try:
@@ -80,7 +80,7 @@ def check_compatible(cfg: Config, root: Path) -> None:
         except (OSError, ValueError) as err:
             raise ConfigError(f"config: {saved_path} is unreadable ({err}); "
                               f"move it aside or use another --results-dir") from None
-        for key in RUN_DEFINING:
+        for key in run_defining:
             ours = cfg.to_dict()[key]
             ours = list(ours) if isinstance(ours, tuple) else ours
             if key in saved and saved[key] != ours:
@@ -127,7 +127,8 @@ def run_pack(specs: list[RunSpec], cfg: Config, dataset, device, source: ImageSo
             else:
                 todo.append(spec)
         if todo:
-            rows += _train_and_evaluate(todo, cfg, dataset, device, source, heartbeat=lambda: [lk.touch() for lk in locks])
+            rows += _train_and_evaluate(todo, cfg, dataset, device, source,
+                                        heartbeat=lambda: [lk.touch() for lk in locks])
     finally:
         for lock in locks:
             lock.release()
@@ -323,7 +324,7 @@ def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> P
     return root
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message):
         # One line instead of a 20-line usage dump: the flags are one --help away.
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
@@ -331,7 +332,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(stage: str, argv=None, description: str = "") -> Path:
     import launcher                     # here: launcher imports this module
-    parser = _Parser(description=description)
+    parser = Parser(description=description)
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
     add_config_arguments(parser)
     launcher.add_launcher_arguments(parser)

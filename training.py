@@ -134,7 +134,8 @@ class ImageSource:
         self.dataset, self.device = dataset, torch.device(device)
         c = dataset.channels
         if resident is None:
-            resident = self.device.type == "cuda" and len(dataset) * c * 64 * 64 <= 0.5 * torch.cuda.mem_get_info(self.device)[0]
+            nbytes = len(dataset) * c * 64 * 64
+            resident = self.device.type == "cuda" and nbytes <= 0.5 * torch.cuda.mem_get_info(self.device)[0]
         self.images = None
         if resident:
             self.images = torch.empty((len(dataset), c, 64, 64), dtype=torch.uint8, device=self.device)
@@ -201,12 +202,16 @@ class RunResult:
     failure: RunFailed | None = None
 
     def window_means(self) -> dict[str, float]:
-        """Mean of each loss term over the last min(step, loss_window) steps."""
-        filled = min(self.step, len(self.window))
-        if filled == 0:
-            return {k: math.nan for k in LOSS_KEYS}
-        means = self.window[:filled].double().mean(0).tolist()
-        return dict(zip(LOSS_KEYS, means))
+        return window_means(self.window, self.step, LOSS_KEYS)
+
+
+def window_means(window: torch.Tensor, step: int, keys) -> dict[str, float]:
+    """Mean of each column (named by ``keys``) of a per-step ring buffer over the last
+    min(step, len(window)) steps: the train-window losses."""
+    filled = min(step, len(window))
+    if filled == 0:
+        return dict.fromkeys(keys, math.nan)
+    return dict(zip(keys, window[:filled].double().mean(0).tolist()))
 
 
 class Pack:
@@ -225,12 +230,9 @@ class Pack:
             raise ValueError("runs of one pack must be at the same step: " +
                              ", ".join(f"{s.name} at {p['step']}" for s, p in zip(specs, payloads)))
         self._build(specs, payloads, steps.pop())
-        if any("rng_torch" in p for p in payloads):     # global RNGs, for user code that draws from them
-            p = next(p for p in payloads if "rng_torch" in p)
-            torch.set_rng_state(p["rng_torch"].cpu())
-            name, keys, pos, has_gauss, gauss = p["rng_numpy"]
-            np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-            random.setstate(p["rng_python"])
+        saved = [p for p in payloads if "rng_torch" in p]
+        if saved:
+            restore_global_rng_state(saved[0])
 
     def _payload(self, spec: RunSpec) -> dict:
         """A run's checkpoint, or the state of a fresh run."""
@@ -272,9 +274,7 @@ class Pack:
             "model": self.model.member_state_dict(k), "optimizer": member_optimizer_state(self.optimizer, k),
             "generator": self.generators[k].get_state(), "step": self.step,
             "window": self.window[k].clone(), "interval_sum": self.interval_sum[k].clone(), "log": self.logs[k],
-            # Training draws only from the run's generator and the step; the global states
-            # are kept so that user code drawing from them (augmentations, say) resumes too.
-            "rng_torch": torch.get_rng_state(), "rng_numpy": _numpy_state(), "rng_python": random.getstate(),
+            **global_rng_state(),
         }
 
     def save(self) -> None:
@@ -342,15 +342,26 @@ class Pack:
             write_csv(spec.run_dir / "train_log.csv", self.logs[k])
 
 
-def _numpy_state():
-    """The global NumPy RNG state in types that ``torch.load(weights_only=True)`` accepts."""
+def global_rng_state() -> dict:
+    """The global torch, NumPy and Python RNG states, in types ``torch.load(weights_only=True)``
+    accepts. Training draws only from per-run generators; these are checkpointed so that
+    user code drawing from the global ones (augmentations, say) resumes too."""
     name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+    return {"rng_torch": torch.get_rng_state(),
+            "rng_numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
+            "rng_python": random.getstate()}
+
+
+def restore_global_rng_state(payload: dict) -> None:
+    torch.set_rng_state(payload["rng_torch"].cpu())
+    name, keys, pos, has_gauss, gauss = payload["rng_numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    random.setstate(payload["rng_python"])
 
 
 # --- training ---------------------------------------------------------------------------
-def train_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, device, source: ImageSource | None = None,
-               heartbeat=lambda: None, mode: str | None = None, position: int = 1,
+def train_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, device,
+               source: ImageSource | None = None, heartbeat=lambda: None, mode: str | None = None, position: int = 1,
                on_result=lambda result: None) -> list[RunResult]:
     """Train runs of one dataset together to their last step, each resuming from its own
     checkpoint. All must be at the same step with the same step target. A run whose

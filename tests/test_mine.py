@@ -157,7 +157,7 @@ def test_resume_is_bit_for_bit(tmp_path):
 
 
 def mine_study_args(argv):
-    parser = mine_study._Parser()
+    parser = mine_study.Parser()
     mine_study.add_mine_config_arguments(parser)
     return parser.parse_args(argv)
 
