@@ -4,7 +4,8 @@ Defaults are those of Vu, Wan & Wei, "Mutual Information Collapse Explains
 Disentanglement Failure in β-VAEs" (2026). Edit them here, or override any field on
 the command line: ``python main_beta.py --beta 1 8 --seeds 0 1 --steps 2000``.
 
-This module imports nothing of the project, so every script and test can read it.
+It imports only ``ground_truth`` (for the dataset names: one home for them), so every
+script and test can read it without torch.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ import types
 import typing
 from dataclasses import dataclass, fields
 
-DATASETS = ("dsprites", "shapes3d", "mpi3d")
-SOURCES = ("real", "standin")
-MPI3D_VARIANTS = ("toy", "realistic", "real")
+from ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, SOURCES
+
+DATASETS = FACTOR_DATASETS                    # the λβ study: datasets with a factor grid
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -257,7 +258,7 @@ def _settings_from_dict(cls, values: dict):
 # =====================================================================================
 # The MINE disentangling VAE (second model family; main_mine.py, mine_study.py)
 # =====================================================================================
-MINE_DATASETS = DATASETS + ("celeba",)        # CelebA: training and traversals, no factor metrics
+MINE_DATASETS = DATASET_NAMES                 # CelebA too: training and traversals, no factor metrics
 MINE_VARIANTS = ("full", "no_mine", "no_sparse", "no_ent")   # the ablation (REFERENCE.md §4)
 
 

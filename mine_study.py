@@ -321,7 +321,7 @@ def evaluate(spec: MineRunSpec, cfg: MineConfig, dataset, model: MINEDisentangle
     scores, extra = {}, {}
     if dataset.has_factors:
         test_codes = encode(model, dataset, points["test"], device)
-        train_f, test_f = dataset.factors(points["train"]), dataset.factors(points["test"])
+        train_f, test_f = dataset.index_to_factors(points["train"]), dataset.index_to_factors(points["test"])
         study = metrics.study_metrics(train_f, codes, test_f, test_codes, num_bins=cfg.num_bins, seed=spec.seed)
         jem = metrics.jemmig(train_f, codes, num_bins=cfg.num_bins)
         irs = metrics.irs(train_f, codes, num_bins=cfg.num_bins)

@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from datasets import FACTORS, IMAGE_SIZE, GroundTruthDataset
+from ground_truth import FACTORS, IMAGE_SIZE, GroundTruthDataset
 
 
 class _FactorStandin(GroundTruthDataset):

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import data_files
 import datasets
 import visualizations as vis
 from models import BetaVAE, num_parameters
@@ -94,11 +95,11 @@ def check_data_present(cfg: Config) -> None:
     if cfg.source != "real":
         return
     missing = [(d, p) for d in cfg.datasets
-               for p in datasets.missing_files(d, cfg.data_dir, variant=cfg.mpi3d_variant)]
+               for p in data_files.missing_files(d, cfg.data_dir, variant=cfg.mpi3d_variant)]
     if missing:
         lines = ["The real dataset files are missing:"]
         for d, p in missing:
-            how = datasets.how_to_get(d, variant=cfg.mpi3d_variant, data_dir=cfg.data_dir)
+            how = data_files.how_to_get(d, variant=cfg.mpi3d_variant, data_dir=cfg.data_dir)
             lines.append(f"  {p}\n    get it: {how}")
         lines.append("Run with --demo (procedural stand-ins, no downloads) to try everything without them.")
         raise SystemExit("\n".join(lines))

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 import metrics
 from config import Config
-from datasets import GroundTruthDataset
+from ground_truth import GroundTruthDataset
 from engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, make_optimizer, member_optimizer_state
 from losses import lambda_beta_loss
 from models import BetaVAE, to_float
@@ -467,8 +467,8 @@ def evaluate(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, state: Run
     model = state.model
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     codes = {k: encode(model, dataset, points[k], device) for k in ("train", "test")}
-    scores = metrics.study_metrics(dataset.factors(points["train"]), codes["train"],
-                                   dataset.factors(points["test"]), codes["test"],
+    scores = metrics.study_metrics(dataset.index_to_factors(points["train"]), codes["train"],
+                                   dataset.index_to_factors(points["test"]), codes["test"],
                                    num_bins=cfg.num_bins, seed=spec.seed)
     _, held = heldout_split(len(dataset), cfg.heldout_fraction)
     held = np.setdiff1d(held, np.concatenate([points["train"], points["test"]]))[:cfg.heldout_eval_points]

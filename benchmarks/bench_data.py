@@ -38,7 +38,9 @@ import numpy.lib.format as npy_format  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import data_files  # noqa: E402
 import datasets  # noqa: E402
+import ground_truth  # noqa: E402
 
 MPI3D_SHAPE = (1_036_800, 64, 64, 3)
 
@@ -144,7 +146,7 @@ def bench_standins(seconds: float) -> None:
         if hasattr(cached, "cache_clear"):
             cached.cache_clear()
     print("stand-in rendering, one core, random batches of 64 through images():")
-    for name in datasets.DATASET_NAMES:
+    for name in ground_truth.DATASET_NAMES:
         ds = datasets.load_dataset(name)
         rng = np.random.default_rng(0)
         tic = time.perf_counter()
@@ -186,7 +188,7 @@ def bench_mpi3d(tmp_root: str, batches: int, keep: bool) -> None:
 
 def bench_dsprites(tmp_root: str, keep: bool) -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench_dsprites_", dir=tmp_root))
-    path = folder / datasets.DSPRITES_FILE
+    path = folder / data_files.DSPRITES_FILE
     try:
         ds = datasets.load_dataset("dsprites")
         n, sizes = len(ds), ds.factor_sizes

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import datasets
+import data_files
 import study
 from test_datasets import write_dsprites, write_mpi3d, write_shapes3d
 
@@ -70,7 +70,7 @@ def _truncate(path):
 
 def _bad_dsprites_truncated(d):
     write_dsprites(d)
-    _truncate(d / datasets.DSPRITES_FILE)
+    _truncate(d / data_files.DSPRITES_FILE)
 
 
 def _bad_dsprites_small_grid(d):
@@ -82,7 +82,7 @@ def _bad_shapes3d_small_grid(d):
 
 
 def _bad_shapes3d_not_hdf5(d):
-    (d / datasets.SHAPES3D_FILE).write_bytes(b"this is not an HDF5 file" * 100)
+    (d / data_files.SHAPES3D_FILE).write_bytes(b"this is not an HDF5 file" * 100)
 
 
 def _bad_mpi3d_small_grid(d):
@@ -94,10 +94,10 @@ def _bad_mpi3d_wrong_shape(d):
 
 
 DATA_CASES = [
-    ("dsprites", _bad_dsprites_truncated, datasets.DSPRITES_FILE),
+    ("dsprites", _bad_dsprites_truncated, data_files.DSPRITES_FILE),
     ("dsprites", _bad_dsprites_small_grid, "expected integers of shape (737280, 6)"),
     ("shapes3d", _bad_shapes3d_small_grid, "of shape (480000, 6)"),
-    ("shapes3d", _bad_shapes3d_not_hdf5, datasets.SHAPES3D_FILE),
+    ("shapes3d", _bad_shapes3d_not_hdf5, data_files.SHAPES3D_FILE),
     ("mpi3d", _bad_mpi3d_small_grid, "1036800"),
     ("mpi3d", _bad_mpi3d_wrong_shape, "mpi3d_real.npz"),
 ]

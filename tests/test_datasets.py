@@ -13,7 +13,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+import data_files
 import datasets
+import ground_truth
 from datasets import DataError, load_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +41,7 @@ def write_dsprites(folder, sizes=DSPRITES_SIZES, compressed=True, **replace):
                                    dtype=object)}
     arrays.update(replace)
     arrays = {k: v for k, v in arrays.items() if v is not None}
-    (np.savez_compressed if compressed else np.savez)(folder / datasets.DSPRITES_FILE, **arrays)
+    (np.savez_compressed if compressed else np.savez)(folder / data_files.DSPRITES_FILE, **arrays)
     return arrays
 
 
@@ -51,7 +53,7 @@ def write_shapes3d(folder, sizes=SHAPES3D_SIZES, labels=None, images=None):
         labels = labels + np.random.default_rng(1).normal(0, 1e-9, labels.shape)   # float noise, as in files
     if images is None:
         images = np.random.default_rng(2).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
-    with h5py.File(folder / datasets.SHAPES3D_FILE, "w") as f:
+    with h5py.File(folder / data_files.SHAPES3D_FILE, "w") as f:
         # Chunked and compressed like the published file.
         f.create_dataset("images", data=images, chunks=(8, 64, 64, 3), compression="gzip")
         f.create_dataset("labels", data=labels)
@@ -79,7 +81,7 @@ def test_dsprites_images_and_factors_equal_the_file(tmp_path, compressed):
     ds = load_dataset("dsprites", "real", tmp_path, factor_sizes=DSPRITES_SIZES)
     idx = np.array([5, 0, 383, 5, 17])
     np.testing.assert_array_equal(ds.images(idx), arrays["imgs"][idx][:, None] * 255)
-    np.testing.assert_array_equal(ds.factors(idx), arrays["latents_classes"][idx, 1:])
+    np.testing.assert_array_equal(ds.index_to_factors(idx), arrays["latents_classes"][idx, 1:])
     assert (ds.name, ds.channels, ds.factor_sizes, len(ds)) == ("dsprites", 1, DSPRITES_SIZES, 384)
 
 
@@ -89,30 +91,30 @@ def test_shapes3d_images_equal_the_file_and_factors_are_label_ranks(tmp_path):
     idx = np.array([287, 3, 4, 5, 100, 3])
     np.testing.assert_array_equal(ds.images(idx), hwc_to_chw(images[idx]))
     ranks = np.stack([np.unique(np.round(c, 6), return_inverse=True)[1] for c in labels.T], axis=1)
-    np.testing.assert_array_equal(ds.factors(idx), ranks[idx])
+    np.testing.assert_array_equal(ds.index_to_factors(idx), ranks[idx])
 
 
 def test_shapes3d_converted_cache_gives_the_same_bytes(tmp_path):
     images, _ = write_shapes3d(tmp_path)
-    cached = datasets.convert("shapes3d", tmp_path)
+    cached = data_files.convert("shapes3d", tmp_path)
     assert cached.name == "3dshapes_images.npy" and not list(tmp_path.glob("*.part"))
     ds = load_dataset("shapes3d", "real", tmp_path, factor_sizes=SHAPES3D_SIZES)
     np.testing.assert_array_equal(ds.images(np.arange(len(ds))), hwc_to_chw(images))
 
 
-@pytest.mark.parametrize("variant", datasets.MPI3D_VARIANTS)
+@pytest.mark.parametrize("variant", ground_truth.MPI3D_VARIANTS)
 def test_mpi3d_stored_npz_is_read_in_place(tmp_path, variant):
     images = write_mpi3d(tmp_path, variant)
     ds = load_dataset("mpi3d", "real", tmp_path, variant=variant, factor_sizes=MPI3D_SIZES)
     idx = np.array([1, 2, 3, 200, 0, 287, 2])      # a run, scattered rows, a repeat
     np.testing.assert_array_equal(ds.images(idx), hwc_to_chw(images[idx]))
-    np.testing.assert_array_equal(ds.factors(idx), grid_classes(MPI3D_SIZES)[idx])
+    np.testing.assert_array_equal(ds.index_to_factors(idx), grid_classes(MPI3D_SIZES)[idx])
     assert ds.images(idx).flags.c_contiguous
 
 
 def test_mpi3d_real_accepts_real_npz(tmp_path):
     images = write_mpi3d(tmp_path, filename="real.npz")
-    assert datasets.missing_files("mpi3d", tmp_path) == []
+    assert data_files.missing_files("mpi3d", tmp_path) == []
     ds = load_dataset("mpi3d", "real", tmp_path, factor_sizes=MPI3D_SIZES)
     np.testing.assert_array_equal(ds.images([7]), hwc_to_chw(images[[7]]))
 
@@ -122,9 +124,9 @@ def test_mpi3d_compressed_npz_asks_for_conversion_then_works(tmp_path):
     convert_hint = r"mpi3d_toy\.npz.*'images'.*compressed.*datasets\.py convert mpi3d --variant toy"
     with pytest.raises(DataError, match=convert_hint):
         load_dataset("mpi3d", "real", tmp_path, variant="toy", factor_sizes=MPI3D_SIZES)
-    converted = datasets.convert("mpi3d", tmp_path, variant="toy")
+    converted = data_files.convert("mpi3d", tmp_path, variant="toy")
     (tmp_path / "mpi3d_toy.npz").unlink()           # the converted file alone is enough
-    assert datasets.missing_files("mpi3d", tmp_path, variant="toy") == []
+    assert data_files.missing_files("mpi3d", tmp_path, variant="toy") == []
     ds = load_dataset("mpi3d", "real", tmp_path, variant="toy", factor_sizes=MPI3D_SIZES)
     assert ds.location == str(converted)
     np.testing.assert_array_equal(ds.images(np.arange(len(ds))), hwc_to_chw(images))
@@ -185,21 +187,21 @@ def test_celeba_from_folder_or_zip(tmp_path, packed):
     assert ds.attribute_names == ("Smiling", "Young")
     assert (len(ds), ds.has_factors, ds.factor_sizes) == (3, False, ())
     with pytest.raises(DataError, match="factor metrics do not apply"):
-        ds.factors([0])
+        ds.index_to_factors([0])
     with pytest.raises(DataError, match="no factor grid"):
         ds.sample_factors(4, np.random.default_rng(0))
 
 
 # --- bad input: one clear DataError naming the file and key -----------------------------
-@pytest.mark.parametrize("name", datasets.DATASET_NAMES)
+@pytest.mark.parametrize("name", ground_truth.DATASET_NAMES)
 def test_missing_file_says_how_to_get_it(tmp_path, name):
-    missing = datasets.missing_files(name, tmp_path)
+    missing = data_files.missing_files(name, tmp_path)
     assert len(missing) == 1 and missing[0].startswith(str(tmp_path))
     with pytest.raises(DataError) as err:
         load_dataset(name, "real", tmp_path)
     message = str(err.value)
     assert "\n" not in message and Path(missing[0]).name in message
-    assert datasets.how_to_get(name, data_dir=tmp_path) in message
+    assert data_files.how_to_get(name, data_dir=tmp_path) in message
     assert ("python datasets.py download" in message) == (name != "celeba")
 
 
@@ -211,7 +213,7 @@ def test_wrong_keys_are_named(tmp_path):
     with pytest.raises(DataError, match=r"dsprites_ndarray.*npz.*no key 'latents_classes'"):
         load_dataset("dsprites", "real", tmp_path, factor_sizes=DSPRITES_SIZES)
     write_shapes3d(tmp_path)
-    with h5py.File(tmp_path / datasets.SHAPES3D_FILE, "a") as f:
+    with h5py.File(tmp_path / data_files.SHAPES3D_FILE, "a") as f:
         del f["labels"]
     with pytest.raises(DataError, match=r"3dshapes\.h5.*no key 'labels'"):
         load_dataset("shapes3d", "real", tmp_path, factor_sizes=SHAPES3D_SIZES)
@@ -268,10 +270,10 @@ def truncate(path):
 def test_truncated_files_are_named(tmp_path, name):
     if name == "dsprites":
         write_dsprites(tmp_path)
-        path = tmp_path / datasets.DSPRITES_FILE
+        path = tmp_path / data_files.DSPRITES_FILE
     elif name == "shapes3d":
         write_shapes3d(tmp_path)
-        path = tmp_path / datasets.SHAPES3D_FILE
+        path = tmp_path / data_files.SHAPES3D_FILE
     elif name == "mpi3d":
         write_mpi3d(tmp_path)
         path = tmp_path / "mpi3d_real.npz"
@@ -290,7 +292,7 @@ def test_truncated_files_are_named(tmp_path, name):
 
 
 def test_corrupt_h5_and_jpeg_are_named(tmp_path):
-    (tmp_path / datasets.SHAPES3D_FILE).write_bytes(b"not an hdf5 file" * 100)
+    (tmp_path / data_files.SHAPES3D_FILE).write_bytes(b"not an hdf5 file" * 100)
     with pytest.raises(DataError, match=r"3dshapes\.h5: not a readable HDF5 file"):
         load_dataset("shapes3d", "real", tmp_path, factor_sizes=SHAPES3D_SIZES)
     folder = tmp_path / "celeba" / "img_align_celeba"
@@ -320,7 +322,7 @@ def test_celeba_attribute_file_must_cover_the_images(tmp_path):
 def test_unknown_choices_list_the_valid_ones():
     with pytest.raises(DataError, match="unknown dataset 'mnist': choose from dsprites, shapes3d, mpi3d, celeba"):
         load_dataset("mnist")
-    with pytest.raises(DataError, match="unknown source 'web': choose from standin, real"):
+    with pytest.raises(DataError, match="unknown source 'web': choose from real, standin"):
         load_dataset("mpi3d", "web")
     with pytest.raises(DataError, match="unknown MPI3D variant 'complex': choose from toy, realistic, real"):
         load_dataset("mpi3d", "real", variant="complex")
@@ -330,31 +332,31 @@ def test_unknown_choices_list_the_valid_ones():
 
 # --- locations, downloads, command line -------------------------------------------------
 def test_data_dir_resolution(tmp_path, monkeypatch):
-    monkeypatch.delenv(datasets.DATA_DIR_ENV, raising=False)
-    assert datasets.resolve_data_dir() == ROOT / "data"
-    monkeypatch.setenv(datasets.DATA_DIR_ENV, str(tmp_path / "env"))
-    assert datasets.resolve_data_dir() == tmp_path / "env"
-    assert datasets.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv(data_files.DATA_DIR_ENV, raising=False)
+    assert data_files.resolve_data_dir() == ROOT / "data"
+    monkeypatch.setenv(data_files.DATA_DIR_ENV, str(tmp_path / "env"))
+    assert data_files.resolve_data_dir() == tmp_path / "env"
+    assert data_files.resolve_data_dir(tmp_path / "arg") == tmp_path / "arg"
     (tmp_path / "env").mkdir()
     write_mpi3d(tmp_path / "env", filename="real.npz")
-    assert datasets.missing_files("mpi3d") == []
+    assert data_files.missing_files("mpi3d") == []
 
 
 def test_fetch_is_atomic_and_fails_in_one_line(tmp_path):
     source = tmp_path / "remote.bin"
     source.write_bytes(b"x" * 3000)
-    dest = datasets.fetch(source.as_uri(), tmp_path / "local.bin",
+    dest = data_files.fetch(source.as_uri(), tmp_path / "local.bin",
                           sha256=hashlib.sha256(b"x" * 3000).hexdigest())
     assert dest.read_bytes() == b"x" * 3000 and not list(tmp_path.glob("*.part"))
     with pytest.raises(DataError, match="sha256") as err:
-        datasets.fetch(source.as_uri(), tmp_path / "other.bin", sha256="0" * 64, manual="put it there")
+        data_files.fetch(source.as_uri(), tmp_path / "other.bin", sha256="0" * 64, manual="put it there")
     assert "put it there" in str(err.value) and not (tmp_path / "other.bin").exists()
     assert not list(tmp_path.glob("*.part"))
 
 
 def test_cli_download_failure_is_one_line(tmp_path, monkeypatch, capsys):
-    dead = datasets.RemoteFile("3dshapes.h5", (tmp_path / "nowhere.h5").as_uri(), 1000)
-    monkeypatch.setattr(datasets, "remote_file", lambda name, variant="real": dead)
+    dead = data_files.RemoteFile("3dshapes.h5", (tmp_path / "nowhere.h5").as_uri(), 1000)
+    monkeypatch.setattr(data_files, "remote_file", lambda name, variant="real": dead)
     assert datasets.main(["download", "shapes3d", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
@@ -370,19 +372,17 @@ def test_cli_celeba_download_is_manual_and_info_prints(tmp_path, capsys):
 
 
 # --- the factor state space ------------------------------------------------------------
-@pytest.mark.parametrize("name", datasets.FACTOR_DATASETS)
-def test_index_factor_round_trip_and_fixed_factor_sampling(name):
+@pytest.mark.parametrize("name", ground_truth.FACTOR_DATASETS)
+def test_index_factor_round_trip_and_factor_sampling(name):
     ds = load_dataset(name)
     rng = np.random.default_rng(0)
     idx = rng.integers(0, len(ds), 500)
     classes = ds.index_to_factors(idx)
     np.testing.assert_array_equal(classes, np.stack(np.unravel_index(idx, ds.factor_sizes), axis=1))
     np.testing.assert_array_equal(ds.factors_to_index(classes), idx)
-    for factor in range(ds.num_factors):
-        batch = ds.sample_fixed_factor(64, factor, rng)
-        assert (batch[:, factor] == batch[0, factor]).all()
-        assert (batch >= 0).all() and (batch < np.array(ds.factor_sizes)).all()
-        assert all(len(np.unique(batch[:, k])) > 1 for k in range(ds.num_factors) if k != factor)
+    batch = ds.sample_factors(256, rng)
+    assert (batch >= 0).all() and (batch < np.array(ds.factor_sizes)).all()
+    assert all(len(np.unique(batch[:, k])) > 1 for k in range(ds.num_factors))
     np.testing.assert_array_equal(ds.images_from_factors(classes[:3]), ds.images(idx[:3]))
 
 
@@ -406,8 +406,8 @@ STANDIN_PROBE = """
 import hashlib, sys
 import numpy as np
 sys.modules["torch"] = None          # the data layer must work without torch
-import datasets
-for name in datasets.DATASET_NAMES:
+import datasets, ground_truth
+for name in ground_truth.DATASET_NAMES:
     ds = datasets.load_dataset(name)
     print(name, hashlib.sha256(ds.images(np.arange(0, len(ds), len(ds) // 97)).tobytes()).hexdigest())
 """
@@ -415,7 +415,7 @@ for name in datasets.DATASET_NAMES:
 
 def test_standins_are_deterministic_across_processes_and_need_no_torch():
     here = {}
-    for name in datasets.DATASET_NAMES:
+    for name in ground_truth.DATASET_NAMES:
         ds = load_dataset(name)
         x = ds.images(np.arange(0, len(ds), len(ds) // 97))
         np.testing.assert_array_equal(x, load_dataset(name).images(np.arange(0, len(ds), len(ds) // 97)))
@@ -425,7 +425,7 @@ def test_standins_are_deterministic_across_processes_and_need_no_torch():
     assert dict(line.split() for line in out.splitlines()) == here
 
 
-@pytest.mark.parametrize("name", datasets.DATASET_NAMES)
+@pytest.mark.parametrize("name", ground_truth.DATASET_NAMES)
 def test_standins_are_cheap_picklable_and_have_the_real_grid(name):
     import time
 
@@ -435,9 +435,9 @@ def test_standins_are_cheap_picklable_and_have_the_real_grid(name):
     clone = pickle.loads(pickle.dumps(ds))
     assert len(pickle.dumps(ds)) < 1000
     np.testing.assert_array_equal(clone.images([0, 5]), ds.images([0, 5]))
-    assert ds.channels == datasets.CHANNELS[name] and ds.source == "standin"
-    if name in datasets.FACTOR_DATASETS:
-        assert (ds.factor_names, ds.factor_sizes) == datasets.FACTORS[name]
+    assert ds.channels == ground_truth.CHANNELS[name] and ds.source == "standin"
+    if name in ground_truth.FACTOR_DATASETS:
+        assert (ds.factor_names, ds.factor_sizes) == ground_truth.FACTORS[name]
     else:
         assert not ds.has_factors and ds.attributes([0, 1]).shape == (2, 4)
 
@@ -447,7 +447,7 @@ def changed_pixels(a, b):
     return (np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=1) >= 32).sum(axis=(1, 2))
 
 
-@pytest.mark.parametrize("name", datasets.FACTOR_DATASETS)
+@pytest.mark.parametrize("name", ground_truth.FACTOR_DATASETS)
 def test_every_standin_factor_is_visible(name):
     """Changing one factor by one step changes >= 10 pixels: every adjacent pair of values of
     small factors, random adjacent pairs of large ones, at random base points. (Adjacent

@@ -17,7 +17,7 @@ import scipy.stats
 from sklearn.metrics import mutual_info_score
 
 import metrics
-from datasets import GroundTruthDataset
+from ground_truth import GroundTruthDataset
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from datasets import GroundTruthDataset
+from ground_truth import GroundTruthDataset
 
 
 class Squares(GroundTruthDataset):
