@@ -28,11 +28,35 @@ from pathlib import Path
 import numpy as np
 
 import standins
-from data_files import (CELEBA_DIR, DATA_DIR_ENV, DSPRITES_FILE, SHAPES3D_FILE, LazyHandle, check_choice, convert,
-                        corrupt, download, how_to_get, missing_key, mpi3d_path, open_h5, open_images, require,
-                        resolve_data_dir)
-from ground_truth import (CHANNELS, DATASET_NAMES, FACTOR_DATASETS, FACTORS, IMAGE_SIZE, MPI3D_VARIANTS, SOURCES,
-                          DataError, GroundTruthDataset)
+from data_files import (
+    CELEBA_DIR,
+    DATA_DIR_ENV,
+    DSPRITES_FILE,
+    SHAPES3D_FILE,
+    LazyHandle,
+    check_choice,
+    convert,
+    corrupt,
+    download,
+    how_to_get,
+    missing_key,
+    mpi3d_path,
+    open_h5,
+    open_images,
+    require,
+    resolve_data_dir,
+)
+from ground_truth import (
+    CHANNELS,
+    DATASET_NAMES,
+    FACTOR_DATASETS,
+    FACTORS,
+    IMAGE_SIZE,
+    MPI3D_VARIANTS,
+    SOURCES,
+    DataError,
+    GroundTruthDataset,
+)
 
 CELEBA_CROP = 148   # center crop before resizing to 64, as in PyTorch-VAE (the MINE repo's base)
 

@@ -3,8 +3,9 @@
 Runs that share a dataset and architecture (other seeds, β, λ) form a pack. Every
 parameter gets a leading dimension of size P and one Adam step updates the whole pack.
 Each run keeps its own initial weights, data order, noise stream, β and λ, and its
-own checkpoint files in the single-run format. A single run is a pack of one: no
-other code trains a model.
+own checkpoint files in the single-run format. A single run is a pack of one: the
+λβ-VAE has no other training loop (training.py drives this engine; the MINE-VAE
+family, a different model, has its own loop in mine_study.py).
 
 Two ways to run one pack step, with the same arithmetic per run:
 - ``split``: each run's slice of the stacked parameters goes through ``BetaVAE``'s own
@@ -140,10 +141,6 @@ class PackedBetaVAE:
         model = BetaVAE(self.channels, self.latent_dim).to(self.device, memory_format=torch.channels_last)
         model.load_state_dict(self.member_state_dict(k))
         return model
-
-
-def make_optimizer(pack: PackedBetaVAE, lr: float, betas, eps: float) -> torch.optim.Adam:
-    return torch.optim.Adam(pack.parameters(), lr=lr, betas=betas, eps=eps)
 
 
 def member_optimizer_state(optimizer: torch.optim.Adam, k: int) -> dict:

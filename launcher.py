@@ -7,7 +7,7 @@
 
 The grid's runs that are not complete are cut into chunks of K runs (one dataset per
 chunk, so a chunk trains as one pack) and submitted as one Slurm job array. A job's
-whole body is the stage's own run function (``study.run_grid``) on its chunk, so a job
+whole body is the stage's own run function (for example ``study.run_grid``) on its chunk, so a job
 writes the same run directories as a local run; the local lock per run keeps a job and
 a local process from training the same run. After the array, a small collect job
 (dependency ``afterany``) rewrites results.csv and the figures.
@@ -27,8 +27,9 @@ Everything the launcher writes sits under ``<stage root>/slurm/``: ``jobs.json``
 registry: which job trains which runs) and ``logs/`` (each job's stdout and stderr, as
 ``<job id>_0_log.out`` / ``_log.err``, next to submitit's pickles).
 
-A stage plugs in through ``Stage`` (its runs and its run / finish / read-row
-functions); ``study_stage`` builds it for the two stages of the λβ-VAE study.
+A stage plugs in through ``Stage``: its runs (``runs.RunSpec``) and its run and
+summarize functions. Each study builds its own (``study.launcher_stage``,
+``mine_study.launcher_stage``); this module knows no study.
 """
 from __future__ import annotations
 
@@ -42,15 +43,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-import study
-from training import FAILED
-from utils import RunLock, read_json, write_json
+import runs
+from utils import read_json, write_json
 
 try:
     import submitit
@@ -76,13 +75,12 @@ LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "R
 class Stage:
     """What the launcher needs of one stage of a study.
 
-    specs: every run of the grid; each has ``run_dir``, ``name``, ``is_done()`` and,
-        when it continues another stage's run, ``init_from`` (the weights it needs).
+    specs: every run of the grid (``runs.RunSpec``); ``init_from``, when set, is the
+        weights of another stage's run it continues.
     run(specs, cfg) -> rows: trains the not-done runs among ``specs`` (it skips done ones,
         takes each run's lock and resumes from its checkpoint). It is pickled into the
         jobs, so it must be a module-level function (or a functools.partial of one).
-    finish(rows, specs, cfg) -> root: rewrites results.csv, summary and figures.
-    read_row(spec) -> dict | None: the results row of a finished or failed run.
+    summarize(rows, specs, cfg) -> root: rewrites results.csv, summary and figures.
     """
     name: str                                     # "beta", "lambda", "mine": job names, messages
     script: str                                   # "main_beta.py": for the commands printed
@@ -90,8 +88,7 @@ class Stage:
     root: Path                                    # the stage's results tree
     specs: list
     run: Callable
-    finish: Callable
-    read_row: Callable
+    summarize: Callable
     config_argv: tuple = ()                       # the settings flags the user gave, for hints
     parent_root: Path | None = None               # the stage whose weights `init_from` points into
     parent_script: str | None = None
@@ -101,24 +98,15 @@ class Stage:
         return " ".join(["python", script or self.script, *map(shlex.quote, self.config_argv), *extra])
 
 
-def make_stage(name: str, script: str, cfg, root: Path, specs: list, run_grid: Callable, finish: Callable,
-               read_row: Callable, argv=None, retry_failed: bool = False, preflight: Callable | None = None,
+def make_stage(name: str, script: str, cfg, root: Path, specs: list, run_grid: Callable, summarize: Callable,
+               argv=None, retry_failed: bool = False, preflight: Callable | None = None,
                parent_root: Path | None = None, parent_script: str | None = None) -> Stage:
     """A Stage from a study's own functions; ``run_grid(specs, cfg, retry_failed=...)``
-    and ``finish(rows, specs, cfg)``. ``argv``: the command line (None: sys.argv)."""
+    and ``summarize(rows, specs, cfg)``. ``argv``: the command line (None: sys.argv)."""
     return Stage(name=name, script=script, cfg=cfg, root=Path(root), specs=specs,
-                 run=functools.partial(run_grid, retry_failed=retry_failed), finish=finish, read_row=read_row,
+                 run=functools.partial(run_grid, retry_failed=retry_failed), summarize=summarize,
                  config_argv=tuple(config_argv(sys.argv[1:] if argv is None else argv)),
                  parent_root=parent_root, parent_script=parent_script, preflight=preflight)
-
-
-def study_stage(stage: str, cfg, specs, argv=None, retry_failed: bool = False) -> Stage:
-    """The β or λ stage of the λβ-VAE study; the λ stage continues the β stage's runs."""
-    return make_stage(stage, f"main_{stage}.py", cfg, study.stage_root(cfg, stage), specs, study.run_grid,
-                      functools.partial(study.finish, stage=stage), study.read_row, argv, retry_failed,
-                      preflight=functools.partial(study.check_data_present, cfg),
-                      parent_root=study.stage_root(cfg, "beta") if stage == "lambda" else None,
-                      parent_script="main_beta.py" if stage == "lambda" else None)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -210,19 +198,25 @@ def config_argv(argv) -> list[str]:
     return out
 
 
-def dispatch(args: argparse.Namespace, stage: Stage) -> bool:
-    """Handle --collect, --status and the non-local launchers; False means: train here."""
-    if args.launcher == "local" and not (args.status or args.collect):
-        job_options(args)                         # refuses Slurm flags without --launcher slurm
-        return False
+def check_flags(args: argparse.Namespace) -> None:
+    """SystemExit with one line for a bad job option, or a Slurm-only flag without --launcher slurm."""
+    job_options(args)
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether this module handles the command (--status, --collect, a non-local launcher)
+    instead of training here."""
+    return args.launcher != "local" or args.status or args.collect
+
+
+def dispatch(args: argparse.Namespace, stage: Stage) -> None:
+    """Handle --collect, --status, or submit the grid to the launcher asked for."""
     if args.collect:
         collect(stage)
     if args.status:
         print_status(stage)
-    if args.status or args.collect:
-        return True
-    submit(stage, job_options(args), launcher=args.launcher, retry_failed=args.retry_failed)
-    return True
+    if not (args.status or args.collect):
+        submit(stage, job_options(args), launcher=args.launcher, retry_failed=args.retry_failed)
 
 
 # --- the job ------------------------------------------------------------------------------
@@ -249,7 +243,7 @@ class TrainChunk(_Checkpointable):
             cfg = cfg.replace(pack_size=self.runs_per_job)
         self.run(specs, cfg)
         done = [s.name for s in specs if s.is_done()]
-        failed = [s.name for s in specs if not s.is_done() and (s.run_dir / FAILED).exists()]
+        failed = [s.name for s in specs if not s.is_done() and s.is_failed()]
         other = [s.name for s in specs if not s.is_done() and s.name not in failed]
         if other:    # skipped: a live lock elsewhere, or a missing parent
             print(f"{_job_label()}: not finished here: {'; '.join(other)}", flush=True)
@@ -262,7 +256,7 @@ class TrainChunk(_Checkpointable):
         # where a lock of ours would look alive for an hour (see utils.RunLock).
         me = f"{socket.gethostname()} {os.getpid()}"
         for spec in specs:
-            lock = spec.run_dir / study.LOCK
+            lock = spec.run_dir / runs.LOCK
             try:
                 if lock.read_text().strip() == me:
                     lock.unlink()
@@ -273,10 +267,10 @@ class TrainChunk(_Checkpointable):
         return super().checkpoint(specs)
 
 
-def collect_job(finish: Callable, read_row: Callable, specs: list, cfg) -> str:
-    """Body of the collect job that runs after an array: the stage's finish on what exists."""
-    rows = [r for r in map(read_row, specs) if r is not None]
-    return str(finish(rows, specs, cfg))
+def collect_job(summarize: Callable, specs: list, cfg) -> str:
+    """Body of the collect job that runs after an array: the stage's summarize on what exists."""
+    rows = [r for r in map(runs.read_row, specs) if r is not None]
+    return str(summarize(rows, specs, cfg))
 
 
 def _job_label() -> str:
@@ -287,37 +281,6 @@ def _job_label() -> str:
 
 
 # --- the results tree -----------------------------------------------------------------------
-def lock_is_live(path: Path) -> bool:
-    """Whether a run's lock file belongs to a live trainer, by utils.RunLock's rule: the
-    owner's pid on this host, or a heartbeat younger than ``stale_after_s`` elsewhere."""
-    lock = RunLock(path)
-    try:
-        host, pid = path.read_text().split()
-        age = time.time() - path.stat().st_mtime
-    except (OSError, ValueError):
-        return False
-    if host == socket.gethostname():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return age < lock.stale_after_s
-
-
-def run_state(spec) -> str:
-    """done, failed, running (a live lock) or pending, from the run's directory alone."""
-    if spec.is_done():
-        return "done"
-    if (spec.run_dir / FAILED).exists():
-        return "failed"
-    if lock_is_live(spec.run_dir / study.LOCK):
-        return "running"
-    return "pending"
-
-
 def chunk_runs(specs: list, runs_per_job: int) -> list[list]:
     """Chunks of at most ``runs_per_job`` runs, one dataset per chunk (a pack trains runs
     of one dataset: same images, same model shape), in grid order."""
@@ -426,7 +389,7 @@ def submit(stage: Stage, opts: JobOptions, launcher: str = "slurm", retry_failed
     if launcher == "slurm":
         collector = make_executor(launcher, logs, opts, name=f"{stage.name}-collect",
                                   dependency="afterany:" + array, collect=True)
-        cjob = collector.submit(collect_job, stage.finish, stage.read_row, stage.specs, stage.cfg)
+        cjob = collector.submit(collect_job, stage.summarize, stage.specs, stage.cfg)
         entries.append({"job_id": str(cjob.job_id), "kind": "collect", "launcher": launcher, "submitted": when,
                         "runs": [], "stdout": str(cjob.paths.stdout), "stderr": str(cjob.paths.stderr)})
         add_to_registry(stage.root, entries)
@@ -453,7 +416,7 @@ def runs_to_submit(stage: Stage, states: dict | None, retry_failed: bool):
     queued = live_jobs_by_run(stage.root, states)
     todo, skipped = [], Counter()
     for spec in stage.specs:
-        state = run_state(spec)
+        state = spec.state()
         if state == "failed" and retry_failed:
             state = "pending"
         if state == "pending" and _rel(spec.run_dir, stage.root) in queued:
@@ -535,31 +498,27 @@ def make_executor(launcher: str, folder: Path, opts: JobOptions, name: str,
 # --- status and collect -------------------------------------------------------------------------
 def collect(stage: Stage) -> Path:
     """Rewrite results.csv, summary and figures from every run that has a result."""
-    rows = [r for r in map(stage.read_row, stage.specs) if r is not None]
-    root = stage.finish(rows, stage.specs, stage.cfg)
+    rows = [r for r in map(runs.read_row, stage.specs) if r is not None]
+    root = stage.summarize(rows, stage.specs, stage.cfg)
     done = sum(r.get("status") == "done" for r in rows)
     print(f"collected {len(rows)} of {len(stage.specs)} runs ({done} done, {len(rows) - done} failed) "
           f"into {root}/results.csv; summary and figures in {root}/")
-    missing = [s.name for s in stage.specs if stage.read_row(s) is None]
+    missing = [s.name for s in stage.specs if runs.read_row(s) is None]
     if missing:
         print(f"missing {len(missing)}: " + "; ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
     return root
 
 
-def status_counts(specs: list) -> Counter:
-    return Counter(run_state(s) for s in specs)
-
-
 def print_status(stage: Stage) -> Counter:
     """Counts of done / running / failed / pending runs from the results tree; with a
     jobs registry and squeue, the states of the queued jobs too."""
-    states = {s.run_dir: run_state(s) for s in stage.specs}
+    states = {s.run_dir: s.state() for s in stage.specs}
     counts = Counter(states.values())
     print(f"{stage.root}: {len(stage.specs)} runs: done {counts['done']}, running {counts['running']}, "
           f"failed {counts['failed']}, pending {counts['pending']}")
     failed = [s for s in stage.specs if states[s.run_dir] == "failed"]
     for spec in failed[:5]:
-        print(f"  failed: {spec.name} (see {spec.run_dir / FAILED}; --retry-failed retrains)")
+        print(f"  failed: {spec.name} (see {spec.run_dir / runs.FAILED}; --retry-failed retrains)")
     jobs = read_registry(stage.root)
     if not jobs:
         return counts

@@ -38,7 +38,7 @@ from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
-from threadpoolctl import threadpool_limits   # installed with scikit-learn
+from threadpoolctl import threadpool_limits  # installed with scikit-learn
 
 NUM_BINS = 20                 # equal-width bins per latent for MI (the study and disentanglement_lib)
 SAP_C = 0.01                  # LinearSVC regularisation of the SAP classifiers (Kumar et al. 2018)

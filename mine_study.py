@@ -1,6 +1,6 @@
 """The MINE disentangling VAE family: runs, bi-level training, evaluation, ablation table.
 
-Model: ``models.MINEDisentangleVAE`` (REFERENCE.md §4) – the λβ study's conv encoder
+Model: ``models.MINEDisentangleVAE`` (docs/mine.md) – the λβ study's conv encoder
 and decoder with learned factor queries that cross-attend over the latent slots, a
 Gaussian-fit complexity per latent, and ``models.MutualInformationEstimator``: one
 MINE (Belghazi et al., ICML 2018; ``mine.py``) per latent part estimating the
@@ -19,7 +19,7 @@ round's MINE steps, so the state after any step s is well defined and checkpoint
 (every ``checkpoint_interval`` VAE steps) resume bit-for-bit.
 
 Randomness of a run comes only from its seed: initial weights (``torch.manual_seed``),
-the VAE's and the MINE steps' data orders (``training.BatchOrder``, pure functions
+the VAE's and the MINE steps' data orders (``runs.BatchOrder``, pure functions
 of the step), and two checkpointed generators (reparameterisation noise; the
 within-batch shuffles that give MINE its marginal samples).
 
@@ -29,16 +29,18 @@ Results tree (``mine_results/``, ``demo_results/mine_results/`` with --demo, or 
         train_log.csv traversal.gif originals.png reconstructions.png mi_heatmap.png
         metrics.json (written last: the run's done marker) or failed.json
     results.csv  ablation.csv  ablation.txt  config.json
-``results.csv`` starts with the λβ study's columns (``study.RESULT_COLUMNS``) so the
-two families' tables concatenate; the MINE columns follow.
+``results.csv`` starts with the λβ study's columns (``runs.RESULT_COLUMNS``) so the
+two families' tables concatenate; the MINE columns follow. The run lifecycle (lock,
+resume, failed and done markers, the results table) is ``runs.py``'s, as for the λβ study.
 """
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,18 +48,36 @@ import torch
 from tqdm import tqdm
 
 import datasets
+import launcher
 import metrics
+import runs
 import visualizations as vis
-from config import (MINE_RUN_DEFINING, MINE_VARIANTS, ConfigError, MineConfig, add_mine_config_arguments,
-                    mine_from_args, mine_from_dict, validate_mine)
+from config import (
+    MINE_RUN_DEFINING,
+    MINE_VARIANTS,
+    ConfigError,
+    MineConfig,
+    add_mine_config_arguments,
+    given_settings,
+    mine_from_args,
+    mine_from_dict,
+    validate_mine,
+)
+from evaluation import encode, encode_images, heldout_columns, heldout_split, metric_indices, train_window_columns
 from losses import MINE_LOSS_KEYS, mine_vae_loss
 from mine import estimate_mi
-from models import MINEDisentangleVAE, MutualInformationEstimator, num_parameters, to_float
-from study import LOCK, RESULT_COLUMNS, Parser, check_compatible, check_data_present, read_row
-from training import (CHECKPOINT, FAILED, METRICS, BatchOrder, RunFailed, encode, global_rng_state, heldout_nll,
-                      heldout_split, metric_indices, restore_global_rng_state, window_means)
-from utils import (LockHeld, RunLock, atomic_write, read_csv, read_json, resolve_device, write_csv,
-                   write_json, write_text)
+from models import MINEDisentangleVAE, MutualInformationEstimator, latent_parts, num_parameters, to_float
+from runs import (
+    METRICS,
+    RESULT_COLUMNS,
+    BatchOrder,
+    RunFailed,
+    RunSpec,
+    global_rng_state,
+    restore_global_rng_state,
+    window_means,
+)
+from utils import atomic_write, read_csv, read_json, resolve_device, write_csv, write_json, write_text
 
 STAGE = "mine"
 ROOT_NAME = "mine_results"
@@ -77,41 +97,15 @@ ABLATION_METRICS = ("z_diff", "z_min_var", "irs", "jemmig", "mig", "sap", "mine_
                     "heldout_recon", "train_window_sparse", "train_window_ent")
 
 
-# --- runs -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class MineRunSpec:
-    dataset: str
-    variant: str
-    seed: int
-    steps: int
-    run_dir: Path
-
-    @property
-    def name(self) -> str:
-        return f"{self.dataset} {self.variant} seed={self.seed}"
-
-    @property
-    def switches(self) -> tuple[bool, bool, bool]:
-        return VARIANT_SWITCHES[self.variant]
-
-    @property
-    def weights_path(self) -> Path:
-        return self.run_dir / f"mine_vae_{self.variant}_seed_{self.seed}.pth"
-
-    def is_done(self) -> bool:
-        return (self.run_dir / METRICS).exists()
-
-
+# --- the grid ---------------------------------------------------------------------------
 def mine_root(cfg: MineConfig) -> Path:
-    """Where the family's results live; demo results never mix with real-data results."""
-    if cfg.results_dir:
-        return Path(cfg.results_dir) / ROOT_NAME
-    return Path("demo_results" if cfg.demo else ".") / ROOT_NAME
+    return runs.stage_root(cfg, ROOT_NAME)
 
 
-def mine_specs(cfg: MineConfig) -> list[MineRunSpec]:
+def mine_specs(cfg: MineConfig) -> list[RunSpec]:
+    """One run per (dataset, variant, seed); β is the KL weight, λ = 0 (no L2 term)."""
     root = mine_root(cfg)
-    return [MineRunSpec(d, v, s, cfg.steps, root / d / v / f"seed_{s}")
+    return [RunSpec(STAGE, d, cfg.kl_weight, 0.0, s, cfg.steps, root / d / v / f"seed_{s}", variant=v)
             for d in cfg.datasets for v in cfg.variants for s in cfg.seeds]
 
 
@@ -170,7 +164,7 @@ class MineRunState:
         return window_means(self.window, self.step, LOG_KEYS)
 
 
-def init_state(spec: MineRunSpec, cfg: MineConfig, channels: int, device) -> MineRunState:
+def init_state(spec: RunSpec, cfg: MineConfig, channels: int, device) -> MineRunState:
     model, estimator = build_models(cfg, channels, spec.seed, device)
     noise = torch.Generator(device=device).manual_seed(spec.seed)
     shuffles = torch.Generator().manual_seed(spec.seed + MINE_ORDER_OFFSET)
@@ -224,11 +218,11 @@ def mine_step(state: MineRunState, x: torch.Tensor) -> torch.Tensor:
     return bounds.detach().mean()
 
 
-def train(spec: MineRunSpec, cfg: MineConfig, dataset, device, position: int = 1,
+def train(spec: RunSpec, cfg: MineConfig, dataset, device, position: int = 1,
           heartbeat=lambda: None) -> MineRunState:
     """Train one run to ``spec.steps`` VAE steps, resuming from its checkpoint if any."""
     state = init_state(spec, cfg, dataset.channels, device)
-    checkpoint = spec.run_dir / CHECKPOINT
+    checkpoint = spec.checkpoint_path
     if checkpoint.exists():
         state.load(checkpoint, device)
     train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
@@ -238,7 +232,7 @@ def train(spec: MineRunSpec, cfg: MineConfig, dataset, device, position: int = 1
     bar = tqdm(total=spec.steps, initial=state.step, desc=spec.name, position=position, leave=False,
                unit="step", dynamic_ncols=True)
     while state.step < spec.steps:
-        row = vae_step(state, _images(dataset, vae_order(state.step), device), cfg, spec.switches)
+        row = vae_step(state, _images(dataset, vae_order(state.step), device), cfg, VARIANT_SWITCHES[spec.variant])
         state.window[state.step % len(state.window)] = row
         state.interval_sum += row
         state.step += 1
@@ -269,7 +263,7 @@ def _check_finite(state: MineRunState) -> None:
             raise RunFailed(state.step, f"non-finite parameters {', '.join(bad[:3])} at step {state.step}")
 
 
-def _log(state: MineRunState, spec: MineRunSpec, cfg: MineConfig, tic: float, tic_step: int) -> None:
+def _log(state: MineRunState, spec: RunSpec, cfg: MineConfig, tic: float, tic_step: int) -> None:
     _check_finite(state)
     n = state.step - (state.log[-1]["step"] if state.log else 0)
     means = (state.interval_sum / n).tolist()
@@ -284,18 +278,6 @@ def _log(state: MineRunState, spec: MineRunSpec, cfg: MineConfig, tic: float, ti
 
 
 # --- evaluation -------------------------------------------------------------------------
-def _encode_fn(model, device, batch_size: int = 256):
-    """uint8 images (n, C, 64, 64) -> encoder means (n, L) NumPy: the sampled metrics' encoder."""
-    @torch.no_grad()
-    def encode_images(images):
-        model.eval()
-        out = [model.encoder(to_float(torch.from_numpy(images[i:i + batch_size]).to(device))
-                             .contiguous(memory_format=torch.channels_last))[0].float().cpu()
-               for i in range(0, len(images), batch_size)]
-        return torch.cat(out).numpy()
-    return encode_images
-
-
 def posthoc_redundancy(codes: np.ndarray, parts, cfg: MineConfig, seed: int) -> list[float]:
     """A fresh MINE per part, trained after training on the final codes (encoder means
     of the metric points): Î(mu_p; mu_rest) in nats. Unlike the training-time critic,
@@ -309,7 +291,7 @@ def posthoc_redundancy(codes: np.ndarray, parts, cfg: MineConfig, seed: int) -> 
     return out
 
 
-def evaluate(spec: MineRunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE, device,
+def evaluate(spec: RunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE, device,
              window: dict | None, steps: int | None, wall_time_s: float) -> dict:
     """Metrics of a trained model: the contents of its metrics.json (``row`` is its
     results-table row). The caller writes the file last, as the run's done marker."""
@@ -325,10 +307,11 @@ def evaluate(spec: MineRunSpec, cfg: MineConfig, dataset, model: MINEDisentangle
         study = metrics.study_metrics(train_f, codes, test_f, test_codes, num_bins=cfg.num_bins, seed=spec.seed)
         jem = metrics.jemmig(train_f, codes, num_bins=cfg.num_bins)
         irs = metrics.irs(train_f, codes, num_bins=cfg.num_bins)
-        encode_images = _encode_fn(model, device)
-        zd = metrics.z_diff(dataset, encode_images, np.random.default_rng([spec.seed, 1]), cfg.sampled_metric_batch,
+        # The sampled metrics encode the images they draw; batches of 256 as before.
+        encoder = functools.partial(encode_images, model, device=device, batch_size=256)
+        zd = metrics.z_diff(dataset, encoder, np.random.default_rng([spec.seed, 1]), cfg.sampled_metric_batch,
                             cfg.sampled_metric_train, cfg.sampled_metric_eval)
-        zm = metrics.z_min_var(dataset, encode_images, np.random.default_rng([spec.seed, 2]), cfg.sampled_metric_batch,
+        zm = metrics.z_min_var(dataset, encoder, np.random.default_rng([spec.seed, 2]), cfg.sampled_metric_batch,
                                cfg.sampled_metric_train, cfg.sampled_metric_eval,
                                num_variance_estimate=cfg.metric_train_points)
         scores = {"mig": study["mig"], "sap": study["sap"], "i_m": study["i_m"],
@@ -341,19 +324,14 @@ def evaluate(spec: MineRunSpec, cfg: MineConfig, dataset, model: MINEDisentangle
                                      "z_min_var_active_latents": zm["num_active_dims"],
                                      "irs_diff_quantile": 0.99, "jemmig_num_bins": cfg.num_bins}}
     redundancy = posthoc_redundancy(codes, parts, cfg, spec.seed)
-    _, held = heldout_split(len(dataset), cfg.heldout_fraction)
-    held = np.setdiff1d(held, np.concatenate([points["train"], points["test"]]))[:cfg.heldout_eval_points]
-    mean_image = to_float(torch.from_numpy(dataset.images(points["train"][:2000])).to(device)).mean(0)
+    heldout = heldout_columns(model, dataset, points, cfg, spec.seed, device)
     with torch.no_grad():
         attention = model.attend(torch.from_numpy(codes[:1000]).to(device))[1].mean(0).cpu().numpy()
     window = window or {}
     row = {
         "stage": STAGE, "dataset": spec.dataset, "source": cfg.source, "beta": cfg.kl_weight, "lambda": 0.0,
         "seed": spec.seed, "steps": steps, "status": "done",
-        "train_window_nll": window.get("recon"), "train_window_kl": window.get("kl"),
-        "train_window_l2": window.get("l2"), "train_window_total": window.get("total"),
-        **heldout_nll(model, dataset, held, device, spec.seed, mean_image=mean_image), "heldout_images": len(held),
-        **scores, "wall_time_s": wall_time_s,
+        **train_window_columns(window), **heldout, **scores, "wall_time_s": wall_time_s,
         "model": "mine_vae", "variant": spec.variant, "kl_weight": cfg.kl_weight,
         "mine_mi_posthoc": float(np.mean(redundancy)), "train_window_mine_mi": window.get("mine_mi"),
         "train_window_redundancy": window.get("redundancy"), "train_window_sparse": window.get("sparse"),
@@ -363,7 +341,7 @@ def evaluate(spec: MineRunSpec, cfg: MineConfig, dataset, model: MINEDisentangle
     return {
         "row": row, **extra, "complexity_nats": complexity, "mine_mi_posthoc_per_part": redundancy,
         "latent_parts": [p.tolist() for p in parts], "mean_attention": attention,
-        "definitions": definitions(cfg, steps, len(held), dataset.has_factors),
+        "definitions": definitions(cfg, steps, heldout["heldout_images"], dataset.has_factors),
     }
 
 
@@ -371,7 +349,6 @@ ACTIVE_NATS = 0.1    # a latent whose Gaussian-fit complexity exceeds this count
 
 
 def latent_parts_of(cfg: MineConfig):
-    from models import latent_parts
     return latent_parts(cfg.latent_dim, cfg.mine_parts)
 
 
@@ -456,7 +433,7 @@ def traversal_latents(model: MINEDisentangleVAE, k: int) -> list[int]:
     return torch.argsort(-c, stable=True)[:k].tolist()
 
 
-def draw_run_figures(spec: MineRunSpec, cfg: MineConfig, dataset, model, device, out_dir: Path,
+def draw_run_figures(spec: RunSpec, cfg: MineConfig, dataset, model, device, out_dir: Path,
                      mi=None) -> None:
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     vis.save_reconstructions(model, dataset.images(points["test"][:64]), out_dir, device)
@@ -468,49 +445,32 @@ def draw_run_figures(spec: MineRunSpec, cfg: MineConfig, dataset, model, device,
 
 
 # --- one run, the grid ------------------------------------------------------------------
-def run_one(spec: MineRunSpec, cfg: MineConfig, dataset, device) -> dict | None:
+def run_one(spec: RunSpec, cfg: MineConfig, dataset, device) -> dict | None:
     """Train, evaluate and draw one run; None if another process is training it."""
-    try:
-        lock = RunLock(spec.run_dir / LOCK).acquire()
-    except LockHeld as err:
-        tqdm.write(f"skipped: {err}")
-        return None
-    try:
-        if spec.is_done():
-            return read_row(spec)
-        write_json(spec.run_dir / "config.json", {**cfg.to_dict(), "run": {
-            "stage": STAGE, "dataset": spec.dataset, "variant": spec.variant, "seed": spec.seed,
-            "steps": spec.steps}})
+    with runs.Claim([spec]) as claim:
+        if not claim.todo:
+            return claim.rows[0] if claim.rows else None
+        runs.write_run_config(spec, cfg, stage=STAGE, dataset=spec.dataset, variant=spec.variant, seed=spec.seed,
+                              steps=spec.steps)
         tic = time.perf_counter()
         try:
-            state = train(spec, cfg, dataset, device, heartbeat=lock.touch)
+            state = train(spec, cfg, dataset, device, heartbeat=claim.touch)
         except RunFailed as err:
-            return mark_failed(spec, cfg, err.step, str(err))
-        (spec.run_dir / FAILED).unlink(missing_ok=True)
+            return runs.mark_failed(spec, err.step, str(err), source=cfg.source, model="mine_vae",
+                                    variant=spec.variant)
         with atomic_write(spec.weights_path) as f:
             torch.save(state.model.state_dict(), f)
         result = evaluate(spec, cfg, dataset, state.model, device, state.window_means(), state.step,
                           wall_time_s=time.perf_counter() - tic)
         if cfg.figures:
             draw_run_figures(spec, cfg, dataset, state.model, device, spec.run_dir, result.get("mi"))
-        write_json(spec.run_dir / METRICS, result)      # last: its presence marks the run done
-        return result["row"]
-    finally:
-        lock.release()
+        return runs.mark_done(spec, result)
 
 
-def mark_failed(spec: MineRunSpec, cfg: MineConfig, step: int, reason: str) -> dict:
-    row = {"stage": STAGE, "dataset": spec.dataset, "source": cfg.source, "beta": cfg.kl_weight, "lambda": 0.0,
-           "seed": spec.seed, "steps": step, "status": "failed", "reason": reason, "model": "mine_vae",
-           "variant": spec.variant}
-    write_json(spec.run_dir / FAILED, row)
-    return row
-
-
-def run_grid(specs: list[MineRunSpec], cfg: MineConfig, retry_failed: bool = False) -> list[dict]:
+def run_grid(specs: list[RunSpec], cfg: MineConfig, retry_failed: bool = False) -> list[dict]:
     """Train and evaluate every run that is not finished; returns all rows (done, failed)."""
     device = resolve_device(cfg.device)
-    todo = [s for s in specs if not s.is_done() and (retry_failed or not (s.run_dir / FAILED).exists())]
+    todo = runs.runs_to_train(specs, retry_failed)
     print(f"{len(specs)} MINE-VAE runs, {len(specs) - len(todo)} already finished or failed, "
           f"{len(todo)} to train on {device}")
     data = {name: datasets.load_dataset(name, source=cfg.source, data_dir=cfg.data_dir, variant=cfg.mpi3d_variant)
@@ -526,7 +486,7 @@ def run_grid(specs: list[MineRunSpec], cfg: MineConfig, retry_failed: bool = Fal
                 if row is not None:
                     bar.set_postfix_str(_postfix(row))
                 bar.update()
-    return [row for row in map(read_row, specs) if row is not None]
+    return [row for row in map(runs.read_row, specs) if row is not None]
 
 
 def _postfix(row: dict) -> str:
@@ -579,11 +539,10 @@ def _mean_std(cell: dict) -> str:
     return f"{cell['mean']:.4g} ± {cell['std']:.2g}"
 
 
-def finish(rows: list[dict], specs: list[MineRunSpec], cfg: MineConfig) -> Path:
+def summarize(rows: list[dict], specs: list[RunSpec], cfg: MineConfig) -> Path:
     """Rewrite results.csv and the ablation table from all finished runs."""
     root = mine_root(cfg)
-    write_csv(root / "results.csv", rows, COLUMNS)
-    rows = read_csv(root / "results.csv")       # everything below is drawn from the table itself
+    rows = runs.write_results(root, rows, COLUMNS)
     table = ablation_rows(rows)
     write_csv(root / "ablation.csv", table, ["dataset", "variant", "metric", "n", "mean", "std"])
     text = ablation_text(table)
@@ -593,8 +552,7 @@ def finish(rows: list[dict], specs: list[MineRunSpec], cfg: MineConfig) -> Path:
             f"  {r['dataset']} {r['variant']} seed={r['seed']} at step {r['steps']}: {r.get('reason')}\n"
             for r in failed)
     write_text(root / "ablation.txt", text)
-    if len(specs) > len(rows):
-        print(f"note: {len(specs) - len(rows)} of {len(specs)} runs have no results yet")
+    runs.report_missing(rows, specs)
     return root
 
 
@@ -618,11 +576,10 @@ def eval_only(path: Path, args, ablation: bool) -> Path:
     if base is None:
         cfg = mine_from_args(args, ablation=ablation)
     else:   # the saved settings as they are (no preset re-applied), then the flags given
-        given = {f.name: getattr(args, f.name) for f in fields(MineConfig) if getattr(args, f.name, None) is not None}
-        cfg = validate_mine(base.replace(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}))
+        cfg = validate_mine(base.replace(**given_settings(args, MineConfig)))
     dataset_name = run.get("dataset", cfg.datasets[0])
-    spec = MineRunSpec(dataset_name, run.get("variant", cfg.variants[0]), int(run.get("seed", cfg.seeds[0])),
-                       cfg.steps, path.parent)
+    spec = RunSpec(STAGE, dataset_name, cfg.kl_weight, 0.0, int(run.get("seed", cfg.seeds[0])), cfg.steps,
+                   path.parent, variant=run.get("variant", cfg.variants[0]))
     device = resolve_device(cfg.device)
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
@@ -654,11 +611,13 @@ def eval_only(path: Path, args, ablation: bool) -> Path:
 
 
 # --- command line -----------------------------------------------------------------------
-def main(argv=None, description: str = "") -> Path:
-    import functools
+def launcher_stage(cfg: MineConfig, specs: list[RunSpec], argv=None, retry_failed: bool = False):
+    return launcher.make_stage(STAGE, "main_mine.py", cfg, mine_root(cfg), specs, run_grid, summarize, argv,
+                               retry_failed=retry_failed, preflight=functools.partial(runs.check_data_present, cfg))
 
-    import launcher                     # here: launcher imports study, which this module imports
-    parser = Parser(description=description)
+
+def main(argv=None, description: str = "") -> Path:
+    parser = runs.Parser(description=description)
     parser.add_argument("--ablation", action="store_true",
                         help=f"run every variant ({', '.join(MINE_VARIANTS)}) and write the comparison table")
     parser.add_argument("--eval-only", metavar="CHECKPOINT", type=Path,
@@ -684,24 +643,23 @@ def main(argv=None, description: str = "") -> Path:
     try:
         cfg = mine_from_args(args, ablation=args.ablation)
         resolve_device(cfg.device)
+        launcher.check_flags(args)
         root = mine_root(cfg)
-        check_compatible(cfg, root, MINE_RUN_DEFINING)
+        runs.bind_results_dir(cfg, root, MINE_RUN_DEFINING)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
     specs = mine_specs(cfg)
-    # --status, --collect and --launcher slurm are handled there; local training goes on here.
-    stage = launcher.make_stage("mine", "main_mine.py", cfg, root, specs, run_grid, finish, read_row, argv,
-                                retry_failed=args.retry_failed, preflight=functools.partial(check_data_present, cfg))
-    if launcher.dispatch(args, stage):
+    if launcher.wanted(args):           # --status, --collect, or a cluster trains the grid
+        launcher.dispatch(args, launcher_stage(cfg, specs, argv, retry_failed=args.retry_failed))
         return root
     print("resolved config:\n" + cfg.to_json())
-    check_data_present(cfg)
+    runs.check_data_present(cfg)
     tic = time.perf_counter()
     try:
         rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
     except datasets.DataError as err:
         parser.exit(2, f"data error: {err}\n")
-    root = finish(rows, specs, cfg)
+    root = summarize(rows, specs, cfg)
     done = sum(r["status"] == "done" for r in rows)
     print(f"done: {done} MINE-VAE runs finished ({len(specs)} in grid) in {time.perf_counter() - tic:.0f} s; "
           f"results in {root}/results.csv, ablation table in {root}/ablation.txt")

@@ -42,7 +42,7 @@ class Decoder(nn.Module):
         for c_in, c_out in zip((64, 64, 32, 32), (64, 32, 32, channels)):     # 4 -> 8 -> 16 -> 32 -> 64
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.ReLU()]
         self.decoder = nn.Sequential(*layers[:-1])                            # no ReLU after the last
-        
+
     def forward(self, z):
         h = torch.relu(self.fc2(torch.relu(self.fc1(z))))
         return self.decoder(h.view(-1, 64, 4, 4))

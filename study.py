@@ -1,18 +1,21 @@
-"""The study's grid: which runs exist, running the missing ones, and the results table.
+"""The λβ-VAE study (Vu, Wan & Wei 2026): its grid, running it, and its tables and figures.
 
-Both entry scripts are thin: they build RunSpecs here, hand them to ``run_grid``, and
-redraw every aggregate figure from the results CSV that ``run_grid`` rewrites.
+    main_beta.py / main_lambda.py -> main(stage)
+        settings  config.from_args                   (config.py defaults, --demo, flags)
+        grid      beta_specs / lambda_specs          (one runs.RunSpec per dataset, β, [λ,] seed)
+        train     run_grid -> run_pack -> training.train_pack (packs of runs of one dataset)
+        evaluate  evaluation.evaluate, per run as it leaves its pack; its figures
+        summarize results.csv, summary, aggregate figures at the stage root
 
-Results tree (one directory per run):
+Results tree (one folder per run, see runs.py for what it holds):
     betavae_results/<dataset>/beta_<β>/seed_<s>/
     lambda_betavae_results/<dataset>/beta_<β>/lambda_<λ>/seed_<s>/
-each holding config.json, checkpoint.pt, the final weights, train_log.csv,
-metrics.json (or failed.json) and the run's figures; the aggregate results.csv,
-summary.txt and figures sit at the stage root.
+with results.csv, summary.txt and the figures across datasets at the stage root.
+``--launcher slurm`` hands the same grid to launcher.py instead of training here.
 """
 from __future__ import annotations
 
-import argparse
+import functools
 import math
 import sys
 import time
@@ -23,31 +26,25 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import data_files
 import datasets
+import launcher
+import runs
 import visualizations as vis
-from models import BetaVAE, num_parameters
 from config import RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
-from training import (FAILED, METRICS, ImageSource, RunResult, RunSpec, checkpoint_step, evaluate, mark_failed,
-                      metric_indices, save_weights, train_pack)
-from utils import (LockHeld, RunLock, fmt_number, mean_std, read_csv, read_json, resolve_device,
-                   write_csv, write_json, write_text)
+from evaluation import evaluate, metric_indices
+from models import BetaVAE, num_parameters
+from runs import RESULT_COLUMNS, RunSpec
+from training import ImageFeed, RunResult, checkpoint_step, save_weights, train_pack
+from utils import fmt_number, mean_std, resolve_device, write_csv, write_text
 
-LOCK = "lock"
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
-RESULT_COLUMNS = ["stage", "dataset", "source", "beta", "lambda", "seed", "steps", "status",
-                  "train_window_nll", "train_window_kl", "train_window_l2", "train_window_total",
-                  "heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_mean_image_nll", "heldout_images",
-                  "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "pack_size", "reason"]
 
 
 def stage_root(cfg: Config, stage: str) -> Path:
-    """Where a stage's results live; demo results never mix with real-data results."""
-    if cfg.results_dir:
-        return Path(cfg.results_dir) / ROOT_NAMES[stage]
-    return Path("demo_results" if cfg.demo else ".") / ROOT_NAMES[stage]
+    return runs.stage_root(cfg, ROOT_NAMES[stage])
 
 
+# --- the grid -----------------------------------------------------------------------------
 def beta_run_dir(root: Path, dataset: str, beta: float, seed: int) -> Path:
     return root / dataset / f"beta_{fmt_number(beta)}" / f"seed_{seed}"
 
@@ -59,6 +56,7 @@ def beta_specs(cfg: Config) -> list[RunSpec]:
 
 
 def lambda_specs(cfg: Config) -> list[RunSpec]:
+    """Each λ run continues the final weights of the β run of its (dataset, β, seed)."""
     root, beta_root = stage_root(cfg, "lambda"), stage_root(cfg, "beta")
     specs = []
     for d in cfg.datasets:
@@ -72,116 +70,11 @@ def lambda_specs(cfg: Config) -> list[RunSpec]:
     return specs
 
 
-def check_compatible(cfg, root: Path, run_defining: tuple[str, ...] = RUN_DEFINING) -> None:
-    """A results directory belongs to one set of run-defining settings (any settings dataclass)."""
-    saved_path = root / "config.json"
-    if saved_path.exists():
-        try:
-            saved = read_json(saved_path)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"config: {saved_path} is unreadable ({err}); "
-                              f"move it aside or use another --results-dir") from None
-        for key in run_defining:
-            ours = cfg.to_dict()[key]
-            ours = list(ours) if isinstance(ours, tuple) else ours
-            if key in saved and saved[key] != ours:
-                raise ConfigError(
-                    f"config: {root} was made with {key}={saved[key]!r}, not {ours!r}; "
-                    f"use another --results-dir or move that directory aside")
-    write_json(saved_path, cfg.to_dict())
-
-
-def check_data_present(cfg: Config) -> None:
-    if cfg.source != "real":
-        return
-    missing = [(d, p) for d in cfg.datasets
-               for p in data_files.missing_files(d, cfg.data_dir, variant=cfg.mpi3d_variant)]
-    if missing:
-        lines = ["The real dataset files are missing:"]
-        for d, p in missing:
-            how = data_files.how_to_get(d, variant=cfg.mpi3d_variant, data_dir=cfg.data_dir)
-            lines.append(f"  {p}\n    get it: {how}")
-        lines.append("Run with --demo (procedural stand-ins, no downloads) to try everything without them.")
-        raise SystemExit("\n".join(lines))
-
-
-def run_one(spec: RunSpec, cfg: Config, dataset, device) -> dict | None:
-    """Train, evaluate and draw one run (a pack of one); None if another process is training it."""
-    rows = run_pack([spec], cfg, dataset, device)
-    return rows[0] if rows else None
-
-
-def run_pack(specs: list[RunSpec], cfg: Config, dataset, device, source: ImageSource | None = None) -> list[dict]:
-    """Train runs of one dataset together (same step, same step target), then evaluate
-    and draw each; returns their rows. Runs another process holds are skipped."""
-    locks, todo, rows = [], [], []
-    try:
-        for spec in specs:
-            try:
-                lock = RunLock(spec.run_dir / LOCK).acquire()
-            except LockHeld as err:
-                tqdm.write(f"skipped: {err}")
-                continue
-            locks.append(lock)
-            if spec.is_done():              # finished by another process meanwhile
-                rows.append(read_row(spec))
-            else:
-                todo.append(spec)
-        if todo:
-            rows += _train_and_evaluate(todo, cfg, dataset, device, source,
-                                        heartbeat=lambda: [lk.touch() for lk in locks])
-    finally:
-        for lock in locks:
-            lock.release()
-    return rows
-
-
-def _train_and_evaluate(specs: list[RunSpec], cfg: Config, dataset, device, source, heartbeat) -> list[dict]:
-    for spec in specs:
-        write_json(spec.run_dir / "config.json", {**cfg.to_dict(), "run": {
-            "stage": spec.stage, "dataset": spec.dataset, "beta": spec.beta, "lambda": spec.lam,
-            "seed": spec.seed, "steps": spec.steps, "init_from": spec.init_from}})
-    tic, rows = time.perf_counter(), []
-
-    def finish_run(result: RunResult) -> None:
-        spec = result.spec
-        if result.failure is not None:
-            rows.append(mark_failed(spec, result.failure.step, str(result.failure)))
-            return
-        (spec.run_dir / FAILED).unlink(missing_ok=True)
-        save_weights(result.model, spec.weights_path)
-        out = evaluate(spec, cfg, dataset, result, device, wall_time_s=time.perf_counter() - tic)
-        out["row"]["pack_size"] = len(specs)
-        if cfg.figures:
-            draw_run_figures(spec, cfg, dataset, result.model, device, out["mi"])
-        write_json(spec.run_dir / METRICS, out)      # last: its presence marks the run done
-        rows.append(out["row"])
-
-    train_pack(specs, cfg, dataset, device, source=source, heartbeat=heartbeat, on_result=finish_run)
-    return rows
-
-
-def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device, mi) -> None:
-    points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
-    vis.save_reconstructions(model, dataset.images(points["test"][:64]), spec.run_dir, device)
-    vis.save_traversal_gif(model, dataset.images(points["distinct"]), spec.run_dir / "traversal.gif", device)
-    vis.save_mi_heatmap(np.asarray(mi), dataset.factor_names, spec.run_dir / "mi_heatmap.png",
-                        title=f"I(factor; latent), {spec.name}")
-
-
-def read_row(spec: RunSpec) -> dict | None:
-    for name in (METRICS, FAILED):
-        path = spec.run_dir / name
-        if path.exists():
-            saved = read_json(path)
-            return saved.get("row", saved)
-    return None
-
-
+# --- training and evaluating the grid ----------------------------------------------------------
 def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> list[dict]:
     """Train and evaluate every run that is not finished; returns all rows (done, failed)."""
     device = resolve_device(cfg.device)
-    todo = [s for s in specs if not s.is_done() and (retry_failed or not (s.run_dir / FAILED).exists())]
+    todo = runs.runs_to_train(specs, retry_failed)
     missing_parents = sorted({str(s.init_from) for s in todo if s.init_from and not s.init_from.exists()})
     if missing_parents:
         raise SystemExit(
@@ -204,12 +97,50 @@ def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> l
         torch.backends.cudnn.benchmark = True
     with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
         for name, dataset in data.items():
-            source = ImageSource(dataset, device)       # on a GPU: the whole dataset, once
+            feed = ImageFeed(dataset, device)       # on a GPU: the whole dataset, once
             for pack in form_packs([s for s in todo if s.dataset == name], pack_size):
-                for row in run_pack(pack, cfg, dataset, device, source):
+                for row in run_pack(pack, cfg, dataset, device, feed):
                     bar.set_postfix_str(_postfix(row))
                 bar.update(len(pack))
-    return [row for row in map(read_row, specs) if row is not None]
+    return [row for row in map(runs.read_row, specs) if row is not None]
+
+
+def run_pack(specs: list[RunSpec], cfg: Config, dataset, device, feed: ImageFeed | None = None) -> list[dict]:
+    """Train runs of one dataset together (same step, same step target); evaluate and
+    draw each as it leaves the pack. Returns their rows; runs another process holds are
+    skipped."""
+    with runs.Claim(specs) as claim:
+        for spec in claim.todo:
+            runs.write_run_config(spec, cfg, stage=spec.stage, dataset=spec.dataset, beta=spec.beta,
+                                  **{"lambda": spec.lam}, seed=spec.seed, steps=spec.steps, init_from=spec.init_from)
+        rows, tic = claim.rows, time.perf_counter()
+        if claim.todo:
+            for result in train_pack(claim.todo, cfg, dataset, device, feed=feed, heartbeat=claim.touch):
+                rows.append(complete_run(result, cfg, dataset, device, pack_size=len(claim.todo),
+                                         wall_time_s=time.perf_counter() - tic))
+    return rows
+
+
+def complete_run(result: RunResult, cfg: Config, dataset, device, pack_size: int, wall_time_s: float) -> dict:
+    """A run that left its pack: failed.json, or its weights, scores, figures and (last)
+    metrics.json. Returns its results row."""
+    spec = result.spec
+    if result.failure is not None:
+        return runs.mark_failed(spec, result.failure.step, str(result.failure))
+    save_weights(result.model, spec.weights_path)
+    scores = evaluate(spec, cfg, dataset, result.model, result.window_means(), result.step, device, wall_time_s)
+    scores["row"]["pack_size"] = pack_size
+    if cfg.figures:
+        draw_run_figures(spec, cfg, dataset, result.model, device, scores["mi"])
+    return runs.mark_done(spec, scores)
+
+
+def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device, mi) -> None:
+    points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
+    vis.save_reconstructions(model, dataset.images(points["test"][:64]), spec.run_dir, device)
+    vis.save_traversal_gif(model, dataset.images(points["distinct"]), spec.run_dir / "traversal.gif", device)
+    vis.save_mi_heatmap(np.asarray(mi), dataset.factor_names, spec.run_dir / "mi_heatmap.png",
+                        title=f"I(factor; latent), {spec.name}")
 
 
 def default_pack_size(device) -> int:
@@ -304,13 +235,11 @@ def percent_change_text(change_rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> Path:
+def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> Path:
     """Rewrite the results table, summary and aggregate figures from all finished runs."""
     root = stage_root(cfg, stage)
-    write_csv(root / "results.csv", rows, RESULT_COLUMNS)
-    rows = read_csv(root / "results.csv")       # everything below is drawn from the table itself
+    rows = runs.write_results(root, rows, RESULT_COLUMNS)
     write_text(root / "summary.txt", summary_text(rows, stage))
-    missing = len(specs) - len(rows)
     if cfg.figures and any(r["status"] == "done" for r in rows):
         if stage == "beta":
             vis.metric_boxplots(rows, root / "metric_boxplots_across_datasets.png")
@@ -320,20 +249,23 @@ def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> P
         change = percent_change_rows(rows)
         write_csv(root / "percent_change.csv", change)
         write_text(root / "percent_change.txt", percent_change_text(change))
-    if missing:
-        print(f"note: {missing} of {len(specs)} runs have no results yet; figures show what exists")
+    runs.report_missing(rows, specs)
     return root
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # One line instead of a 20-line usage dump: the flags are one --help away.
-        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+# --- command line -----------------------------------------------------------------------------
+def launcher_stage(stage: str, cfg: Config, specs: list[RunSpec], argv=None, retry_failed: bool = False):
+    """The β or λ stage as launcher.py runs it on a cluster; the λ stage continues the β
+    stage's runs."""
+    return launcher.make_stage(stage, f"main_{stage}.py", cfg, stage_root(cfg, stage), specs, run_grid,
+                               functools.partial(summarize, stage=stage), argv, retry_failed,
+                               preflight=functools.partial(runs.check_data_present, cfg),
+                               parent_root=stage_root(cfg, "beta") if stage == "lambda" else None,
+                               parent_script="main_beta.py" if stage == "lambda" else None)
 
 
 def main(stage: str, argv=None, description: str = "") -> Path:
-    import launcher                     # here: launcher imports this module
-    parser = Parser(description=description)
+    parser = runs.Parser(description=description)
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
     add_config_arguments(parser)
     launcher.add_launcher_arguments(parser)
@@ -341,22 +273,23 @@ def main(stage: str, argv=None, description: str = "") -> Path:
     try:
         cfg = from_args(args, stage=stage)
         resolve_device(cfg.device)
+        launcher.check_flags(args)
         root = stage_root(cfg, stage)
-        check_compatible(cfg, root)
+        runs.bind_results_dir(cfg, root, RUN_DEFINING)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
     specs = beta_specs(cfg) if stage == "beta" else lambda_specs(cfg)
-    # --status, --collect and --launcher slurm are handled there; local training goes on here.
-    if launcher.dispatch(args, launcher.study_stage(stage, cfg, specs, argv, retry_failed=args.retry_failed)):
+    if launcher.wanted(args):           # --status, --collect, or a cluster trains the grid
+        launcher.dispatch(args, launcher_stage(stage, cfg, specs, argv, retry_failed=args.retry_failed))
         return root
     print("resolved config:\n" + cfg.to_json())
-    check_data_present(cfg)
+    runs.check_data_present(cfg)
     tic = time.perf_counter()
     try:
         rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
     except datasets.DataError as err:
         parser.exit(2, f"data error: {err}\n")
-    root = finish(rows, specs, cfg, stage)
+    root = summarize(rows, specs, cfg, stage)
     done = sum(r["status"] == "done" for r in rows)
     print(f"done: {done} runs finished ({len(specs)} in grid) in {time.perf_counter() - tic:.0f} s; "
           f"results in {root}/results.csv, figures and summary in {root}/")

@@ -131,6 +131,11 @@ class LockHeld(RuntimeError):
     """Another live process holds the lock."""
 
 
+# A lock file that holds no "host pid" is younger than this only while its creator is
+# between creating and writing it; older, its creator was killed in between.
+UNREADABLE_LOCK_GRACE_S = 10.0
+
+
 class RunLock:
     """An exclusive lock file per run, so two invocations never train the same run.
 
@@ -143,9 +148,8 @@ class RunLock:
     def __init__(self, path, stale_after_s: float = 3600.0):
         self.path, self.stale_after_s, self.held = Path(path), stale_after_s, False
 
-    def acquire(self) -> "RunLock":
+    def acquire(self) -> RunLock:
         import socket
-        import time
         self.path.parent.mkdir(parents=True, exist_ok=True)
         me = f"{socket.gethostname()} {os.getpid()}"
         for _ in range(2):
@@ -155,10 +159,10 @@ class RunLock:
                 owner = self._owner()
                 if owner is None:
                     continue                                  # released between our two calls
-                host, pid, age = owner[0], owner[1], time.time() - owner[2]
-                alive = _pid_alive(pid) if host == socket.gethostname() else age < self.stale_after_s
-                if alive:
-                    raise LockHeld(f"{self.path.parent} is being trained by pid {pid} on {host}") from None
+                if self._alive(*owner):
+                    host, pid, _ = owner
+                    who = f"pid {pid} on {host}" if pid >= 0 else "a process that is writing its lock file"
+                    raise LockHeld(f"{self.path.parent} is being trained by {who}") from None
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path)                      # stale: its owner died
                 continue
@@ -168,12 +172,30 @@ class RunLock:
             return self
         raise LockHeld(f"could not take the lock {self.path}: another process keeps taking it")
 
+    def is_live(self) -> bool:
+        """Whether the lock file exists and belongs to a live trainer."""
+        owner = self._owner()
+        return owner is not None and self._alive(*owner)
+
+    def _alive(self, host: str, pid: int, mtime: float) -> bool:
+        import socket
+        import time
+        age = time.time() - mtime
+        if pid < 0:         # unreadable: only a lock being written right now is alive
+            return age < UNREADABLE_LOCK_GRACE_S
+        return _pid_alive(pid) if host == socket.gethostname() else age < self.stale_after_s
+
     def _owner(self):
+        """(host, pid, mtime) of the lock file; pid -1 if it is unreadable (a kill between
+        creating and writing it); None if there is no lock file."""
         try:
+            mtime = self.path.stat().st_mtime
             host, pid = self.path.read_text().split()
-            return host, int(pid), self.path.stat().st_mtime
-        except (FileNotFoundError, ValueError):
+            return host, int(pid), mtime
+        except FileNotFoundError:
             return None
+        except (OSError, ValueError):
+            return "?", -1, mtime
 
     def touch(self) -> None:
         if self.held:

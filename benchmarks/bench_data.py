@@ -59,7 +59,7 @@ def rss_anon_kib() -> int:
     return status_kib("RssAnon")
 
 
-def peaks(sampler: "PeakAnon") -> dict:
+def peaks(sampler: PeakAnon) -> dict:
     # ru_maxrss survives exec, so a child's figure is at least its parent's RSS at spawn
     # time; VmHWM is this process image's own peak RSS. Both count mapped file pages.
     return {"peak_anon_mib": sampler.stop() / 1024, "vm_hwm_mib": status_kib("VmHWM") / 1024,

@@ -105,8 +105,8 @@ def main():
                  out["z_min_var_eval_accuracy"]))
 
     print(f"load average before/after: {load[0]:.2f} / {os.getloadavg()[0]:.2f} (others' jobs inflate times)")
-    print(f"CPU cores: {os.cpu_count()}; best of {args.repeat} runs for the rows above the total; data: 10,000 train + 5,000 test points, 10 latents, "
-          f"dSprites grid {SIZES}")
+    print(f"CPU cores: {os.cpu_count()}; best of {args.repeat} runs for the rows above the total; "
+          f"data: 10,000 train + 5,000 test points, 10 latents, dSprites grid {SIZES}")
     print(f"{'metric':<26} {'settings':<50} {'seconds':>8} {'score':>7}")
     for name, settings, seconds, score in rows:
         print(f"{name:<26} {settings:<50} {seconds:8.2f} {score:7.3f}")

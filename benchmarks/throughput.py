@@ -35,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import Config  # noqa: E402
 from datasets import GroundTruthDataset, load_dataset  # noqa: E402
 from models import BetaVAE  # noqa: E402
-from training import ImageSource, Pack, RunSpec  # noqa: E402
+from runs import RunSpec  # noqa: E402
+from training import ImageFeed, Pack  # noqa: E402
 from utils import resolve_device  # noqa: E402
 
 IMAGES = 16_384
@@ -124,7 +125,7 @@ def make_pack(dataset, cfg: Config, device, pack_size: int, root: Path) -> Pack:
 def engine_rate(dataset, cfg: Config, device, pack_size: int, seconds: float) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         pack = make_pack(dataset, cfg, device, pack_size, Path(tmp))
-        source = ImageSource(dataset, device)
+        source = ImageFeed(dataset, device)
         warmup = 3 if not cfg.compile else 6         # compilation happens in the first calls
         return pack_size * BATCH / timed_steps(lambda: pack.train_step(source), device, seconds, warmup)
 
@@ -132,7 +133,8 @@ def engine_rate(dataset, cfg: Config, device, pack_size: int, seconds: float) ->
 def throughput(args, device) -> None:
     cfg = Config(batch_size=BATCH, device=str(device), precision=args.precision, compile=args.compile)
     print(f"device: {_device_name(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
-          f"engine: precision {cfg.precision}, compile {cfg.compile}, mode {'vmap' if device.type == 'cuda' else 'split'}")
+          f"engine: precision {cfg.precision}, compile {cfg.compile}, "
+          f"mode {'vmap' if device.type == 'cuda' else 'split'}")
     print(f"{'dataset shape':14s} {'loop':12s} {'images/s':>10s} {'vs naive':>9s}")
     best = {}
     for name in args.datasets:
@@ -149,7 +151,7 @@ def throughput(args, device) -> None:
           f"({len(covered) * GRID_STEPS_PER_DATASET / 1e6:.0f} M optimizer steps of 64 images; training only):")
     total_naive = total_engine = 0.0
     for name, (naive, engine, p) in best.items():
-        for ds in SHAPES[name]:
+        for _ in SHAPES[name]:
             total_naive += GRID_STEPS_PER_DATASET * BATCH / naive
             total_engine += GRID_STEPS_PER_DATASET * BATCH / engine
         print(f"  {', '.join(SHAPES[name])}: naive {naive:.0f} img/s, engine {engine:.0f} img/s (P={p})")
@@ -160,7 +162,7 @@ def throughput(args, device) -> None:
 # --- does bf16 / compile change what is learned? ----------------------------------------
 def loss_check(args, device) -> None:
     dataset = InMemory("dsprites")
-    source = ImageSource(dataset, device)
+    source = ImageFeed(dataset, device)
     print(f"device: {_device_name(device)}; one dSprites stand-in run (β=4, seed 0, batch {BATCH}, lr 1e-4), "
           f"{args.loss_check} steps; train loss = mean total loss of the last 50 steps")
     reference = None

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 import launcher
+import runs
 import study
 from config import Config
-from training import FAILED, METRICS
+from runs import FAILED, METRICS
 
 # 2 runs of a few steps on one stand-in dataset; figures off (tested in test_pipeline).
 FAST = ["--demo", "--datasets", "dsprites", "--beta", "1", "4", "--seeds", "0", "--steps", "4",
@@ -36,7 +37,7 @@ def test_local_executor_submit_run_collect(tmp_path, monkeypatch, capsys):
     run = root / "dsprites" / "beta_4" / "seed_0"
     for name in ("config.json", "checkpoint.pt", "betavae_beta_4_seed_0.pth", "train_log.csv", METRICS):
         assert (run / name).exists(), name
-    assert not (run / study.LOCK).exists()
+    assert not (run / runs.LOCK).exists()
     jobs = launcher.read_registry(root)
     assert [j["runs"] for j in jobs] == [["dsprites/beta_1/seed_0"], ["dsprites/beta_4/seed_0"]]
     for job in jobs:                                          # each job's log in the known folder
@@ -56,7 +57,7 @@ def grid(tmp_path, stage="beta", **changes):
                  seeds=(0, 1, 2), results_dir=str(tmp_path), demo=True, figures=False, device="cpu")
     cfg = cfg.replace(**changes)
     specs = study.beta_specs(cfg) if stage == "beta" else study.lambda_specs(cfg)
-    return launcher.study_stage(stage, cfg, specs, argv=["--demo"])
+    return study.launcher_stage(stage, cfg, specs, argv=["--demo"])
 
 
 def mark(spec, state):
@@ -66,16 +67,16 @@ def mark(spec, state):
     elif state == "failed":
         (spec.run_dir / FAILED).write_text("{}")
     elif state == "running":                                   # held by this live process
-        (spec.run_dir / study.LOCK).write_text(f"{socket.gethostname()} {os.getpid()}")
+        (spec.run_dir / runs.LOCK).write_text(f"{socket.gethostname()} {os.getpid()}")
     elif state == "dead lock":                                 # a killed trainer's lock
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()
-        (spec.run_dir / study.LOCK).write_text(f"{socket.gethostname()} {dead.pid}")
+        (spec.run_dir / runs.LOCK).write_text(f"{socket.gethostname()} {dead.pid}")
     elif state == "old remote lock":                           # another node, no heartbeat for 2 h
-        (spec.run_dir / study.LOCK).write_text("elsewhere 123")
-        os.utime(spec.run_dir / study.LOCK, (0, os.path.getmtime(spec.run_dir / study.LOCK) - 7200))
+        (spec.run_dir / runs.LOCK).write_text("elsewhere 123")
+        os.utime(spec.run_dir / runs.LOCK, (0, os.path.getmtime(spec.run_dir / runs.LOCK) - 7200))
     elif state == "fresh remote lock":
-        (spec.run_dir / study.LOCK).write_text("elsewhere 123")
+        (spec.run_dir / runs.LOCK).write_text("elsewhere 123")
 
 
 def test_status_counts_runs_from_the_results_tree(tmp_path, capsys):
@@ -144,8 +145,10 @@ def test_rerun_submits_only_incomplete_runs(tmp_path, fake_slurm, capsys):
     for spec, state in zip(s, ["done", "failed", "running", "dead lock"]):
         mark(spec, state)
     launcher.add_to_registry(stage.root, [
-        {"job_id": "40_0", "kind": "train", "launcher": "slurm", "runs": ["dsprites/beta_4/seed_1"], "stderr": "40_0_0_log.err"},  # queued
-        {"job_id": "41_0", "kind": "train", "launcher": "slurm", "runs": ["dsprites/beta_4/seed_2"], "stderr": "41_0_0_log.err"}])  # gone
+        {"job_id": "40_0", "kind": "train", "launcher": "slurm", "runs": ["dsprites/beta_4/seed_1"],
+         "stderr": "40_0_0_log.err"},                                                              # queued
+        {"job_id": "41_0", "kind": "train", "launcher": "slurm", "runs": ["dsprites/beta_4/seed_2"],
+         "stderr": "41_0_0_log.err"}])                                                             # gone
     fake_slurm["40_0"] = ("PENDING", "Priority")
     fake_slurm["41_0"] = ("FAILED", "NonZeroExitCode")
     launcher.submit(stage, launcher.JobOptions(runs_per_job=3, gpus_per_job=0), launcher="slurm")
@@ -155,7 +158,8 @@ def test_rerun_submits_only_incomplete_runs(tmp_path, fake_slurm, capsys):
     assert train.dependency is None and collector.dependency == "afterany:500"
     assert isinstance(train.fn, launcher.TrainChunk)
     out = capsys.readouterr().out
-    assert "not submitted: 1 finished, 1 failed (--retry-failed retrains them), 1 being trained, 1 already queued" in out
+    assert ("not submitted: 1 finished, 1 failed (--retry-failed retrains them), 1 being trained, "
+            "1 already queued") in out
     assert "python main_beta.py --demo --status" in out
     jobs = launcher.read_registry(stage.root)
     assert [j["job_id"] for j in jobs] == ["40_0", "41_0", "500_0", "500_1", "500_2", "501"]
@@ -196,7 +200,7 @@ def test_requeue_resubmits_the_same_chunk_and_drops_this_process_locks(tmp_path)
     job = launcher.TrainChunk(stage.run, stage.cfg, runs_per_job=2, cpus=1)
     again = job.checkpoint([mine, other])
     assert again.function is job and again.args == ([mine, other],)
-    assert not (mine.run_dir / study.LOCK).exists() and (other.run_dir / study.LOCK).exists()
+    assert not (mine.run_dir / runs.LOCK).exists() and (other.run_dir / runs.LOCK).exists()
 
 
 def test_one_line_errors(tmp_path, monkeypatch):
@@ -211,7 +215,8 @@ def test_one_line_errors(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="sbatch not found: .* scripts/slurm_one_node.sh"):
         launcher.check_slurm("gpu")
     monkeypatch.setattr(launcher.shutil, "which", lambda tool: "/usr/bin/" + tool)
-    monkeypatch.setattr(launcher.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, "debug*\nbig\n", ""))
+    monkeypatch.setattr(launcher.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 0, "debug*\nbig\n", ""))
     with pytest.raises(SystemExit, match="unknown partition 'gpu': this cluster has debug\\*, big"):
         launcher.check_slurm("gpu")
     launcher.check_slurm("big")

@@ -281,7 +281,7 @@ def test_modularity_explicitness_and_sap_permutation_invariance(toy):
 def test_i_m_matching_is_one_to_one_for_more_and_fewer_latents(toy):
     f, z, _, _ = toy
     wide = metrics.i_m(f, np.concatenate([z, z[:, :2] + 5], axis=1))     # L > K
-    assert len(wide["matching"]) == 4 and len({l for _, l in wide["matching"]}) == 4
+    assert len(wide["matching"]) == 4 and len({lat for _, lat in wide["matching"]}) == 4
     narrow = metrics.i_m(f, z[:, :2])                                   # L < K
     assert [fac for fac, _ in narrow["matching"]] == [0, 1]
     assert narrow["i_m"] == pytest.approx(narrow["mi"][[0, 1], [0, 1]].sum())

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import mine_study
+import runs
 from config import MINE_VARIANTS, ConfigError, MineConfig, validate_mine
 from losses import attention_entropy, attention_sparsity
 from mine import MINE, correlated_gaussians, dv_bound, estimate_mi
@@ -146,7 +147,8 @@ def test_switched_off_terms_leave_the_loss(ablation_root):
 
 def test_resume_is_bit_for_bit(tmp_path):
     cfg = mine_study.mine_from_args(mine_study_args(FAST))
-    spec = lambda d, steps: mine_study.MineRunSpec("squares", "full", 3, steps, tmp_path / d)  # noqa: E731
+    def spec(d, steps):
+        return mine_study.RunSpec("mine", "squares", cfg.kl_weight, 0.0, 3, steps, tmp_path / d, variant="full")
     device = torch.device("cpu")
     whole = mine_study.train(spec("a", 6), cfg, Squares(), device)
     mine_study.train(spec("b", 2), cfg, Squares(), device)     # stops (and checkpoints) at step 2
@@ -157,7 +159,7 @@ def test_resume_is_bit_for_bit(tmp_path):
 
 
 def mine_study_args(argv):
-    parser = mine_study.Parser()
+    parser = runs.Parser()
     mine_study.add_mine_config_arguments(parser)
     return parser.parse_args(argv)
 

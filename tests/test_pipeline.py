@@ -5,7 +5,7 @@ import imageio.v3 as iio
 import pytest
 
 import study
-from training import METRICS
+from runs import METRICS
 
 # Tiny but complete: 2 β × 1 seed on one stand-in dataset, real metric code paths.
 FAST = ["--demo", "--datasets", "dsprites", "--beta", "1", "4", "--seeds", "0", "--steps", "6",

@@ -9,8 +9,8 @@ import time
 import torch
 
 import engine
+import runs
 import study
-import training
 from config import Config
 from test_crash_safety import ENV, SCRIPT
 from tiny_data import TINY, Squares, tiny_spec
@@ -36,11 +36,11 @@ def test_nan_marks_the_run_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
     rows = study.run_grid(specs, cfg)
     assert [r["status"] for r in rows] == ["failed", "done"]
     assert rows[0]["steps"] == 8 and "non-finite loss at step 8" in rows[0]["reason"]
-    saved = torch.load(tmp_path / "diverges" / training.CHECKPOINT, weights_only=True)
+    saved = torch.load(tmp_path / "diverges" / runs.CHECKPOINT, weights_only=True)
     assert saved["step"] == 5                  # the last checkpoint before the divergence
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
 
-    study.finish(rows, specs, cfg.replace(results_dir=str(tmp_path / "out")), "beta")
+    study.summarize(rows, specs, cfg.replace(results_dir=str(tmp_path / "out")), "beta")
     assert "failed" in (tmp_path / "out" / "betavae_results" / "results.csv").read_text()
     assert "1 failed run(s)" in (tmp_path / "out" / "betavae_results" / "summary.txt").read_text()
 
@@ -48,14 +48,14 @@ def test_nan_marks_the_run_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "lambda_beta_loss", real_loss)
     assert [r["status"] for r in study.run_grid(specs, cfg)] == ["failed", "done"]   # not retried
     assert [r["status"] for r in study.run_grid(specs, cfg, retry_failed=True)] == ["done", "done"]
-    assert not (tmp_path / "diverges" / training.FAILED).exists()
+    assert not (tmp_path / "diverges" / runs.FAILED).exists()
 
 
 def test_second_process_skips_a_run_that_is_being_trained(tmp_path):
     first = subprocess.Popen(SCRIPT + [str(tmp_path), "400"], env=ENV, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not (tmp_path / study.LOCK).exists():
+    while not (tmp_path / runs.LOCK).exists():
         assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
         time.sleep(0.01)
     second = subprocess.run(SCRIPT + [str(tmp_path), "400"], env=ENV, capture_output=True, text=True,
@@ -71,6 +71,6 @@ def test_second_process_skips_a_run_that_is_being_trained(tmp_path):
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / study.LOCK).write_text(f"{socket.gethostname()} {dead.pid}")
-    row = study.run_one(tiny_spec(tmp_path, 5), Config(**TINY), Squares(), torch.device("cpu"))
-    assert row["status"] == "done" and not (tmp_path / study.LOCK).exists()
+    (tmp_path / runs.LOCK).write_text(f"{socket.gethostname()} {dead.pid}")
+    row, = study.run_pack([tiny_spec(tmp_path, 5)], Config(**TINY), Squares(), torch.device("cpu"))
+    assert row["status"] == "done" and not (tmp_path / runs.LOCK).exists()

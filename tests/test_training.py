@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from config import Config
+from evaluation import heldout_split, metric_indices
+from runs import CHECKPOINT, BatchOrder, RunSpec
 from tiny_data import Squares
-from training import (CHECKPOINT, BatchOrder, RunSpec, heldout_split, metric_indices, train)
+from training import train
 
 
 def test_batch_order_covers_each_epoch_once_and_is_a_function_of_the_step():

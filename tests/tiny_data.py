@@ -34,7 +34,7 @@ TINY = dict(batch_size=8, loss_window=10, log_interval=5, checkpoint_interval=5,
 def tiny_spec(run_dir, steps: int, seed: int = 7):
     from pathlib import Path
 
-    from training import RunSpec
+    from runs import RunSpec
     return RunSpec("beta", "squares", 4.0, 0.0, seed=seed, steps=steps, run_dir=Path(run_dir))
 
 
@@ -45,8 +45,8 @@ def run_tiny(run_dir: str, steps: int) -> None:
     import study
     from config import Config
     torch.set_num_threads(1)
-    row = study.run_one(tiny_spec(run_dir, steps), Config(**TINY), Squares(), torch.device("cpu"))
-    print("skipped" if row is None else row["status"])
+    rows = study.run_pack([tiny_spec(run_dir, steps)], Config(**TINY), Squares(), torch.device("cpu"))
+    print(rows[0]["status"] if rows else "skipped")
 
 
 if __name__ == "__main__":

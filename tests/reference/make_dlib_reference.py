@@ -114,8 +114,16 @@ def _import_dlib():
     import gin
     sys.modules["gin.tf"] = gin          # the metric modules only need gin.configurable
     logging.getLogger().setLevel(logging.ERROR)
-    from disentanglement_lib.evaluation.metrics import (beta_vae, dci, factor_vae, irs, mig,
-                                                        modularity_explicitness, sap_score, utils)
+    from disentanglement_lib.evaluation.metrics import (
+        beta_vae,
+        dci,
+        factor_vae,
+        irs,
+        mig,
+        modularity_explicitness,
+        sap_score,
+        utils,
+    )
     gin.parse_config(["discretizer.discretizer_fn = @histogram_discretizer",
                       f"discretizer.num_bins = {NUM_BINS}",
                       "prune_dims.threshold = 0.05"])       # factor_vae_metric.gin
@@ -272,8 +280,8 @@ def _protocol_values(d):
 
 
 def main():
-    import sklearn
     import scipy
+    import sklearn
     d = _import_dlib()
     inputs = make_inputs()
     np.savez_compressed(HERE / "dlib_inputs.npz",

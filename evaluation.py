@@ -1,0 +1,148 @@
+"""Evaluating a trained model, torch side: which images it is scored on, its codes,
+its held-out NLL and the shared columns of a results row. ``metrics.py`` then does the
+arithmetic on NumPy arrays.
+
+Which images (docs/study.md):
+- ``heldout_split``: a fixed fraction of the dataset that no run trains on (0 in the
+  original code, which trains on every image), so a held-out NLL means something;
+- ``metric_indices``: per seed, 5 distinct images for the figures, then the metric
+  points (10,000 "train" + 5,000 "test" in the study), drawn as the original drew them.
+
+``evaluate`` is the λβ-VAE's evaluation (MIG, SAP, I_m on the metric points; Vu, Wan &
+Wei 2026); the MINE-VAE family adds its own metrics to the same pieces (mine_study.py).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import metrics
+from ground_truth import GroundTruthDataset
+from losses import lambda_beta_loss
+from models import BetaVAE, to_float
+
+HELDOUT_SEED = 20260209        # fixed for every run, so held-out NLLs compare across seeds
+MEAN_IMAGE_POINTS = 2000       # training images averaged into the mean-image baseline
+
+
+def heldout_split(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) image indices; the held-out images are never trained on."""
+    if fraction == 0:
+        return np.arange(n, dtype=np.int64), np.empty(0, np.int64)
+    held = np.zeros(n, bool)
+    held[np.random.default_rng(HELDOUT_SEED).choice(n, int(round(n * fraction)), replace=False)] = True
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def metric_indices(n: int, seed: int, n_train: int, n_test: int) -> dict[str, np.ndarray]:
+    """The study's draws from ``default_rng(seed)``: 5 distinct images (one from each
+    fifth of the dataset) first, then n_train + n_test metric points without replacement."""
+    rng = np.random.default_rng(seed)
+    distinct = np.array([rng.integers(k * n // 5, (k + 1) * n // 5) for k in range(5)], dtype=np.int64)
+    points = rng.choice(n, size=min(n, n_train + n_test), replace=False).astype(np.int64)
+    return {"distinct": distinct, "train": points[:n_train], "test": points[n_train:]}
+
+
+def _batch(images_uint8: np.ndarray, device) -> torch.Tensor:
+    x = to_float(torch.from_numpy(images_uint8).to(device))
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def encode_images(model, images_uint8: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
+    """Encoder means (n, latent_dim) of uint8 images (n, C, 64, 64), as float32 NumPy:
+    the codes every metric reads. float32 as in the original code: histogram bin edges
+    are computed in the codes' precision, and float64 would move the points on an edge."""
+    model.eval()
+    out = [model.encoder(_batch(images_uint8[i:i + batch_size], device))[0].float().cpu()
+           for i in range(0, len(images_uint8), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim), np.float32)
+
+
+@torch.no_grad()
+def encode(model, dataset: GroundTruthDataset, indices: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
+    """Encoder means of the dataset's images at ``indices``, read one batch at a time."""
+    model.eval()
+    out = [model.encoder(_batch(dataset.images(indices[i:i + batch_size]), device))[0].float().cpu()
+           for i in range(0, len(indices), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim), np.float32)
+
+
+@torch.no_grad()
+def heldout_nll(model, dataset: GroundTruthDataset, indices: np.ndarray, device, seed: int,
+                mean_image: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
+    """On images never trained on, in nats per image: the negative ELBO (β = 1) with one
+    reparameterised sample (noise from a generator seeded with ``seed``), its two terms,
+    and the BCE of ``mean_image`` (the per-pixel training mean: a model ignoring its input)."""
+    keys = ("heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_mean_image_nll")
+    if len(indices) == 0:
+        return dict.fromkeys(keys, math.nan)
+    model.eval()
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    mean_logits = torch.logit(mean_image.clamp(1e-4, 1 - 1e-4))
+    recon = kl = baseline = 0.0
+    for start in range(0, len(indices), batch_size):
+        x = _batch(dataset.images(indices[start:start + batch_size]), device)
+        logits, mu, logvar = model(x, generator=generator)
+        terms = lambda_beta_loss(logits, x, mu, logvar, beta=1.0)
+        recon += terms["recon"].item() * len(x)
+        kl += terms["kl"].item() * len(x)
+        baseline += F.binary_cross_entropy_with_logits(mean_logits.expand_as(x), x, reduction="sum").item()
+    n = len(indices)
+    return dict(zip(keys, ((recon + kl) / n, recon / n, kl / n, baseline / n)))
+
+
+def heldout_columns(model, dataset: GroundTruthDataset, points: dict, cfg, seed: int, device) -> dict:
+    """The held-out columns of a results row: held-out images that are not metric points
+    (at most ``cfg.heldout_eval_points``), scored by ``heldout_nll``."""
+    _, held = heldout_split(len(dataset), cfg.heldout_fraction)
+    held = np.setdiff1d(held, np.concatenate([points["train"], points["test"]]))[:cfg.heldout_eval_points]
+    mean_image = to_float(torch.from_numpy(dataset.images(points["train"][:MEAN_IMAGE_POINTS])).to(device)).mean(0)
+    return {**heldout_nll(model, dataset, held, device, seed, mean_image=mean_image), "heldout_images": len(held)}
+
+
+def train_window_columns(window: dict) -> dict:
+    """The train-window columns of a results row; the paper's "NLL" is the mean training
+    BCE over the last loss_window steps (not held out)."""
+    return {"train_window_nll": window.get("recon"), "train_window_kl": window.get("kl"),
+            "train_window_l2": window.get("l2"), "train_window_total": window.get("total")}
+
+
+def definitions(cfg, steps: int, heldout_images: int) -> dict:
+    """What the shared numbers of a row are, stored in metrics.json next to them."""
+    return {
+        "train_window_nll": f"mean training BCE (nats/image, summed over pixels) over the last "
+                            f"{min(cfg.loss_window, steps)} steps; a train-window loss, not held out",
+        "heldout_mean_image_nll": f"BCE of the same held-out images under the per-pixel mean of "
+                                  f"{MEAN_IMAGE_POINTS:,} training images (a model that ignores its input)",
+        "heldout_neg_elbo": f"negative ELBO (β=1, one sample) in nats/image on {heldout_images} images "
+                            f"never trained on (heldout_fraction={cfg.heldout_fraction})",
+        "i_m": "max-weight one-to-one factor-latent matching of MI, nats (unnormalised)",
+        "i_m_normalized": "i_m divided by the sum of factor entropies",
+    }
+
+
+def evaluate(spec, cfg, dataset: GroundTruthDataset, model: BetaVAE, window: dict, steps: int, device,
+             wall_time_s: float) -> dict:
+    """The λβ-VAE's scores: the contents of its metrics.json (``row`` is its results-table
+    row). MIG, SAP and I_m (metrics.study_metrics) on the codes of the seed's metric points."""
+    points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
+    codes = {k: encode(model, dataset, points[k], device) for k in ("train", "test")}
+    scores = metrics.study_metrics(dataset.index_to_factors(points["train"]), codes["train"],
+                                   dataset.index_to_factors(points["test"]), codes["test"],
+                                   num_bins=cfg.num_bins, seed=spec.seed)
+    heldout = heldout_columns(model, dataset, points, cfg, spec.seed, device)
+    row = {
+        "stage": spec.stage, "dataset": spec.dataset, "source": cfg.source, "beta": spec.beta,
+        "lambda": spec.lam, "seed": spec.seed, "steps": steps, "status": "done",
+        **train_window_columns(window), **heldout,
+        "mig": scores["mig"], "sap": scores["sap"], "i_m": scores["i_m"],
+        "i_m_normalized": scores["i_m_normalized"], "wall_time_s": wall_time_s,
+    }
+    return {"row": row, "mi": scores["mi"], "factor_names": dataset.factor_names,
+            "metric_settings": scores["settings"],
+            "definitions": definitions(cfg, steps, heldout["heldout_images"])}
