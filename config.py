@@ -259,12 +259,12 @@ def _settings_from_dict(cls, values: dict):
 # The MINE disentangling VAE (second model family; main_mine.py, mine_study.py)
 # =====================================================================================
 MINE_DATASETS = DATASET_NAMES                 # CelebA too: training and traversals, no factor metrics
-MINE_VARIANTS = ("full", "no_mine", "no_sparse", "no_ent")   # the ablation (REFERENCE.md §4)
+MINE_VARIANTS = ("full", "no_mine", "no_sparse", "no_ent")   # the ablation (docs/mine.md)
 
 
 @dataclass(frozen=True)
 class MineConfig(_Settings):
-    """Settings of the MINE disentangling VAE (REFERENCE.md §4).
+    """Settings of the MINE disentangling VAE (docs/mine.md).
 
     Model and loss defaults are those of the PyTorch-VAE_MINE repository. It gives no
     optimiser, step count or seed grid; those default to the λβ study's (Adam 1e-4,

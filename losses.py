@@ -37,7 +37,7 @@ def lambda_beta_loss(logits, x, mu, logvar, beta, lam=0.0) -> dict[str, torch.Te
 
 
 # =====================================================================================
-# The MINE disentangling VAE (REFERENCE.md §4): reconstruction, KL, MINE redundancy,
+# The MINE disentangling VAE (docs/mine.md): reconstruction, KL, MINE redundancy,
 # L_sparse and L_ent, each switchable.
 # =====================================================================================
 MINE_LOSS_KEYS = ("total", "recon", "kl", "l2", "redundancy", "sparse", "ent")

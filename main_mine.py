@@ -3,7 +3,7 @@
 Trains a conv VAE whose latent capacity is allocated across learned factor queries by
 cross-attention, with the redundancy between latent parts estimated by MINE (Belghazi
 et al. 2018) and penalised; evaluates Z-diff, Z-min Var, IRS, JEMMIG and MIG and
-renders latent traversals into mine_results/ (REFERENCE.md §4).
+renders latent traversals into mine_results/ (docs/mine.md).
 
     python main_mine.py --demo                      # the ablation on the Shapes3D stand-in, minutes on a CPU
     python main_mine.py --ablation                  # full / no_mine / no_sparse / no_ent on the real files

@@ -1,6 +1,6 @@
 """Disentanglement metrics: pure NumPy/scikit-learn functions of factors and codes.
 
-Notation (REFERENCE.md §3): ``factors`` is an int array (N, K) of ground-truth factor
+Notation (docs/metrics.md): ``factors`` is an int array (N, K) of ground-truth factor
 classes, ``codes`` a float array (N, L) of representations (encoder means). Each
 metric follows disentanglement_lib's split (Locatello et al., "Challenging Common
 Assumptions in the Unsupervised Learning of Disentangled Representations", ICML 2019):
@@ -312,7 +312,7 @@ def sap_discrete(factors, codes, test_factors, test_codes, C=SAP_C, random_state
     split, accuracy on the test split; per factor the best minus the second best
     accuracy over latents; mean over factors. In [0, 1], higher is better. It
     saturates low on factors with many classes (a linear classifier on one latent
-    cannot separate 40 ordered classes), see REFERENCE.md §3.
+    cannot separate 40 ordered classes), see docs/metrics.md.
 
     This is also disentanglement_lib's ``_compute_sap(..., continuous_factors=False)``,
     the setting of its unsupervised study's sap_score.gin; disentanglement_lib passes
@@ -712,7 +712,7 @@ def z_min_var(dataset, encode, rng, batch_size=64, num_train=10000, num_eval=500
 
     Direction: the score here is the vote ACCURACY, higher is better (as in Kim & Mnih,
     disentanglement_lib, and Carbonneau et al.'s rescaled tables). Tables that report
-    Z-min Var as lower-is-better (the MINE-VAE repo, REFERENCE.md §4) show an error or
+    Z-min Var as lower-is-better (the MINE-VAE repo, docs/mine.md) show an error or
     the raw minimum normalised variance; the error rate is 1 - accuracy. Say which.
 
     Cost: (num_variance_estimate + batch_size · (num_train + num_eval)) images are
@@ -750,7 +750,7 @@ def z_min_var(dataset, encode, rng, batch_size=64, num_train=10000, num_eval=500
 # The λβ study's metric set
 # ----------------------------------------------------------------------------------------
 def study_metrics(train_factors, train_codes, test_factors, test_codes, num_bins=NUM_BINS, seed=0) -> dict:
-    """The metrics of the λβ study (Vu, Wan & Wei 2026; REFERENCE.md §1) for one run.
+    """The metrics of the λβ study (Vu, Wan & Wei 2026; docs/study.md) for one run.
 
     MI matrix, MIG and I_m on the train split only (10,000 points in the study);
     SAP = :func:`sap_discrete` fitted on the train split and scored on the test split

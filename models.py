@@ -82,7 +82,7 @@ def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
 
 
 # =====================================================================================
-# The MINE disentangling VAE (second model family; REFERENCE.md §4, mine_study.py)
+# The MINE disentangling VAE (second model family; docs/mine.md, mine_study.py)
 # =====================================================================================
 # Flow: image -> Encoder -> code z (n, L) -> FactorEncoder -> factor embeddings (n, K, F)
 # -> CrossAttention(queries = factor embeddings, keys/values = latent slots of z)
@@ -221,7 +221,7 @@ class MutualInformationEstimator(nn.Module):
 
 
 class MINEDisentangleVAE(nn.Module):
-    """The MINE disentangling VAE (REFERENCE.md §4): the λβ study's conv Encoder and
+    """The MINE disentangling VAE (docs/mine.md): the λβ study's conv Encoder and
     Decoder with a FactorEncoder + CrossAttention between them and a Gaussian-fit
     complexity estimate of the code. The MINE estimators are a separate module
     (``MutualInformationEstimator``) with their own optimiser.

@@ -7,7 +7,7 @@
    streaming, then in a fresh process opens it with ``load_dataset("mpi3d", "real")`` and
    draws 1,000 random batches of 64. Reports peak anonymous memory (RssAnon, sampled by a
    thread: the memory that matters) and ru_maxrss (which would also count pages of a
-   mapped file; REFERENCE.md §2), once with the file in the page cache and once cold.
+   mapped file; docs/datasets.md), once with the file in the page cache and once cold.
 3. With --dsprites: load time and memory of a full-size dSprites npz whose ``imgs`` member
    is compressed like the published one (images drawn by the stand-in).
 

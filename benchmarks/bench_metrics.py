@@ -3,7 +3,7 @@
     python benchmarks/bench_metrics.py            # all, GBT DCI included (minutes)
     python benchmarks/bench_metrics.py --no-gbt   # skip the slow study-standard DCI
 
-Data: the study's 15,000 points (10,000 train + 5,000 test, REFERENCE.md §1) with
+Data: the study's 15,000 points (10,000 train + 5,000 test, docs/study.md) with
 dSprites' factor grid (3, 6, 40, 32, 32) and 10 latents: 5 noisy copies of the
 factors and 5 noise latents. The sampled metrics (Z-diff, Z-min Var) get a stand-in
 dataset whose encode() is free, so their rows time the metric's own work (sampling,

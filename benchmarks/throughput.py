@@ -42,7 +42,7 @@ from utils import resolve_device  # noqa: E402
 IMAGES = 16_384
 BATCH = 64
 # Optimizer steps of the paper's grid per dataset: 5 β x 10 seeds x 150k, then
-# 5 β x 5 λ x 10 seeds x 50k (REFERENCE.md §1).
+# 5 β x 5 λ x 10 seeds x 50k (docs/study.md).
 GRID_STEPS_PER_DATASET = 5 * 10 * 150_000 + 5 * 5 * 10 * 50_000
 SHAPES = {"dsprites": ("dsprites",), "shapes3d": ("shapes3d", "mpi3d")}   # channels 1 and 3
 

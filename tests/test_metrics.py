@@ -105,10 +105,10 @@ def test_dci_matches_disentanglement_lib():
 
 
 # ------------------------------------------------------------------------------------
-# REFERENCE.md §3 values (codes = classes + N(0, 1e-3), 10,000 points, 20 bins, seed 0)
+# docs/metrics.md values (codes = classes + N(0, 1e-3), 10,000 points, 20 bins, seed 0)
 # ------------------------------------------------------------------------------------
 def protocol_codes(sizes):
-    """The draw that reproduces REFERENCE.md §3 (found with the oracle, see
+    """The draw that reproduces docs/metrics.md (found with the oracle, see
     make_dlib_reference._protocol_values): per factor rng.integers in order, then the
     noise in disentanglement_lib's (K, N) layout."""
     rng = np.random.default_rng(0)

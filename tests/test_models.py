@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from losses import kl_to_standard_normal, lambda_beta_loss
 from models import BetaVAE, num_parameters
 
-# Parameter names of the original code's published state_dicts (REFERENCE.md §1).
+# Parameter names of the original code's published state_dicts (docs/study.md).
 ORIGINAL_PREFIXES = {"encoder.encoder.0", "encoder.encoder.2", "encoder.encoder.4", "encoder.encoder.6",
                      "encoder.fc1", "encoder.fc_mu", "encoder.fc_logvar", "decoder.fc1", "decoder.fc2",
                      "decoder.decoder.0", "decoder.decoder.2", "decoder.decoder.4", "decoder.decoder.6"}

@@ -18,7 +18,7 @@ It writes, beside itself:
 - ``dlib_inputs.npz``: the fixed inputs (drawn here from ``SEED``; stored because
   NumPy's Generator gives no cross-version stream guarantee);
 - ``dlib_reference.json``: disentanglement_lib's outputs on them, how they were
-  produced (versions, settings), and the REFERENCE.md §3 protocol values.
+  produced (versions, settings), and the docs/metrics.md protocol values.
 
 The functions ``synthetic_codes`` and ``SYNTHETIC_SIZES`` are pure NumPy and are
 imported by the tests too (the sampled metrics' synthetic dataset).
@@ -252,7 +252,7 @@ def _sampled_references(d):
 
 
 def _protocol_values(d):
-    """REFERENCE.md §3 values: codes = factor classes + N(0, 1e-3) noise, 10,000 points
+    """docs/metrics.md values: codes = factor classes + N(0, 1e-3) noise, 10,000 points
     drawn with np.random.default_rng(0): per factor rng.integers(0, size, 10000) in
     order, then rng.normal(0, 1e-3, (K, 10000)) (disentanglement_lib's (K, N) layout)."""
     import scipy.stats
