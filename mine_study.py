@@ -67,16 +67,7 @@ from evaluation import encode, encode_images, heldout_columns, heldout_split, me
 from losses import MINE_LOSS_KEYS, mine_vae_loss
 from mine import estimate_mi
 from models import MINEDisentangleVAE, MutualInformationEstimator, latent_parts, num_parameters, to_float
-from runs import (
-    METRICS,
-    RESULT_COLUMNS,
-    BatchOrder,
-    RunFailed,
-    RunSpec,
-    global_rng_state,
-    restore_global_rng_state,
-    window_means,
-)
+from runs import METRICS, RESULT_COLUMNS, BatchOrder, RunFailed, RunSpec, window_means
 from utils import atomic_write, read_csv, read_json, resolve_device, write_csv, write_json, write_text
 
 STAGE = "mine"
@@ -142,7 +133,7 @@ class MineRunState:
             "optimizer": self.optimizer.state_dict(), "mine_optimizer": self.mine_optimizer.state_dict(),
             "noise": self.noise.get_state(), "shuffles": self.shuffles.get_state(), "step": self.step,
             "window": self.window, "interval_sum": self.interval_sum, "mine_interval": self.mine_interval,
-            "log": self.log, **global_rng_state(),
+            "log": self.log,
         }
         with atomic_write(path) as f:
             torch.save(payload, f)
@@ -158,7 +149,6 @@ class MineRunState:
         self.step, self.log = payload["step"], payload["log"]
         for name in ("window", "interval_sum", "mine_interval"):
             getattr(self, name).copy_(payload[name])
-        restore_global_rng_state(payload)
 
     def window_means(self) -> dict[str, float]:
         return window_means(self.window, self.step, LOG_KEYS)
@@ -652,18 +642,8 @@ def main(argv=None, description: str = "") -> Path:
     if launcher.wanted(args):           # --status, --collect, or a cluster trains the grid
         launcher.dispatch(args, launcher_stage(cfg, specs, argv, retry_failed=args.retry_failed))
         return root
-    print("resolved config:\n" + cfg.to_json())
-    runs.check_data_present(cfg)
-    tic = time.perf_counter()
-    try:
-        rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
-    except datasets.DataError as err:
-        parser.exit(2, f"data error: {err}\n")
-    root = summarize(rows, specs, cfg)
-    done = sum(r["status"] == "done" for r in rows)
-    print(f"done: {done} MINE-VAE runs finished ({len(specs)} in grid) in {time.perf_counter() - tic:.0f} s; "
-          f"results in {root}/results.csv, ablation table in {root}/ablation.txt")
-    return root
+    return runs.train_here(specs, cfg, run_grid, summarize, parser, args.retry_failed,
+                           outputs="the ablation table (ablation.txt)")
 
 
 if __name__ == "__main__":

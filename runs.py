@@ -25,17 +25,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 import data_files
 from config import ConfigError
-from utils import LockHeld, RunLock, fmt_number, read_csv, read_json, write_csv, write_json
+from ground_truth import DataError
+from utils import LockHeld, RunLock, fmt_number, read_csv, read_json, remove_stale_temporaries, write_csv, write_json
 
 LOCK = "lock"
 CHECKPOINT = "checkpoint.pt"
@@ -180,6 +180,8 @@ class Claim:
                 if spec.is_done():              # finished by another process meanwhile
                     self.rows.append(read_row(spec))
                 else:
+                    # Ours alone now: what a killed writer left half-written goes.
+                    remove_stale_temporaries(spec.run_dir)
                     self.todo.append(spec)
         except BaseException:
             self.release()
@@ -267,23 +269,6 @@ class BatchOrder:
         return np.concatenate(parts)
 
 
-def global_rng_state() -> dict:
-    """The global torch, NumPy and Python RNG states, in types ``torch.load(weights_only=True)``
-    accepts. Training draws only from per-run generators; these are checkpointed so that
-    user code drawing from the global ones (augmentations, say) resumes too."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"rng_torch": torch.get_rng_state(),
-            "rng_numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)),
-            "rng_python": random.getstate()}
-
-
-def restore_global_rng_state(payload: dict) -> None:
-    torch.set_rng_state(payload["rng_torch"].cpu())
-    name, keys, pos, has_gauss, gauss = payload["rng_numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    random.setstate(payload["rng_python"])
-
-
 # --- the stage's table ----------------------------------------------------------------------
 def write_results(root: Path, rows: list[dict], columns: list[str]) -> list[dict]:
     """Rewrite results.csv; returns the rows read back, so that every table and figure
@@ -295,6 +280,24 @@ def write_results(root: Path, rows: list[dict], columns: list[str]) -> list[dict
 def report_missing(rows: list[dict], specs: list[RunSpec]) -> None:
     if len(specs) > len(rows):
         print(f"note: {len(specs) - len(rows)} of {len(specs)} runs have no results yet; figures show what exists")
+
+
+def train_here(specs: list[RunSpec], cfg, run_grid, summarize, parser: argparse.ArgumentParser,
+               retry_failed: bool, outputs: str) -> Path:
+    """Train and evaluate the grid's missing runs on this machine, then summarize the
+    stage; ``outputs`` says what the stage root holds, for the last line printed."""
+    print("resolved config:\n" + cfg.to_json())
+    check_data_present(cfg)
+    tic = time.perf_counter()
+    try:
+        rows = run_grid(specs, cfg, retry_failed=retry_failed)
+    except DataError as err:
+        parser.exit(2, f"data error: {err}\n")
+    root = summarize(rows, specs, cfg)
+    done = sum(r["status"] == "done" for r in rows)
+    print(f"done: {done} runs finished ({len(specs)} in grid) in {time.perf_counter() - tic:.0f} s; "
+          f"results in {root}/results.csv, {outputs} in {root}/")
+    return root
 
 
 class Parser(argparse.ArgumentParser):

@@ -282,18 +282,8 @@ def main(stage: str, argv=None, description: str = "") -> Path:
     if launcher.wanted(args):           # --status, --collect, or a cluster trains the grid
         launcher.dispatch(args, launcher_stage(stage, cfg, specs, argv, retry_failed=args.retry_failed))
         return root
-    print("resolved config:\n" + cfg.to_json())
-    runs.check_data_present(cfg)
-    tic = time.perf_counter()
-    try:
-        rows = run_grid(specs, cfg, retry_failed=args.retry_failed)
-    except datasets.DataError as err:
-        parser.exit(2, f"data error: {err}\n")
-    root = summarize(rows, specs, cfg, stage)
-    done = sum(r["status"] == "done" for r in rows)
-    print(f"done: {done} runs finished ({len(specs)} in grid) in {time.perf_counter() - tic:.0f} s; "
-          f"results in {root}/results.csv, figures and summary in {root}/")
-    return root
+    return runs.train_here(specs, cfg, run_grid, functools.partial(summarize, stage=stage), parser,
+                           args.retry_failed, outputs="figures and summary")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, membe
 from evaluation import heldout_split
 from ground_truth import IMAGE_SIZE, GroundTruthDataset
 from models import BetaVAE
-from runs import BatchOrder, RunFailed, RunSpec, global_rng_state, restore_global_rng_state, window_means
+from runs import BatchOrder, RunFailed, RunSpec, window_means
 from utils import atomic_write, write_csv
 
 
@@ -136,9 +136,6 @@ class Pack:
             raise ValueError("runs of one pack must be at the same step: " +
                              ", ".join(f"{s.name} at {p['step']}" for s, p in zip(specs, payloads)))
         self._build(specs, payloads, steps.pop())
-        saved = [p for p in payloads if "rng_torch" in p]
-        if saved:
-            restore_global_rng_state(saved[0])
 
     def _payload(self, spec: RunSpec) -> dict:
         """A run's checkpoint, or the state of a fresh run."""
@@ -181,7 +178,6 @@ class Pack:
             "model": self.model.member_state_dict(k), "optimizer": member_optimizer_state(self.optimizer, k),
             "generator": self.generators[k].get_state(), "step": self.step,
             "window": self.window[k].clone(), "interval_sum": self.interval_sum[k].clone(), "log": self.logs[k],
-            **global_rng_state(),
         }
 
     def save(self) -> None:

@@ -12,10 +12,15 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+# atomic_write's temporary files: "." + the target's name + "." + mkstemp's 8 random
+# characters + ".tmp". A process killed while writing leaves one behind.
+TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 @contextlib.contextmanager
@@ -34,6 +39,20 @@ def atomic_write(path, mode: str = "wb"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Delete the temporary files that interrupted ``atomic_write`` calls left in
+    ``folder`` (recognised by their name alone); returns what was deleted. Only call it
+    while no other process can be writing there (a run's folder under its lock)."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            if TEMPORARY_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
 
 
 def write_text(path, text: str) -> None:
