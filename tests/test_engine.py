@@ -54,10 +54,13 @@ def test_a_run_trains_the_same_alone_and_in_any_pack(tmp_path, two_threads):
     assert _max_diff(pair.model, inside.model) == 0.0
     assert torch.equal(pair.window, inside.window)
     # Alone it ran on two threads, which sums the weight gradients in another order.
-    # Adam turns such rounding into at most ~lr per step on near-zero gradients;
-    # measured here: 1.7e-8 max abs weight difference after 6 steps.
-    assert _max_diff(alone.model, inside.model) < CFG.lr * 6
-    assert torch.allclose(alone.window, inside.window, rtol=1e-5)
+    # Measured by this test (pytest -s prints it) on the 2-core CPU this was written on:
+    # 5.0e-8 max abs weight difference after 6 steps, 9.8e-7 max relative loss
+    # difference; the bounds are about 4x those.
+    weights, losses = _max_diff(alone.model, inside.model), float(((alone.window - inside.window).abs()
+                                                                  / inside.window.abs()).max())
+    print(f"alone vs in a pack: max abs weight difference {weights:.2g}, max relative loss difference {losses:.2g}")
+    assert weights < 2e-7 and losses < 4e-6
 
 
 def test_vmap_mode_computes_the_same_gradients_as_split_mode(tmp_path):

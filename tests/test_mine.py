@@ -3,6 +3,8 @@ a few training steps of every ablation variant, resume, eval-only and CelebA."""
 import csv
 import json
 import math
+import os
+import socket
 
 import imageio.v3 as iio
 import numpy as np
@@ -164,6 +166,43 @@ def test_resume_is_bit_for_bit(tmp_path):
     for a, b in zip(list(whole.model.state_dict().values()) + list(whole.estimator.state_dict().values()),
                     list(resumed.model.state_dict().values()) + list(resumed.estimator.state_dict().values())):
         assert torch.equal(a, b)
+
+
+def test_a_diverged_run_is_marked_failed_and_the_grid_goes_on(tmp_path, monkeypatch):
+    cfg = mine_study.mine_from_args(mine_study_args(FAST)).replace(metric_train_points=30, metric_test_points=10)
+    step = mine_study.vae_step
+
+    def diverge_in_seed_3(state, x, cfg, switches):
+        row = step(state, x, cfg, switches)
+        return row * math.nan if state.model.seed_for_test == 3 and state.step == 2 else row
+
+    build = mine_study.build_models
+
+    def tagged_build(cfg, channels, seed, device):
+        model, estimator = build(cfg, channels, seed, device)
+        model.seed_for_test = seed
+        return model, estimator
+
+    monkeypatch.setattr(mine_study, "vae_step", diverge_in_seed_3)
+    monkeypatch.setattr(mine_study, "build_models", tagged_build)
+    specs = [mine_study.RunSpec("mine", "squares", cfg.kl_weight, 0.0, s, 4, tmp_path / f"seed_{s}", variant="full")
+             for s in (3, 4)]
+    failed, done = (mine_study.run_one(s, cfg.replace(figures=False), Squares(), torch.device("cpu")) for s in specs)
+    assert failed["status"] == "failed" and failed["steps"] == 4 and "non-finite" in failed["reason"]
+    assert (tmp_path / "seed_3" / runs.FAILED).exists() and not (tmp_path / "seed_3" / runs.METRICS).exists()
+    saved = torch.load(tmp_path / "seed_3" / "checkpoint.pt", weights_only=True)    # the diverged state is never saved
+    assert saved["step"] == 2 and all(torch.isfinite(v).all() for v in saved["model"].values())
+    assert done["status"] == "done" and (tmp_path / "seed_4" / runs.METRICS).exists()
+
+
+def test_a_run_another_live_process_trains_is_skipped(tmp_path, capsys):
+    cfg = mine_study.mine_from_args(mine_study_args(FAST))
+    spec = mine_study.RunSpec("mine", "squares", cfg.kl_weight, 0.0, 0, 4, tmp_path / "run", variant="full")
+    spec.run_dir.mkdir()
+    (spec.run_dir / runs.LOCK).write_text(f"{socket.gethostname()} {os.getppid()}")    # our parent: alive
+    assert mine_study.run_one(spec, cfg, Squares(), torch.device("cpu")) is None
+    assert "is being trained by pid" in capsys.readouterr().out
+    assert not (spec.run_dir / "checkpoint.pt").exists() and (spec.run_dir / runs.LOCK).exists()
 
 
 def mine_study_args(argv):
