@@ -116,10 +116,14 @@ def naive_rate(dataset: InMemory, device, seconds: float) -> float:
 
 
 # --- the engine ---------------------------------------------------------------------------
+def pack_specs(dataset, pack_size: int, root: Path) -> list[RunSpec]:
+    """Run k of a benchmark pack: seed k, β = 1 + k % 5."""
+    return [RunSpec("beta", dataset.name, float(1 + k % 5), 0.0, seed=k, steps=10**9, run_dir=root / f"run{k}")
+            for k in range(pack_size)]
+
+
 def make_pack(dataset, cfg: Config, device, pack_size: int, root: Path) -> Pack:
-    specs = [RunSpec("beta", dataset.name, float(1 + k % 5), 0.0, seed=k, steps=10**9, run_dir=root / f"run{k}")
-             for k in range(pack_size)]
-    return Pack(specs, cfg, dataset.channels, device, np.arange(len(dataset)))
+    return Pack(pack_specs(dataset, pack_size, root), cfg, dataset.channels, device, np.arange(len(dataset)))
 
 
 def engine_rate(dataset, cfg: Config, device, pack_size: int, seconds: float) -> float:
@@ -163,8 +167,10 @@ def throughput(args, device) -> None:
 def loss_check(args, device) -> None:
     dataset = InMemory("dsprites")
     source = ImageFeed(dataset, device)
-    print(f"device: {_device_name(device)}; one dSprites stand-in run (β=4, seed 0, batch {BATCH}, lr 1e-4), "
-          f"{args.loss_check} steps; train loss = mean total loss of the last 50 steps")
+    spec = pack_specs(dataset, 1, Path("."))[0]                                 # the run below
+    print(f"device: {_device_name(device)}; one dSprites stand-in run (β={spec.beta:g}, seed {spec.seed}, "
+          f"batch {BATCH}, lr {Config().lr:g}), {args.loss_check} steps; train loss = mean total loss of the "
+          f"last 50 steps")
     reference = None
     for precision, compile_ in (("fp32", False), ("bf16", False), ("fp32", True)):
         cfg = Config(batch_size=BATCH, device=str(device), precision=precision, compile=compile_, loss_window=50)
