@@ -4,6 +4,7 @@
     python benchmarks/throughput.py --packs 1 5 10 50 --seconds 20
     python benchmarks/throughput.py --precision bf16 --compile   # the engine's options
     python benchmarks/throughput.py --loss-check 300      # fp32 vs bf16 vs compile: train loss after N steps
+    python benchmarks/throughput.py --flops               # work per step against this device's matmul peak
 
 In one process and on one device it times, per dataset shape (dSprites: 1 channel;
 Shapes3D/MPI3D: 3 channels, the same network otherwise):
@@ -191,6 +192,31 @@ def loss_check(args, device) -> None:
               f"{seconds:.1f} s incl. compilation")
 
 
+# --- how close to the device's peak is the loop? ---------------------------------------------
+def flops(args, device) -> None:
+    """FLOPs of one training step (forward and backward, batch 64, 1 channel) from
+    ``torch.utils.flop_counter``, and the GFLOP/s of a 2048^3 float32 matrix product on
+    this device, the practical peak the convolutions are measured against."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = BetaVAE(1, 10).to(device)
+    x = torch.rand(BATCH, 1, 64, 64, device=device)
+    with FlopCounterMode(display=False) as counter:
+        logits, mu, logvar = model(x)
+        (F.binary_cross_entropy_with_logits(logits, x, reduction="sum") + mu.square().sum()
+         + logvar.exp().sum()).backward()
+    step = counter.get_total_flops()
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    seconds = timed_steps(lambda: a @ b, device, args.seconds, warmup=2)
+    peak = 2 * 2048 ** 3 / seconds
+    print(f"device: {_device_name(device)}; threads {torch.get_num_threads()}")
+    print(f"one training step of {BATCH} images (1 channel): {step / 1e9:.2f} GFLOP")
+    print(f"2048^3 float32 matmul: {peak / 1e9:.0f} GFLOP/s (median of the timed products)")
+    for rate in args.rates:
+        used = rate / BATCH * step
+        print(f"at {rate:g} images/s the loop does {used / 1e9:.0f} GFLOP/s = {100 * used / peak:.0f} % of that")
+
+
 def _device_name(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -208,11 +234,17 @@ def main(argv=None) -> None:
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--loss-check", type=int, default=0, metavar="STEPS",
                         help="instead: train loss after STEPS steps in fp32, bf16 and with torch.compile")
+    parser.add_argument("--flops", action="store_true",
+                        help="instead: FLOPs per training step and the device's matmul GFLOP/s")
+    parser.add_argument("--rates", type=float, nargs="*", default=[790.0],
+                        help="with --flops: images/s to express as a fraction of the matmul peak")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.loss_check:
+    if args.flops:
+        flops(args, device)
+    elif args.loss_check:
         loss_check(args, device)
     else:
         throughput(args, device)
