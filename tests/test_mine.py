@@ -238,7 +238,8 @@ def test_celeba_trains_with_traversals_and_empty_metric_cells(tmp_path):
         iio.imwrite(folder / f"{i + 1:06d}.jpg", rng.integers(0, 255, (218, 178, 3), dtype=np.uint8),
                     extension=".jpg")
     root = mine_study.main(FAST + ["--source", "real", "--data-dir", str(tmp_path / "data"), "--datasets", "celeba",
-                                   "--variants", "full", "--results-dir", str(tmp_path / "r")])
+                                   "--variants", "full", "--results-dir", str(tmp_path / "r"),
+                                   "--batch-size", "8"])     # at most the 12 images
     (row,) = rows(root / "results.csv")
     assert row["status"] == "done" and row["dataset"] == "celeba"
     assert row["mig"] == row["z_diff"] == row["irs"] == ""

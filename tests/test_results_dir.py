@@ -133,3 +133,269 @@ def test_safe_unpickle_refuses_anything_else(obj):
     data = pickle.dumps(obj, protocol=2)
     with pytest.raises(data_files.UnsafePickle, match="not plain data"):
         data_files.safe_unpickle(data)
+
+
+# =====================================================================================
+# End to end through main_beta.py / main_lambda.py: tiny runs of the dSprites stand-in
+# =====================================================================================
+import csv  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+
+import runs  # noqa: E402
+import study  # noqa: E402
+import utils as _utils  # noqa: E402
+from config import Config, ConfigError, MineConfig, validate, validate_mine  # noqa: E402
+
+TINY_FLAGS = ["--demo", "--datasets", "dsprites", "--seeds", "0", "--steps", "4", "--lambda-steps", "2",
+              "--lambda", "0", "--log-interval", "2", "--checkpoint-interval", "2", "--loss-window", "2",
+              "--metric-train-points", "100", "--metric-test-points", "50", "--heldout-eval-points", "10",
+              "--device", "cpu", "--no-figures"]
+
+
+def beta(tmp_path, *extra, stage="beta"):
+    return study.main(stage, TINY_FLAGS + ["--results-dir", str(tmp_path)] + list(extra))
+
+
+def table(root):
+    with open(root / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def one_line_exit(capsys, fn, code=2):
+    """The command's last stderr line (progress bars aside: they share stderr), and no traceback."""
+    with pytest.raises(SystemExit) as exit_:
+        fn()
+    err = capsys.readouterr().err
+    if isinstance(exit_.value.code, str):              # SystemExit("message"): Python prints it, exit 1
+        err, exit_.value.code = exit_.value.code, 1
+    lines = [line for line in err.strip().splitlines() if line.strip() and "|" not in line and "\x1b[A" not in line]
+    assert exit_.value.code == code, (exit_.value.code, lines)
+    assert len(lines) == 1 and "Traceback" not in err, lines
+    return lines[0]
+
+
+def run_dir(tmp_path, b="4", stage="beta"):
+    root = tmp_path / ("betavae_results" if stage == "beta" else "lambda_betavae_results")
+    return root / "dsprites" / f"beta_{b}" / ("lambda_0/seed_0" if stage == "lambda" else "seed_0")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """β = 1 and 4 trained once (4 steps, one pack); tests copy the tree rather than train again."""
+    out = tmp_path_factory.mktemp("made")
+    beta(out, "--beta", "1", "4")
+    return out
+
+
+@pytest.fixture
+def tree(made, tmp_path):
+    shutil.copytree(made, tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+# --- 1: the aggregate holds every finished run under the stage root -------------------------------
+def test_a_second_grid_adds_to_the_aggregate(tree, capsys):
+    root = beta(tree, "--beta", "8")
+    rows = table(root)
+    assert [(r["beta"], r["status"]) for r in rows] == [("1.0", "done"), ("4.0", "done"), ("8.0", "done")]
+    for r in rows:                                          # the run-defining settings as columns
+        assert (r["config_steps"], r["batch_size"], r["lr"], r["num_bins"], r["precision"]) == \
+            ("4", "16", "0.001", "20", "fp32")
+        assert r["adam_betas"] == "0.9 0.999"
+    summary = (root / "summary.txt").read_text()
+    assert "β=  1" in summary and "β=  4" in summary and "β=  8" in summary
+    assert "2 run(s) outside this command's grid" in capsys.readouterr().out
+    (root / "results.csv").unlink()
+    beta(tree, "--beta", "1", "--collect")                  # --collect too
+    assert len(table(root)) == 3 and "collected 1 of 1 runs" in capsys.readouterr().out
+
+
+def test_mixed_settings_are_never_pooled(tree, capsys):
+    # Runs of another setting in the tree (moved in, or the root's config.json deleted).
+    other = run_dir(tree, "4").parent.parent / "beta_7" / "seed_0"
+    shutil.copytree(run_dir(tree, "4"), other)
+    for name in ("metrics.json", "config.json"):
+        saved = json.loads((other / name).read_text())
+        if name == "config.json":
+            saved["num_bins"] = 10
+        else:
+            saved["row"]["beta"] = 7.0
+        (other / name).write_text(json.dumps(saved))
+    root = beta(tree, "--beta", "4", "--collect")
+    rows = table(root)
+    assert sorted(r["num_bins"] for r in rows) == ["10", "20", "20"]
+    summary = (root / "summary.txt").read_text()
+    assert "The runs differ in num_bins" in summary and "[num_bins=10]" in summary
+    assert "figures show the 2 run(s) with this command's values" in capsys.readouterr().out
+
+
+# --- 2, 4: a run's identity is every run-defining setting, checked on every reuse ---------------------
+@pytest.mark.parametrize("flag, value, stored", [("--steps", "8", "steps=4"), ("--num-bins", "10", "num_bins=20"),
+                                                 ("--precision", "bf16", "precision='fp32'"),
+                                                 ("--metric-train-points", "80", "metric_train_points=100"),
+                                                 ("--lr", "0.01", "lr=0.001"), ("--batch-size", "8", "batch_size=16")])
+def test_reusing_a_run_with_other_settings_is_refused(tree, capsys, flag, value, stored):
+    line = one_line_exit(capsys, lambda: beta(tree, "--beta", "4", flag, value))
+    assert f"was made with {stored}" in line and f"rerun with {flag} " in line and "--results-dir" in line
+    # Without the root's config.json the run's own config.json still guards it.
+    (tree / "betavae_results" / "config.json").unlink()
+    line = one_line_exit(capsys, lambda: beta(tree, "--beta", "4", flag, value))
+    assert str(run_dir(tree)) in line and f"was made with {stored}" in line and "reuse it" in line
+    assert json.loads((run_dir(tree) / "config.json").read_text())[stored.split("=")[0]] != value
+
+
+def test_a_run_recorded_before_a_setting_existed_is_accepted(tree, capsys):
+    for path in (run_dir(tree) / "config.json", tree / "betavae_results" / "config.json"):
+        saved = json.loads(path.read_text())
+        del saved["precision"], saved["num_bins"]
+        path.write_text(json.dumps(saved))
+    root = beta(tree, "--beta", "4")
+    assert "1 already finished or failed, 0 to train" in capsys.readouterr().out
+    assert [r["precision"] for r in table(root)] == ["fp32", ""]     # unknown, and shown as unknown
+
+
+def test_values_that_print_alike_get_their_own_runs(tmp_path):
+    # (and item 9: a loss window of 2e9 steps is clamped to the run, not allocated)
+    root = beta(tmp_path, "--beta", "4", "4.0000001", "--steps", "2", "--loss-window", "2000000000")
+    assert sorted((r["beta"], r["status"]) for r in table(root)) == [("4.0", "done"), ("4.0000001", "done")]
+    assert (root / "dsprites" / "beta_4.0000001" / "seed_0" / "metrics.json").exists()
+
+
+def test_commands_that_train_nothing_write_nothing(tmp_path, capsys):
+    beta(tmp_path, "--beta", "4", "--status")
+    assert not (tmp_path / "betavae_results").exists()
+    with pytest.raises(SystemExit):
+        study.main("beta", ["--source", "real", "--data-dir", str(tmp_path), "--datasets", "dsprites",
+                            "--results-dir", str(tmp_path)])
+    assert not (tmp_path / "betavae_results" / "config.json").exists()
+
+
+# --- 5: odd states of a run's files ----------------------------------------------------------------
+def test_corrupt_checkpoint_fails_its_run_and_the_sweep_goes_on(tree, capsys):
+    run = run_dir(tree)
+    (run / "metrics.json").unlink()
+    (run / "checkpoint.pt").write_bytes(b"garbage")
+    root = beta(tree, "--beta", "1", "4")
+    out = capsys.readouterr().out
+    assert f"{run / 'checkpoint.pt'} is unreadable" in out and "--retry-failed" in out
+    assert [(r["beta"], r["status"]) for r in table(root)] == [("1.0", "done"), ("4.0", "failed")]
+    assert (run / "checkpoint.pt.corrupt").exists()
+    root = beta(tree, "--beta", "1", "4", "--retry-failed")
+    assert [r["status"] for r in table(root)] == ["done", "done"]
+
+
+def test_corrupt_metrics_is_evaluated_again(tree, capsys):
+    run = run_dir(tree)
+    text = (run / "metrics.json").read_text()
+    (run / "metrics.json").write_text(text[:len(text) // 2])
+    root = beta(tree, "--beta", "4")
+    assert "metrics.json is unreadable" in capsys.readouterr().out
+    assert json.loads((run / "metrics.json").read_text())["row"]["steps"] == 4
+    assert [r["status"] for r in table(root)] == ["done", "done"]
+
+
+def test_garbage_beta_weights_fail_only_their_lambda_runs(tree, capsys):
+    (run_dir(tree) / "betavae_beta_4_seed_0.pth").write_bytes(b"not torch")
+    root = beta(tree, "--beta", "1", "4", stage="lambda")
+    assert [(r["beta"], r["status"]) for r in table(root)] == [("1.0", "done"), ("4.0", "failed")]
+    reason = table(root)[1]["reason"]
+    assert "betavae_beta_4_seed_0.pth" in reason and "unreadable" in reason and "--retry-failed" in reason
+
+
+def test_lambda_hint_keeps_the_flags_and_says_the_beta_run_failed(tree, capsys):
+    run = run_dir(tree)
+    (run / "betavae_beta_4_seed_0.pth").unlink()
+    message = str(pytest.raises(SystemExit, beta, tree, "--beta", "4", stage="lambda").value)
+    assert f"--results-dir {tree}" in message and "--steps 4" in message and "--betas 4" in message
+    assert "--demo" in message and "--batch-size" not in message           # the preset's value
+    (run / "metrics.json").unlink()
+    _utils.write_json(run / "failed.json", {"reason": "non-finite loss at step 3"})
+    message = str(pytest.raises(SystemExit, beta, tree, "--beta", "4", stage="lambda").value)
+    assert "that β run failed (non-finite loss at step 3)" in message and "--retry-failed" in message
+
+
+# --- 8: read-only trees --------------------------------------------------------------------------
+def test_read_only_tree_status_collect_out_and_training(tree, capsys, monkeypatch):
+    real = _utils.tempfile.mkstemp
+    allowed = tree / "elsewhere"
+
+    def read_only(*args, dir=None, **kwargs):            # root ignores chmod: refuse writes here instead
+        if not str(dir).startswith(str(allowed)):
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(_utils.tempfile, "mkstemp", read_only)
+    beta(tree, "--beta", "4", "--status")
+    assert "done 1" in capsys.readouterr().out and not (tree / "elsewhere").exists()
+    line = one_line_exit(capsys, lambda: beta(tree, "--beta", "4", "--collect"), code=1)
+    assert line.startswith("cannot write") and "--collect --out DIR" in line
+    beta(tree, "--beta", "4", "--collect", "--out", str(allowed))
+    assert [r["beta"] for r in table(allowed)] == ["1.0", "4.0"] and (allowed / "summary.txt").exists()
+    line = one_line_exit(capsys, lambda: beta(tree, "--beta", "2"), code=1)
+    assert "Permission denied" in line and "writable --results-dir" in line
+
+
+# --- 9, 10: Ctrl-C ------------------------------------------------------------------------------------
+def test_ctrl_c_is_one_line_with_the_step(tmp_path, capsys, monkeypatch):
+    from tiny_data import Squares
+    monkeypatch.setattr(study.datasets, "load_dataset", lambda *a, **k: Squares(fail_after_reads=3))
+    line = one_line_exit(capsys, lambda: beta(tmp_path, "--beta", "4", "--batch-size", "4"), code=130)
+    assert line.startswith("interrupted at step 3 of dsprites β=4 seed=0 (last checkpoint: step 2)")
+    assert line.endswith("rerun the same command to resume")
+    assert not (run_dir(tmp_path) / "lock").exists()
+
+
+def test_a_run_folder_deleted_while_training_is_written_again(tmp_path, capsys):
+    spec = runs.RunSpec("beta", "squares", 4.0, 0.0, 0, 4, tmp_path / "run")
+    with runs.Claim([spec]) as claim:
+        claim.write_config(spec, Config(), stage="beta", seed=0)
+        shutil.rmtree(tmp_path / "run")
+        claim.touch()
+        assert json.loads((tmp_path / "run" / "config.json").read_text())["run"]["seed"] == 0
+        assert RunLock(tmp_path / "run" / "lock").is_live()
+    assert "was deleted while training" in capsys.readouterr().out
+
+
+# --- 9: settings that passed validation and failed later ------------------------------------------------
+BAD = [
+    (["--num-bins", "1"], "--num-bins is 1: use 2..metric_train_points", 2),
+    (["--num-bins", "100000000"], "--num-bins is 100000000", 2),
+    (["--seeds", "99999999999999999999"], "--seeds has 99999999999999999999: seeds must be in 0..4294967295", 2),
+    (["--latent-dim", "100000000"], "--latent-dim is 100000000: use at most 4096", 2),
+    (["--batch-size", "100000000"], "--batch-size 100000000 is larger than the", 2),
+    (["--results-dir", "/dev/null"], "/dev/null is not a directory", 2),
+    (["--out", "x"], "--out: only used with --collect", 1),
+]
+
+
+@pytest.mark.parametrize("extra, needle, code", BAD, ids=[" ".join(c[0]) for c in BAD])
+def test_bad_setting_that_used_to_fail_late(tmp_path, capsys, extra, needle, code):
+    argv = TINY_FLAGS + ["--beta", "4"] + (["--results-dir", str(tmp_path)] if "--results-dir" not in extra else [])
+    assert needle in one_line_exit(capsys, lambda: study.main("beta", argv + extra), code=code)
+
+
+@pytest.mark.parametrize("cls, check, change, needle", [
+    (Config, validate, dict(batch_size=16.5), "--batch-size is 16.5 (float): expected int"),
+    (Config, validate, dict(checkpoint_interval=2.5), "--checkpoint-interval is 2.5 (float): expected int"),
+    (Config, validate, dict(betas=(1.0, "4")), "--betas is (1.0, '4')"),
+    (Config, validate, dict(figures=1), "--figures is 1 (int): expected bool"),
+    (MineConfig, validate_mine, dict(steps=10.0), "--steps is 10.0 (float): expected int"),
+    (MineConfig, validate_mine, dict(mine_parts=2, latent_dim=5000), "--latent-dim is 5000"),
+], ids=["batch float", "interval float", "beta str", "figures int", "mine steps float", "mine latents"])
+def test_wrong_types_edited_into_config_py_are_named(cls, check, change, needle):
+    with pytest.raises(ConfigError, match=None) as err:
+        check(cls(**change))
+    assert needle in str(err.value)
+
+
+def test_help_explains_every_setting(capsys):
+    import config
+    for cls in (Config, MineConfig):
+        for f in config.fields(cls):
+            assert f.name in config.HELP or f.name == "demo", f.name
+    with pytest.raises(SystemExit):
+        study.main("beta", ["--help"])
+    text = capsys.readouterr().out
+    assert "Adam learning rate, in (0, 1)" in text and "fp32, or bf16" in text
+    assert "sets source=standin, betas=1.0 4.0 16.0" in " ".join(text.split())
