@@ -155,6 +155,8 @@ def _load_shapes3d(root: Path, sizes, variant, data_dir) -> FileDataset:
     with open_h5(path) as f:
         if "labels" not in f:
             raise missing_key(path, "labels", f.keys())
+        if not hasattr(f["labels"], "dtype"):
+            raise DataError(f"{path}: key 'labels' is an HDF5 group, expected an array; download the file again")
         try:
             labels = f["labels"][()]
         except (OSError, ValueError) as err:

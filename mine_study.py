@@ -532,7 +532,8 @@ def ablation_rows(rows: list[dict]) -> list[dict]:
             values = np.array([r[m] for r in group if r.get(m) is not None and math.isfinite(r[m])], float)
             out.append({"dataset": d, "variant": v, "metric": m, "n": int(values.size),
                         "mean": float(values.mean()) if values.size else None,
-                        "std": float(values.std(ddof=1)) if values.size > 1 else (0.0 if values.size else None)})
+                        # one seed has no sample std: empty, not a misleading 0
+                        "std": float(values.std(ddof=1)) if values.size > 1 else None})
     return out
 
 
@@ -558,6 +559,8 @@ def ablation_text(rows: list[dict]) -> str:
 def _mean_std(cell: dict) -> str:
     if not cell["n"]:
         return "n/a"
+    if cell["std"] is None:
+        return f"{cell['mean']:.4g} ± n/a"
     return f"{cell['mean']:.4g} ± {cell['std']:.2g}"
 
 
@@ -655,7 +658,7 @@ def eval_only(path: Path, args, ablation: bool, out: Path | None = None) -> Path
 # --- command line -----------------------------------------------------------------------
 def launcher_stage(cfg: MineConfig, specs: list[RunSpec], argv=None, retry_failed: bool = False):
     return launcher.make_stage(STAGE, "main_mine.py", cfg, mine_root(cfg), specs, run_grid, summarize, argv,
-                               retry_failed=retry_failed, preflight=functools.partial(runs.check_data_present, cfg))
+                               retry_failed=retry_failed, preflight=functools.partial(runs.preflight, cfg, specs))
 
 
 @runs.one_line_errors

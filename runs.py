@@ -281,6 +281,13 @@ def check_batch_fits(cfg, name: str, train_images: int) -> None:
                           f"images of {name}; use at most {train_images:,}")
 
 
+def preflight(cfg, specs: list[RunSpec]) -> None:
+    """What a cluster submission checks before it queues anything: the data files, and
+    that no run folder it would reuse was made with other settings."""
+    check_data_present(cfg)
+    check_identity(specs, cfg)
+
+
 def check_data_present(cfg) -> None:
     """Stop with the list of missing real files and how to get each."""
     if cfg.source != "real":

@@ -237,30 +237,43 @@ def percent_change_rows(rows: list[dict]) -> list[dict]:
         for key, _ in vis.STUDY_METRICS:
             lambdas, betas, grid = vis.seed_mean_grid(rows, ds, key)
             if 1.0 not in betas or 0.0 not in lambdas:
+                # Said, not skipped in silence: the table is empty for a reason.
+                out.append({"dataset": ds, "metric": key, "percent_change": math.nan,
+                            "note": NO_BASELINE})
                 continue
             base = grid[lambdas.index(0.0), betas.index(1.0)]
+            note = "" if base and math.isfinite(base) else f"baseline is {base:g}: no percent change"
             for i, lam in enumerate(lambdas):
                 for j, beta in enumerate(betas):
-                    change = 100 * (grid[i, j] - base) / abs(base) if base and math.isfinite(base) else math.nan
+                    change = 100 * (grid[i, j] - base) / abs(base) if not note else math.nan
                     out.append({"dataset": ds, "metric": key, "beta": beta, "lambda": lam,
                                 "seed_mean": grid[i, j], "baseline_beta1_lambda0": base,
-                                "percent_change": change})
+                                "percent_change": change,
+                                "note": note or ("" if math.isfinite(change) else "no finished run in this cell")})
     return out
+
+
+NO_BASELINE = "no finished (β=1, λ=0) run: train it (--beta 1 --lambda 0) to get percent changes"
 
 
 def percent_change_text(change_rows: list[dict]) -> str:
     """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
-    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; nan where the baseline is 0.", ""]
+    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; n/a where the baseline is 0",
+             "or a cell has no finished run (percent_change.csv says which in its note column).", ""]
     blocks = defaultdict(list)
     for r in change_rows:
         blocks[(r["dataset"], r["metric"])].append(r)
     for (ds, metric), rows in blocks.items():
+        if rows[0].get("note") == NO_BASELINE:
+            lines += [f"{ds} {metric}: {NO_BASELINE}", ""]
+            continue
         lambdas = sorted({r["lambda"] for r in rows})
         lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
         lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s}" for v in lambdas))
         for beta in sorted({r["beta"] for r in rows}):
             cells = {r["lambda"]: r["percent_change"] for r in rows if r["beta"] == beta}
-            lines.append(f"{fmt_number(beta):>8s} " + "".join(f"{cells.get(v, math.nan):+8.1f}%" for v in lambdas))
+            lines.append(f"{fmt_number(beta):>8s} " + "".join(
+                f"{cells[v]:+8.1f}%" if math.isfinite(cells.get(v, math.nan)) else f"{'n/a':>9s}" for v in lambdas))
         lines.append("")
     return "\n".join(lines)
 
@@ -290,7 +303,7 @@ def launcher_stage(stage: str, cfg: Config, specs: list[RunSpec], argv=None, ret
     stage's runs."""
     return launcher.make_stage(stage, f"main_{stage}.py", cfg, stage_root(cfg, stage), specs, run_grid,
                                functools.partial(summarize, stage=stage), argv, retry_failed,
-                               preflight=functools.partial(runs.check_data_present, cfg),
+                               preflight=functools.partial(runs.preflight, cfg, specs),
                                parent_root=stage_root(cfg, "beta") if stage == "lambda" else None,
                                parent_script="main_beta.py" if stage == "lambda" else None)
 

@@ -399,3 +399,60 @@ def test_help_explains_every_setting(capsys):
     text = capsys.readouterr().out
     assert "Adam learning rate, in (0, 1)" in text and "fp32, or bf16" in text
     assert "sets source=standin, betas=1.0 4.0 16.0" in " ".join(text.split())
+
+
+# --- 10: percent change says why a cell has none ---------------------------------------------------
+def _row(b, lam, value):
+    return {"stage": "lambda", "dataset": "dsprites", "beta": b, "lambda": lam, "seed": 0, "status": "done",
+            "mig": value, "sap": value, "i_m": value, "i_m_normalized": value, "train_window_nll": value,
+            "heldout_neg_elbo": value, "heldout_recon": value, "heldout_mean_image_nll": value}
+
+
+def test_percent_change_without_a_baseline_says_so():
+    text = study.percent_change_text(study.percent_change_rows([_row(4.0, 2.0, 0.5)]))
+    assert "dsprites mig: no finished (β=1, λ=0) run: train it (--beta 1 --lambda 0)" in text
+    assert "nan%" not in text
+    change = study.percent_change_rows([_row(1.0, 0.0, 0.0), _row(4.0, 0.0, 0.5)])
+    assert {r["note"] for r in change if r["metric"] == "mig"} == {"baseline is 0: no percent change"}
+    text = study.percent_change_text(change)
+    assert "n/a" in text and "nan" not in text.lower()
+
+
+# --- 9, 10: data files in odd states: one line naming the file and the actual cause -----------------------
+def _npy_as_npz(d, name):
+    with open(d / name, "wb") as f:
+        np.save(f, np.zeros((4, 64, 64), np.uint8))
+
+
+def _directory(d, name):
+    (d / name).mkdir()
+
+
+def _labels_group(d, name):
+    import h5py
+    with h5py.File(d / name, "w") as f:
+        f.create_group("labels")
+        f.create_dataset("images", data=np.zeros((2, 64, 64, 3), np.uint8))
+
+
+DATA = [
+    ("dsprites", data_files.DSPRITES_FILE, _npy_as_npz, "is a single .npy array saved under an .npz name"),
+    ("mpi3d", "mpi3d_real.npz", _npy_as_npz, "is a single .npy array, not a npz file"),
+    ("dsprites", data_files.DSPRITES_FILE, _directory, "is a directory, expected the npz file"),
+    ("shapes3d", data_files.SHAPES3D_FILE, _directory, "is a directory, expected the HDF5 file"),
+    ("shapes3d", data_files.SHAPES3D_FILE, _labels_group, "key 'labels' is an HDF5 group, expected an array"),
+]
+
+
+@pytest.mark.parametrize("name, filename, write, needle", DATA, ids=[f"{c[0]} {c[2].__name__[1:]}" for c in DATA])
+def test_odd_data_file_is_one_clear_line(tmp_path, name, filename, write, needle):
+    write(tmp_path, filename)
+    with pytest.raises(datasets.DataError) as err:
+        datasets.load_dataset(name, "real", tmp_path)
+    assert str(tmp_path / filename) in str(err.value) and needle in str(err.value)
+    assert "download it again" not in str(err.value) or "saved under" in str(err.value)
+
+
+def test_unreadable_file_says_permission_not_corrupt(tmp_path):
+    error = data_files.corrupt(tmp_path / "x.npz", "npz", PermissionError(13, "Permission denied"))
+    assert "permission denied; make it readable" in str(error) and "download" not in str(error)
