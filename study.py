@@ -131,6 +131,10 @@ def run_pack(specs: list[RunSpec], cfg: Config, dataset, device, feed: ImageFeed
 def check_parents(todo: list[RunSpec], cfg: Config) -> None:
     """λ runs need the final weights of their β runs: one line naming the first missing
     one, why (not trained yet, or failed) and the β command that trains it."""
+    # The β runs continued must have this command's β settings (a λ run made with
+    # --steps 8 must not continue weights trained for 4).
+    runs.check_identity([RunSpec("beta", s.dataset, s.beta, 0.0, s.seed, cfg.steps, s.init_from.parent)
+                         for s in todo if s.init_from], cfg)
     missing = sorted({s.init_from for s in todo if s.init_from and not s.init_from.exists()})
     if not missing:
         return

@@ -237,12 +237,20 @@ def test_mixed_settings_are_never_pooled(tree, capsys):
                                                  ("--lr", "0.01", "lr=0.001"), ("--batch-size", "8", "batch_size=16")])
 def test_reusing_a_run_with_other_settings_is_refused(tree, capsys, flag, value, stored):
     line = one_line_exit(capsys, lambda: beta(tree, "--beta", "4", flag, value))
-    assert f"was made with {stored}" in line and f"rerun with {flag} " in line and "--results-dir" in line
+    assert line.startswith(f"config: {tree / 'betavae_results'} was made with {stored}")     # the root speaks first
+    assert f"rerun with {flag} " in line and "--results-dir" in line
     # Without the root's config.json the run's own config.json still guards it.
     (tree / "betavae_results" / "config.json").unlink()
     line = one_line_exit(capsys, lambda: beta(tree, "--beta", "4", flag, value))
     assert str(run_dir(tree)) in line and f"was made with {stored}" in line and "reuse it" in line
     assert json.loads((run_dir(tree) / "config.json").read_text())[stored.split("=")[0]] != value
+
+
+def test_lambda_runs_never_continue_beta_runs_of_other_settings(tree, capsys):
+    (tree / "betavae_results" / "config.json").unlink()     # only the β run's own config.json knows
+    line = one_line_exit(capsys, lambda: beta(tree, "--beta", "4", "--steps", "8", stage="lambda"))
+    assert line.startswith(f"config: {run_dir(tree)} was made with steps=4, not 8; rerun with --steps 4")
+    assert not (tree / "lambda_betavae_results").exists()
 
 
 def test_a_run_recorded_before_a_setting_existed_is_accepted(tree, capsys):
