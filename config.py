@@ -105,18 +105,66 @@ DEMO_OVERRIDES = dict(
 # The λ demo continues a subset of the β demo's runs to stay within its 5 minutes.
 DEMO_LAMBDA_OVERRIDES = dict(betas=(1.0, 16.0), seeds=(0,))
 
-# Settings that define what a finished run is; a results directory made with other
-# values of these cannot be resumed into, only replaced or moved aside.
-RUN_DEFINING = ("source", "mpi3d_variant", "batch_size", "latent_dim", "lr", "adam_betas",
-                "adam_eps", "loss_window", "heldout_fraction")
+# A run's identity beyond its grid cell (dataset, β, λ, seed): every setting that changes
+# its numbers. The run's own config.json stores them, and a run is reused (resumed, or
+# skipped as done) only under the same values; a stage root's config.json holds them too,
+# so one results directory holds one setting of each. Not here: where and how a run
+# trains (device, pack_size, compile, checkpoint/log intervals: the same numbers, to
+# float tolerance across packs and devices), figures, and the grid lists themselves.
+RUN_DEFINING = ("source", "mpi3d_variant", "steps", "batch_size", "latent_dim", "lr", "adam_betas",
+                "adam_eps", "loss_window", "heldout_fraction", "precision", "metric_train_points",
+                "metric_test_points", "num_bins", "heldout_eval_points")
+# A λ run continues the final weights of a β run of `steps` steps for `lambda_steps` more.
+LAMBDA_RUN_DEFINING = RUN_DEFINING + ("lambda_steps",)
 
 
 def _bad(name: str, why: str):
     raise ConfigError(f"config: --{name.replace('_', '-')} {why}")
 
 
+# Largest values that still describe a run (beyond them a setting fails late, deep in
+# numpy or torch, or exhausts memory): seeds feed NumPy's and scikit-learn's 32-bit seeds.
+MAX_SEED = 2 ** 32 - 1
+MAX_LATENT_DIM = 4096
+
+
+def _type_ok(value, tp) -> bool:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple:
+        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if not isinstance(value, tuple):
+            return False
+        if inner is None:
+            return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
+        return all(_type_ok(v, inner) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def _check_types(cfg) -> None:
+    """Every field has its annotated type: a value edited into config.py (batch_size=16.5,
+    checkpoint_interval=2.5) is named here, not failed on deep in numpy or accepted."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if not _type_ok(value, hints[f.name]):
+            expected = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
+            _bad(f.name, f"is {value!r} ({type(value).__name__}): expected {expected}; fix it in config.py "
+                         f"or on the command line")
+
+
 def _check_common(cfg, lists: tuple[str, ...], positive: tuple[str, ...], datasets: tuple[str, ...]) -> None:
     """The checks every settings dataclass shares; ConfigError names the first bad one."""
+    _check_types(cfg)
     for name in lists:
         values = getattr(cfg, name)
         if len(values) == 0:
@@ -131,11 +179,16 @@ def _check_common(cfg, lists: tuple[str, ...], positive: tuple[str, ...], datase
     if cfg.mpi3d_variant not in MPI3D_VARIANTS:
         _bad("mpi3d_variant", f"is {cfg.mpi3d_variant!r}: choose from {', '.join(MPI3D_VARIANTS)}")
     for s in cfg.seeds:
-        if s < 0:
-            _bad("seeds", f"has {s}: seeds must be >= 0")
+        if not 0 <= s <= MAX_SEED:
+            _bad("seeds", f"has {s}: seeds must be in 0..{MAX_SEED} (2^32 - 1)")
     for name in positive:
         if getattr(cfg, name) <= 0:
             _bad(name, f"is {getattr(cfg, name)}: must be a positive integer")
+    if cfg.latent_dim > MAX_LATENT_DIM:
+        _bad("latent_dim", f"is {cfg.latent_dim}: use at most {MAX_LATENT_DIM} latents (the study uses 10)")
+    if not 2 <= cfg.num_bins <= cfg.metric_train_points:
+        _bad("num_bins", f"is {cfg.num_bins}: use 2..metric_train_points ({cfg.metric_train_points}) histogram "
+                         f"bins per latent (the study uses 20)")
     if cfg.heldout_eval_points < 0:
         _bad("heldout_eval_points", "must be >= 0")
     if not (0 < cfg.lr < 1):
@@ -184,27 +237,91 @@ def _field_parser(tp):
     return tp, None
 
 
+# What each setting is, in a phrase, with its choices and unit (--help shows it with the default).
+HELP = {
+    "datasets": f"datasets to run (choose from {', '.join(DATASETS)})",
+    "source": "real: the published files under --data-dir; standin: procedural images, no downloads",
+    "data_dir": "folder of the real files (default: $DISENT_DATA_DIR, else ./data)",
+    "mpi3d_variant": f"which MPI3D file ({', '.join(MPI3D_VARIANTS)})",
+    "betas": "β values: weights of the KL term, one run each (>= 0)",
+    "lambdas": "λ values: weights of the λ·MSE term of the λ stage, one run each (>= 0; 0 is the control)",
+    "seeds": "seeds, one run each (0..2^32-1); a seed fixes weights, data order and noise",
+    "variants": "MINE-VAE ablation variants (full, no_mine, no_sparse, no_ent)",
+    "steps": "optimizer steps per run (part of a run's identity)",
+    "lambda_steps": "further optimizer steps of each λ run, from its β run's final weights",
+    "batch_size": "images per optimizer step",
+    "latent_dim": "latent dimensions (1..4096)",
+    "lr": "Adam learning rate, in (0, 1)",
+    "adam_betas": "Adam's two moment decay rates, each in [0, 1)",
+    "adam_eps": "Adam's epsilon (> 0)",
+    "loss_window": "steps averaged into the train-window losses of the results table",
+    "log_interval": "steps between rows of train_log.csv",
+    "checkpoint_interval": "steps between checkpoints (a killed run resumes from the last one)",
+    "metric_train_points": "images whose codes the MI metrics (MIG, I_m, SAP fit) use",
+    "metric_test_points": "further images SAP is scored on",
+    "num_bins": "equal-width histogram bins per latent for the MI metrics (2..metric_train_points)",
+    "heldout_fraction": "fraction of images never trained on, for the held-out NLL (0..0.5; 0 trains on all)",
+    "heldout_eval_points": "held-out images the held-out NLL is computed on (0: none)",
+    "results_dir": "folder of the results trees (default: the current folder; demo_results with --demo)",
+    "device": "auto, cpu, cuda or cuda:N",
+    "pack_size": "runs trained together in one step (0: chosen from the device)",
+    "precision": "fp32, or bf16 autocast of the forward pass (part of a run's identity)",
+    "compile": "torch.compile the packed training step",
+    "figures": "draw per-run and aggregate figures",
+    "num_factors": "learned factor queries of the cross-attention",
+    "factor_dim": "width of each factor query",
+    "attention_dim": "width of the cross-attention",
+    "mine_hidden_dim": "hidden width of each MINE statistics network",
+    "mine_parts": "latent parts; MINE estimates I(part; rest) for each (2..latent_dim)",
+    "kl_weight": "β, the weight of the KL term (>= 0)",
+    "disentanglement_weight": "weight of the MINE redundancy penalty (>= 0)",
+    "attention_reg_weight": "weight of L_sparse (>= 0)",
+    "entropy_reg_weight": "weight of L_ent (>= 0)",
+    "gaussian_fit_samples": "recent codes in the Gaussian-fit complexity buffer",
+    "vae_steps": "VAE steps per bi-level round",
+    "mine_steps": "statistics-network steps per bi-level round (>= 0)",
+    "mine_lr": "Adam learning rate of the statistics networks, in (0, 1)",
+    "mine_ema_rate": "moving-average rate of MINE's gradient correction, in (0, 1]",
+    "sampled_metric_train": "training points of Z-diff and Z-min Var",
+    "sampled_metric_eval": "evaluation points of Z-diff and Z-min Var",
+    "sampled_metric_batch": "images (pairs for Z-diff) per Z-diff / Z-min Var point (>= 2)",
+    "mine_eval_steps": "Adam steps of the post-hoc MINE on the final codes",
+    "traversal_latents": "most informative latents shown in traversal.gif",
+}
+
+
+def demo_help(overrides: dict) -> str:
+    """What --demo changes: the preset's settings (flags given on the command line still win)."""
+    sets = ", ".join(f"{k}={' '.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in overrides.items())
+    return f"procedural stand-ins and a small, short grid that runs in minutes on a CPU; sets {sets} (flags given win)"
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, aliases: dict | None = None,
-                            title: str = "settings") -> None:
+                            title: str = "settings", helps: dict | None = None) -> None:
     """A flag ``--field-name`` for every field of the settings dataclass ``cls``,
     defaulting to 'not given' (None) so that presets and saved configs can fill it."""
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(title)
+    helps = {**HELP, **(helps or {})}
     for f in fields(cls):
         tp, nargs = _field_parser(hints[f.name])
         names = ["--" + f.name.replace("_", "-")] + (aliases or {}).get(f.name, [])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        text = (helps[f.name] + (f" (default: {shown})" if default is not None else "")).replace("%", "%%")
         if tp is bool:
             group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=f"default: {default}")
+                               default=None, help=text)
         else:
             group.add_argument(*names, dest=f.name, type=tp, nargs=nargs, default=None,
-                               metavar=f.name.upper(), help=f"default: {default}")
+                               metavar=f.name.upper(), help=text)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add a flag for every Config field (``--field-name``), defaulting to 'not given'."""
-    add_dataclass_arguments(parser, Config, ALIASES, "settings (config.py fields; defaults are the paper's)")
+    add_dataclass_arguments(parser, Config, ALIASES, "settings (config.py fields; defaults are the paper's)",
+                            helps={"demo": demo_help(DEMO_OVERRIDES) + "; main_lambda.py then continues "
+                                   + demo_help(DEMO_LAMBDA_OVERRIDES).split("; sets ")[1]})
 
 
 def given_settings(args: argparse.Namespace, cls) -> dict:
@@ -366,9 +483,13 @@ MINE_DEMO_OVERRIDES = dict(
 
 MINE_RUN_DEFINING = ("source", "mpi3d_variant", "latent_dim", "num_factors", "factor_dim", "attention_dim",
                      "mine_hidden_dim", "mine_parts", "kl_weight", "disentanglement_weight",
-                     "attention_reg_weight", "entropy_reg_weight", "gaussian_fit_samples", "vae_steps",
+                     "attention_reg_weight", "entropy_reg_weight", "gaussian_fit_samples", "steps", "vae_steps",
                      "mine_steps", "batch_size", "lr", "mine_lr", "mine_ema_rate", "adam_betas", "adam_eps",
-                     "loss_window", "heldout_fraction")
+                     "loss_window", "heldout_fraction", "metric_train_points", "metric_test_points",
+                     "sampled_metric_train", "sampled_metric_eval", "sampled_metric_batch", "num_bins",
+                     "heldout_eval_points", "mine_eval_steps")
+# Each family's run-defining settings, by the stage name of its runs (runs.RunSpec.stage).
+STAGE_RUN_DEFINING = {"beta": RUN_DEFINING, "lambda": LAMBDA_RUN_DEFINING, "mine": MINE_RUN_DEFINING}
 MINE_ALIASES = {"datasets": ["--dataset"], "seeds": ["--seed"], "variants": ["--variant"]}
 
 
@@ -404,7 +525,11 @@ def validate_mine(cfg: MineConfig) -> MineConfig:
 
 def add_mine_config_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(parser, MineConfig, MINE_ALIASES,
-                            "settings (config.py MineConfig fields; defaults are the MINE-VAE repository's)")
+                            "settings (config.py MineConfig fields; defaults are the MINE-VAE repository's)",
+                            helps={"demo": demo_help(MINE_DEMO_OVERRIDES),
+                                   "datasets": f"datasets to run (choose from {', '.join(MINE_DATASETS)})",
+                                   "lr": "Adam learning rate of the VAE, in (0, 1)",
+                                   "steps": "VAE optimizer steps per run (part of a run's identity)"})
 
 
 def mine_from_args(args: argparse.Namespace, base: MineConfig | None = None, ablation: bool = False) -> MineConfig:

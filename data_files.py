@@ -303,6 +303,21 @@ def _read_npy_header(f) -> tuple[np.dtype, tuple[int, ...], bool]:
 
 
 def corrupt(path: Path, kind: str, err: Exception) -> DataError:
+    """One line for a file that cannot be read, with the fix for the actual cause: a
+    permission, a directory, a .npy under another name, else truncation or corruption."""
+    path = Path(path)
+    if isinstance(err, PermissionError):
+        return DataError(f"{path}: permission denied; make it readable (chmod a+r {path}) or copy it elsewhere")
+    if path.is_dir():
+        return DataError(f"{path}: is a directory, expected the {kind} file; put the file itself there")
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError:
+        magic = b""
+    if magic == b"\x93NUMPY" and kind != "npy":
+        return DataError(f"{path}: is a single .npy array, not a {kind} file; keep the original {kind} file "
+                         f"(a converted copy is looked for under its own *_<key>.npy name)")
     return DataError(f"{path}: not a readable {kind} file ({type(err).__name__}: {err}); "
                      f"it is truncated or corrupt, download it again")
 
@@ -451,3 +466,78 @@ def convert(name: str, data_dir=None, variant: str = "real") -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return dest
+
+
+# =====================================================================================
+# Pickled metadata, read without running code
+# =====================================================================================
+# What a pickle of plain data with NumPy arrays refers to (Python 2 and 3, NumPy 1 and 2):
+# arrays are rebuilt from their bytes, never by calling arbitrary objects.
+_PLAIN_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("_codecs", "encode"),          # how protocol 2 writes bytes from Python 3: str -> bytes only
+}
+
+
+class UnsafePickle(DataError):
+    """A pickle refers to something other than plain containers, numbers, strings and arrays."""
+
+
+def safe_unpickle(data: bytes):
+    """Unpickle ``data`` allowing only plain containers, numbers, strings and NumPy arrays
+    (Python 2 pickles too: latin1 strings). Anything else — a class, a function such as
+    os.system — raises UnsafePickle before it can be called."""
+    import io
+    import pickle
+
+    class Restricted(pickle.Unpickler):
+        def find_class(self, module, name):
+            if (module, name) not in _PLAIN_GLOBALS:
+                raise UnsafePickle(f"it refers to {module}.{name}, which is not plain data")
+            if module == "_codecs":
+                import codecs
+                return codecs.encode
+            if name in ("_reconstruct", "scalar"):
+                core = getattr(np, "_core", None) or np.core
+                return getattr(core.multiarray, name)
+            return getattr(np, name)
+
+    try:
+        return Restricted(io.BytesIO(data), encoding="latin1").load()
+    except UnsafePickle:
+        raise
+    except Exception as err:       # a truncated or garbled stream raises many types
+        raise UnsafePickle(f"it is not a readable pickle ({type(err).__name__}: {err})") from None
+
+
+def read_npz_pickled(path: Path, key: str):
+    """The object array ``key`` of an npz file, unpickled by ``safe_unpickle`` (np.load
+    would need allow_pickle=True, which runs whatever a crafted file holds)."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open(key + ".npy") as member:
+            dtype, _, _ = _read_npy_header(member)
+            payload = member.read()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, KeyError) as err:
+        raise corrupt(path, "npz", err) from err
+    if not dtype.hasobject:
+        return np.frombuffer(payload, dtype)
+    try:
+        return safe_unpickle(payload)
+    except UnsafePickle as err:
+        raise UnsafePickle(f"{path}: key {key!r} was not unpickled: {err}; this is not the published "
+                           f"file (it could run code when loaded), download it again") from None
+
+
+def open_npz(path: Path):
+    """np.load of an npz file without pickles; a plain .npy under an .npz name, or any other
+    unreadable file, is one DataError line."""
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise corrupt(path, "npz", err) from err
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{path}: is a single .npy array saved under an .npz name, not an npz archive of "
+                        f"named arrays; download the original file again")
+    return npz

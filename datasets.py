@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+import data_files
 import standins
 from data_files import (
     CELEBA_DIR,
@@ -127,14 +128,10 @@ def _grid_sizes(name: str, factor_sizes) -> tuple[int, ...]:
 def _load_dsprites(root: Path, sizes, variant, data_dir) -> FileDataset:
     path = root / DSPRITES_FILE
     require(path, "dsprites", variant, data_dir)
-    try:
-        # The metadata is a Python-2 pickle: it needs allow_pickle and latin1 to load.
-        npz = np.load(path, allow_pickle=True, encoding="latin1")
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise corrupt(path, "npz", err) from err
-    with npz:
+    # Arrays without pickles; the metadata (a Python-2 pickle) through a restricted unpickler.
+    with data_files.open_npz(path) as npz:
         classes = _read_npz_array(npz, path, "latents_classes")
-        metadata = _read_npz_array(npz, path, "metadata")[()] if "metadata" in npz.files else {}
+        metadata = data_files.read_npz_pickled(path, "metadata")[()] if "metadata" in npz.files else {}
     n = int(np.prod(sizes))
     if classes.dtype.kind not in "iu" or classes.shape != (n, len(sizes) + 1):
         raise DataError(f"{path}: key 'latents_classes' has dtype {classes.dtype} and shape {classes.shape}, "
@@ -158,6 +155,8 @@ def _load_shapes3d(root: Path, sizes, variant, data_dir) -> FileDataset:
     with open_h5(path) as f:
         if "labels" not in f:
             raise missing_key(path, "labels", f.keys())
+        if not hasattr(f["labels"], "dtype"):
+            raise DataError(f"{path}: key 'labels' is an HDF5 group, expected an array; download the file again")
         try:
             labels = f["labels"][()]
         except (OSError, ValueError) as err:

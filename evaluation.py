@@ -126,16 +126,39 @@ def definitions(cfg, steps: int, heldout_images: int) -> dict:
     }
 
 
+class progress:
+    """A progress bar over the named parts of an evaluation (minutes with the study's
+    10,000 metric points), showing the part under way."""
+
+    def __init__(self, spec, parts: tuple[str, ...]):
+        from tqdm import tqdm
+        self.parts = parts
+        self.bar = tqdm(total=len(parts), desc=f"evaluating {spec.name}", position=1, leave=False, unit="part",
+                        dynamic_ncols=True)
+        self.bar.set_postfix_str(parts[0])
+
+    def next(self) -> None:
+        self.bar.update()
+        if self.bar.n < len(self.parts):
+            self.bar.set_postfix_str(self.parts[self.bar.n])
+        else:
+            self.bar.close()
+
+
 def evaluate(spec, cfg, dataset: GroundTruthDataset, model: BetaVAE, window: dict, steps: int, device,
              wall_time_s: float) -> dict:
     """The λβ-VAE's scores: the contents of its metrics.json (``row`` is its results-table
     row). MIG, SAP and I_m (metrics.study_metrics) on the codes of the seed's metric points."""
+    bar = progress(spec, ("codes", "MIG, SAP, I_m", "held-out NLL"))
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     codes = {k: encode(model, dataset, points[k], device) for k in ("train", "test")}
+    bar.next()
     scores = metrics.study_metrics(dataset.index_to_factors(points["train"]), codes["train"],
                                    dataset.index_to_factors(points["test"]), codes["test"],
                                    num_bins=cfg.num_bins, seed=spec.seed)
+    bar.next()
     heldout = heldout_columns(model, dataset, points, cfg, spec.seed, device)
+    bar.next()
     row = {
         "stage": spec.stage, "dataset": spec.dataset, "source": cfg.source, "beta": spec.beta,
         "lambda": spec.lam, "seed": spec.seed, "steps": steps, "status": "done",

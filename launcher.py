@@ -111,7 +111,7 @@ def make_stage(name: str, script: str, cfg, root: Path, specs: list, run_grid: C
 
 # --- command line -------------------------------------------------------------------------
 # Flags of this module taking a value / taking none; stripped from the argv echoed in hints.
-_VALUE_FLAGS = ("--launcher", "--partition", "--gpus-per-job", "--runs-per-job", "--cpus-per-job",
+_VALUE_FLAGS = ("--launcher", "--out", "--partition", "--gpus-per-job", "--runs-per-job", "--cpus-per-job",
                 "--mem-gb", "--time-min", "--max-parallel-jobs", "--slurm-arg")
 _SWITCHES = ("--status", "--collect")
 _SLURM_ONLY = ("partition", "gpus_per_job", "cpus_per_job", "mem_gb", "time_min", "max_parallel_jobs",
@@ -129,6 +129,9 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
                    help="count done / running / failed / pending runs (and queued jobs), then exit")
     g.add_argument("--collect", action="store_true",
                    help="rewrite results.csv, summary and figures from the finished runs, then exit")
+    g.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="with --collect: write results.csv, summary and figures to DIR instead of the results "
+                        "tree (which may be read-only); main_mine.py --eval-only: the folder for its results")
     g.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
     g.add_argument("--runs-per-job", type=int, default=None, metavar="K",
                    help="runs per job, trained as one pack (default 4)")
@@ -201,6 +204,8 @@ def config_argv(argv) -> list[str]:
 def check_flags(args: argparse.Namespace) -> None:
     """SystemExit with one line for a bad job option, or a Slurm-only flag without --launcher slurm."""
     job_options(args)
+    if getattr(args, "out", None) is not None and not (args.collect or getattr(args, "eval_only", None)):
+        raise SystemExit("--out: only used with --collect (or main_mine.py --eval-only)")
 
 
 def wanted(args: argparse.Namespace) -> bool:
@@ -212,7 +217,7 @@ def wanted(args: argparse.Namespace) -> bool:
 def dispatch(args: argparse.Namespace, stage: Stage) -> None:
     """Handle --collect, --status, or submit the grid to the launcher asked for."""
     if args.collect:
-        collect(stage)
+        collect(stage, out=args.out)
     if args.status:
         print_status(stage)
     if not (args.status or args.collect):
@@ -496,13 +501,17 @@ def make_executor(launcher: str, folder: Path, opts: JobOptions, name: str,
 
 
 # --- status and collect -------------------------------------------------------------------------
-def collect(stage: Stage) -> Path:
-    """Rewrite results.csv, summary and figures from every run that has a result."""
+def collect(stage: Stage, out: Path | None = None) -> Path:
+    """Rewrite results.csv, summary and figures from every run under the stage's tree that
+    has a result (the grid's and any other command's); to ``out`` if given (nothing is
+    written into the tree then, so a read-only tree can be summarised)."""
     rows = [r for r in map(runs.read_row, stage.specs) if r is not None]
-    root = stage.summarize(rows, stage.specs, stage.cfg)
+    with runs.outputs_to(stage.root, out):
+        root = stage.summarize(rows, stage.specs, stage.cfg)
     done = sum(r.get("status") == "done" for r in rows)
+    total = len(runs.read_csv(root / "results.csv"))
     print(f"collected {len(rows)} of {len(stage.specs)} runs ({done} done, {len(rows) - done} failed) "
-          f"into {root}/results.csv; summary and figures in {root}/")
+          f"into {root}/results.csv ({total} run(s) in all under {stage.root}); summary and figures in {root}/")
     missing = [s.name for s in stage.specs if runs.read_row(s) is None]
     if missing:
         print(f"missing {len(missing)}: " + "; ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))

@@ -63,12 +63,20 @@ from config import (
     mine_from_dict,
     validate_mine,
 )
-from evaluation import encode, encode_images, heldout_columns, heldout_split, metric_indices, train_window_columns
+from evaluation import (
+    encode,
+    encode_images,
+    heldout_columns,
+    heldout_split,
+    metric_indices,
+    progress,
+    train_window_columns,
+)
 from losses import MINE_LOSS_KEYS, mine_vae_loss
 from mine import estimate_mi
 from models import MINEDisentangleVAE, MutualInformationEstimator, latent_parts, num_parameters, to_float
 from runs import METRICS, RESULT_COLUMNS, BatchOrder, RunFailed, RunSpec, window_means
-from utils import atomic_write, read_csv, read_json, resolve_device, write_csv, write_json, write_text
+from utils import atomic_write, read_csv, resolve_device, write_csv, write_json, write_text
 
 STAGE = "mine"
 ROOT_NAME = "mine_results"
@@ -148,7 +156,7 @@ class MineRunState:
         self.shuffles.set_state(payload["shuffles"].cpu())
         self.step, self.log = payload["step"], payload["log"]
         for name in ("window", "interval_sum", "mine_interval"):
-            getattr(self, name).copy_(payload[name])
+            setattr(self, name, payload[name].to(getattr(self, name).device))   # its own window length
 
     def window_means(self) -> dict[str, float]:
         return window_means(self.window, self.step, LOG_KEYS)
@@ -161,7 +169,8 @@ def init_state(spec: RunSpec, cfg: MineConfig, channels: int, device) -> MineRun
     adam = dict(betas=cfg.adam_betas, eps=cfg.adam_eps)
     return MineRunState(model, estimator, torch.optim.Adam(model.parameters(), lr=cfg.lr, **adam),
                         torch.optim.Adam(estimator.parameters(), lr=cfg.mine_lr, **adam), noise, shuffles, 0,
-                        torch.zeros(cfg.loss_window, len(LOG_KEYS), device=device),
+                        # clamped to the run's length: the same means, no 2e9-step allocation
+                        torch.zeros(min(cfg.loss_window, spec.steps), len(LOG_KEYS), device=device),
                         torch.zeros(len(LOG_KEYS), device=device), torch.zeros(2, device=device), [])
 
 
@@ -218,9 +227,22 @@ def train(spec: RunSpec, cfg: MineConfig, dataset, device, position: int = 1,
     train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
     vae_order = BatchOrder(train_idx, cfg.batch_size, spec.seed)
     mine_order = BatchOrder(train_idx, cfg.batch_size, spec.seed + MINE_ORDER_OFFSET)
-    tic, tic_step = time.perf_counter(), state.step
     bar = tqdm(total=spec.steps, initial=state.step, desc=spec.name, position=position, leave=False,
                unit="step", dynamic_ncols=True)
+    saved = {"step": state.step}        # the step a rerun resumes from
+    try:
+        _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, heartbeat, saved)
+    except KeyboardInterrupt:           # Ctrl-C: one line, not a traceback
+        bar.close()
+        raise runs.Interrupted(f"interrupted at step {state.step} of {spec.name} (last checkpoint: step "
+                               f"{saved['step']}); rerun the same command to resume") from None
+    bar.close()
+    return state
+
+
+def _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, heartbeat, saved) -> None:
+    checkpoint = spec.checkpoint_path
+    tic, tic_step = time.perf_counter(), state.step
     while state.step < spec.steps:
         row = vae_step(state, _images(dataset, vae_order(state.step), device), cfg, VARIANT_SWITCHES[spec.variant])
         state.window[state.step % len(state.window)] = row
@@ -238,9 +260,8 @@ def train(spec: RunSpec, cfg: MineConfig, dataset, device, position: int = 1,
         if state.step % cfg.checkpoint_interval == 0 or state.step == spec.steps:
             _check_finite(state)
             state.save(checkpoint)
+            saved["step"] = state.step
             heartbeat()
-    bar.close()
-    return state
 
 
 def _check_finite(state: MineRunState) -> None:
@@ -286,6 +307,7 @@ def evaluate(spec: RunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE,
     """Metrics of a trained model: the contents of its metrics.json (``row`` is its
     results-table row). The caller writes the file last, as the run's done marker."""
     model.eval()
+    bar = progress(spec, ("codes and factor metrics", "post-hoc MINE", "held-out NLL"))
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     codes = encode(model, dataset, points["train"], device)
     parts = latent_parts_of(cfg)
@@ -313,8 +335,11 @@ def evaluate(spec: RunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE,
                  "metric_settings": {**study["settings"], "z_diff": zd["settings"], "z_min_var": zm["settings"],
                                      "z_min_var_active_latents": zm["num_active_dims"],
                                      "irs_diff_quantile": 0.99, "jemmig_num_bins": cfg.num_bins}}
+    bar.next()
     redundancy = posthoc_redundancy(codes, parts, cfg, spec.seed)
+    bar.next()
     heldout = heldout_columns(model, dataset, points, cfg, spec.seed, device)
+    bar.next()
     with torch.no_grad():
         attention = model.attend(torch.from_numpy(codes[:1000]).to(device))[1].mean(0).cpu().numpy()
     window = window or {}
@@ -440,8 +465,11 @@ def run_one(spec: RunSpec, cfg: MineConfig, dataset, device) -> dict | None:
     with runs.Claim([spec]) as claim:
         if not claim.todo:
             return claim.rows[0] if claim.rows else None
-        runs.write_run_config(spec, cfg, stage=STAGE, dataset=spec.dataset, variant=spec.variant, seed=spec.seed,
-                              steps=spec.steps)
+        failed = runs.set_aside_unreadable(spec, functools.partial(torch.load, map_location="cpu", weights_only=True))
+        if failed is not None:          # a corrupt checkpoint fails this run only
+            return failed
+        claim.write_config(spec, cfg, stage=STAGE, dataset=spec.dataset, variant=spec.variant, seed=spec.seed,
+                           steps=spec.steps)
         tic = time.perf_counter()
         try:
             state = train(spec, cfg, dataset, device, heartbeat=claim.touch)
@@ -460,12 +488,16 @@ def run_one(spec: RunSpec, cfg: MineConfig, dataset, device) -> dict | None:
 def run_grid(specs: list[RunSpec], cfg: MineConfig, retry_failed: bool = False) -> list[dict]:
     """Train and evaluate every run that is not finished; returns all rows (done, failed)."""
     device = resolve_device(cfg.device)
+    runs.check_identity(specs, cfg)         # before anything is reused, resumed or skipped as done
     todo = runs.runs_to_train(specs, retry_failed)
     print(f"{len(specs)} MINE-VAE runs, {len(specs) - len(todo)} already finished or failed, "
           f"{len(todo)} to train on {device}")
     data = {name: datasets.load_dataset(name, source=cfg.source, data_dir=cfg.data_dir, variant=cfg.mpi3d_variant)
             for name in dict.fromkeys(spec.dataset for spec in todo)}
+    if todo:        # the stage root is bound to these settings once something trains in it
+        runs.bind_results_dir(cfg, mine_root(cfg), MINE_RUN_DEFINING, write=True)
     for name, dataset in data.items():
+        runs.check_batch_fits(cfg, name, len(heldout_split(len(dataset), cfg.heldout_fraction)[0]))
         model, estimator = build_models(cfg, dataset.channels, 0, "cpu")
         print(f"{name}: {dataset!r}; MINE-VAE {num_parameters(model):,} parameters, "
               f"{cfg.mine_parts} statistics networks {num_parameters(estimator):,}")
@@ -500,7 +532,8 @@ def ablation_rows(rows: list[dict]) -> list[dict]:
             values = np.array([r[m] for r in group if r.get(m) is not None and math.isfinite(r[m])], float)
             out.append({"dataset": d, "variant": v, "metric": m, "n": int(values.size),
                         "mean": float(values.mean()) if values.size else None,
-                        "std": float(values.std(ddof=1)) if values.size > 1 else (0.0 if values.size else None)})
+                        # one seed has no sample std: empty, not a misleading 0
+                        "std": float(values.std(ddof=1)) if values.size > 1 else None})
     return out
 
 
@@ -526,14 +559,16 @@ def ablation_text(rows: list[dict]) -> str:
 def _mean_std(cell: dict) -> str:
     if not cell["n"]:
         return "n/a"
+    if cell["std"] is None:
+        return f"{cell['mean']:.4g} ± n/a"
     return f"{cell['mean']:.4g} ± {cell['std']:.2g}"
 
 
 def summarize(rows: list[dict], specs: list[RunSpec], cfg: MineConfig) -> Path:
     """Rewrite results.csv and the ablation table from all finished runs."""
-    root = mine_root(cfg)
+    root = runs.output_root(mine_root(cfg))
     rows = runs.write_results(root, rows, COLUMNS)
-    table = ablation_rows(rows)
+    table = ablation_rows(runs.figure_rows(rows, cfg, STAGE))     # never pools runs of other settings
     write_csv(root / "ablation.csv", table, ["dataset", "variant", "metric", "n", "mean", "std"])
     text = ablation_text(table)
     failed = [r for r in rows if r["status"] != "done"]
@@ -547,29 +582,50 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: MineConfig) -> Path:
 
 
 # --- evaluation of a saved checkpoint -------------------------------------------------------
-def eval_only(path: Path, args, ablation: bool) -> Path:
+def eval_only(path: Path, args, ablation: bool, out: Path | None = None) -> Path:
     """Evaluate a saved checkpoint.pt or weights .pth (metrics, traversal) without training.
 
     Settings: the run's config.json beside the file if there is one (then flags given
     on the command line override it), else the command line; dataset, variant and seed
     from that config.json's "run" entry, else the first of --datasets/--variants/--seeds.
-    Output: ``eval_<file stem>/`` beside the file (metrics.json, results.csv, figures)."""
+    Output: ``out`` (--out), else ``eval_<file stem>/`` beside the file (metrics.json,
+    results.csv, figures); checked writable before the evaluation starts."""
     if not path.is_file():
         raise ConfigError(f"--eval-only: {path} is not a file (give a run's checkpoint.pt or .pth weights)")
     saved_path = path.parent / "config.json"
     run = {}
     base = None
     if saved_path.exists():
-        saved = read_json(saved_path)
+        saved = runs.read_saved(saved_path)
+        if saved is None:
+            raise ConfigError(f"--eval-only: {saved_path} is unreadable; move it aside to evaluate with the "
+                              f"command line's settings")
         run = saved.pop("run", {})
         base = mine_from_dict(saved)
+    given = given_settings(args, MineConfig)
     if base is None:
         cfg = mine_from_args(args, ablation=ablation)
     else:   # the saved settings as they are (no preset re-applied), then the flags given
-        cfg = validate_mine(base.replace(**given_settings(args, MineConfig)))
-    dataset_name = run.get("dataset", cfg.datasets[0])
-    spec = RunSpec(STAGE, dataset_name, cfg.kl_weight, 0.0, int(run.get("seed", cfg.seeds[0])), cfg.steps,
-                   path.parent, variant=run.get("variant", cfg.variants[0]))
+        cfg = validate_mine(base.replace(**given))
+    # The run's cell (dataset, variant, seed): from its config.json, else from the flags,
+    # which then name one cell; a flag that disagrees with the saved run is an error, not ignored.
+    cell = {}
+    for key, flag in (("dataset", "datasets"), ("variant", "variants"), ("seed", "seeds")):
+        values = getattr(cfg, flag)
+        if key in run:
+            if flag in given and tuple(given[flag]) != (run[key],):
+                raise ConfigError(f"--eval-only: {path} is the run {key}={run[key]!r} (its config.json); drop "
+                                  f"--{flag} or give --{flag} {run[key]}")
+            cell[key] = run[key]
+        elif flag in given and len(values) > 1:
+            raise ConfigError(f"--eval-only evaluates one run: give one value of --{flag}, not {list(values)}")
+        else:
+            cell[key] = values[0]
+    dataset_name = cell["dataset"]
+    out = Path(out) if out is not None else path.parent / f"eval_{path.stem}"
+    runs.require_writable(out)          # before the evaluation, not after it
+    spec = RunSpec(STAGE, dataset_name, cfg.kl_weight, 0.0, int(cell["seed"]), cfg.steps,
+                   path.parent, variant=cell["variant"])
     device = resolve_device(cfg.device)
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
@@ -588,7 +644,6 @@ def eval_only(path: Path, args, ablation: bool) -> Path:
                           f"(latent_dim={cfg.latent_dim}, num_factors={cfg.num_factors}, ...): "
                           f"{first[1].strip() if len(first) > 1 else first[0]}") from None
     window = window_means(payload["window"], payload["step"], LOG_KEYS) if "window" in payload else None
-    out = path.parent / f"eval_{path.stem}"
     tic = time.perf_counter()
     result = evaluate(spec, cfg, dataset, model, device, window, payload.get("step"), wall_time_s=0.0)
     result["row"]["wall_time_s"] = time.perf_counter() - tic
@@ -603,9 +658,10 @@ def eval_only(path: Path, args, ablation: bool) -> Path:
 # --- command line -----------------------------------------------------------------------
 def launcher_stage(cfg: MineConfig, specs: list[RunSpec], argv=None, retry_failed: bool = False):
     return launcher.make_stage(STAGE, "main_mine.py", cfg, mine_root(cfg), specs, run_grid, summarize, argv,
-                               retry_failed=retry_failed, preflight=functools.partial(runs.check_data_present, cfg))
+                               retry_failed=retry_failed, preflight=functools.partial(runs.preflight, cfg, specs))
 
 
+@runs.one_line_errors
 def main(argv=None, description: str = "") -> Path:
     parser = runs.Parser(description=description)
     parser.add_argument("--ablation", action="store_true",
@@ -619,7 +675,8 @@ def main(argv=None, description: str = "") -> Path:
     if args.eval_only is not None:
         tic = time.perf_counter()
         try:
-            out = eval_only(args.eval_only, args, args.ablation)
+            launcher.check_flags(args)
+            out = eval_only(args.eval_only, args, args.ablation, out=args.out)
         except (ConfigError, RuntimeError) as err:
             parser.exit(2, f"{err}\n")
         except datasets.DataError as err:

@@ -24,7 +24,12 @@ the evaluation and its own columns.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import functools
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +38,19 @@ import numpy as np
 from tqdm import tqdm
 
 import data_files
-from config import ConfigError
+from config import STAGE_RUN_DEFINING, ConfigError
 from ground_truth import DataError
-from utils import LockHeld, RunLock, fmt_number, read_csv, read_json, remove_stale_temporaries, write_csv, write_json
+from utils import (
+    LockHeld,
+    RunLock,
+    atomic_write,
+    fmt_number,
+    read_csv,
+    read_json,
+    remove_stale_temporaries,
+    write_csv,
+    write_json,
+)
 
 LOCK = "lock"
 CHECKPOINT = "checkpoint.pt"
@@ -57,6 +72,11 @@ WEIGHTS_NAMES = {
     "lambda": "lambda_betavae_beta_{beta}_lambda_{lam}_seed_{seed}.pth",
     "mine": "mine_vae_{variant}_seed_{seed}.pth",
 }
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training, with the step reached; still a KeyboardInterrupt, so
+    every ``finally`` (locks) runs and nothing catches it by accident."""
 
 
 class RunFailed(RuntimeError):
@@ -98,7 +118,8 @@ class RunSpec:
         return self.run_dir / CHECKPOINT
 
     def is_done(self) -> bool:
-        return (self.run_dir / METRICS).exists()
+        """metrics.json is there and readable (a truncated one means: evaluate again)."""
+        return read_saved(self.run_dir / METRICS) is not None
 
     def is_failed(self) -> bool:
         return (self.run_dir / FAILED).exists()
@@ -122,24 +143,149 @@ def stage_root(cfg, root_name: str) -> Path:
     return Path("demo_results" if cfg.demo else ".") / root_name
 
 
-def bind_results_dir(cfg, root: Path, run_defining: tuple[str, ...]) -> None:
-    """Tie a stage root to the settings that define its runs: refuse settings that
-    differ from the ones it was made with, else record them in its config.json."""
+def setting_text(value) -> str:
+    """A setting as comparable text: lists space-separated, floats exact (repr), None empty;
+    the form of the settings columns of results.csv and of the flags in hints."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(setting_text(v) for v in value)
+    if isinstance(value, float) and not isinstance(value, bool):
+        return repr(value)
+    return str(value)
+
+
+def _flag(key: str, value) -> str:
+    return f"--{key.replace('_', '-')} {setting_text(value)}"
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def check_results_dir(root: Path) -> None:
+    """--results-dir must be (or be creatable as) a directory: /dev/null or a file is one line."""
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(f"config: {folder} is not a directory; give a directory (--results-dir, --out)")
+            return
+
+
+def bind_results_dir(cfg, root: Path, run_defining: tuple[str, ...], write: bool = False) -> None:
+    """Tie a stage root to the settings that define its runs: refuse settings that differ
+    from the ones it was made with. ``write`` records them in its config.json: only when
+    something is about to train, so --status, --collect or a command that fails before
+    training never binds (or writes into) a directory."""
+    check_results_dir(root)
     saved_path = root / CONFIG
     if saved_path.exists():
         try:
             saved = read_json(saved_path)
         except (OSError, ValueError) as err:
-            raise ConfigError(f"config: {saved_path} is unreadable ({err}); "
-                              f"move it aside or use another --results-dir") from None
+            raise ConfigError(f"config: {saved_path} is unreadable ({err}); move it aside or use another "
+                              f"--results-dir") from None
+        ours = cfg.to_dict()
         for key in run_defining:
-            ours = cfg.to_dict()[key]
-            ours = list(ours) if isinstance(ours, tuple) else ours
-            if key in saved and saved[key] != ours:
+            # A key the file lacks was not recorded by the version that made it: unknown, accepted.
+            if key in saved and saved[key] != _jsonable(ours[key]):
                 raise ConfigError(
-                    f"config: {root} was made with {key}={saved[key]!r}, not {ours!r}; "
-                    f"use another --results-dir or move that directory aside")
-    write_json(saved_path, cfg.to_dict())
+                    f"config: {root} was made with {key}={saved[key]!r}, not {_jsonable(ours[key])!r}; rerun with "
+                    f"{_flag(key, saved[key])} to add to it, or use another --results-dir")
+    if write:
+        write_json(saved_path, cfg.to_dict())
+
+
+def read_saved(path: Path) -> dict | None:
+    """A run's JSON file (metrics.json, failed.json), or None if it is missing or unreadable."""
+    try:
+        saved = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def _run_settings(run_dir: Path) -> dict | None:
+    """The settings in a run's own config.json; None without one. ConfigError if unreadable."""
+    path = run_dir / CONFIG
+    if not path.exists():
+        return None
+    saved = read_saved(path)
+    if saved is None:
+        raise ConfigError(f"config: {path} is unreadable; delete it to reuse the run as it is (its settings then "
+                          f"count as unknown), or move the run folder aside to train it anew")
+    return saved
+
+
+def identity_conflicts(spec: RunSpec, cfg) -> list[str]:
+    """The run-defining settings the run's folder was made with that ``cfg`` does not
+    share, as "key=stored" texts. A folder without config.json or without a key (made
+    before the key was recorded) counts as unknown and agrees."""
+    saved = _run_settings(spec.run_dir)
+    if saved is None:
+        return []
+    ours = cfg.to_dict()
+    return [key for key in STAGE_RUN_DEFINING[spec.stage]
+            if key in saved and key in ours and saved[key] != _jsonable(ours[key])]
+
+
+def check_identity(specs: list[RunSpec], cfg) -> None:
+    """Refuse to reuse (resume, or skip as done or failed) any run whose folder was made
+    with other run-defining settings: one line naming the setting, the stored value and
+    the fix. Folders with nothing to reuse (no checkpoint, no result) are retrained anyway."""
+    conflicts = []
+    for spec in specs:
+        if any((spec.run_dir / name).exists() for name in (CHECKPOINT, METRICS, FAILED)):
+            keys = identity_conflicts(spec, cfg)
+            if keys:
+                conflicts.append((spec, keys[0]))
+    if not conflicts:
+        return
+    spec, key = conflicts[0]
+    stored = read_json(spec.run_dir / CONFIG)[key]
+    more = f" (and {len(conflicts) - 1} more run(s))" if len(conflicts) > 1 else ""
+    raise ConfigError(
+        f"config: {spec.run_dir} was made with {key}={stored!r}, not {_jsonable(cfg.to_dict()[key])!r}{more}; "
+        f"rerun with {_flag(key, stored)} to reuse it, or use another --results-dir (or move the run folder "
+        f"aside) to train it anew")
+
+
+def command_flags(cfg, base, always: tuple[str, ...], keys: tuple[str, ...], lead: tuple[str, ...] = ()) -> str:
+    """Command-line flags that reproduce ``cfg`` from ``base`` (the defaults, or the demo
+    preset): the ``always`` settings, and each of ``keys`` that differs from ``base``."""
+    ours, theirs = cfg.to_dict(), base.to_dict()
+    flags = list(lead) + [_flag(k, ours[k]) for k in always]
+    flags += [_flag(k, ours[k]) for k in keys if k not in always and ours[k] != theirs[k] and ours[k] is not None]
+    return " ".join(flags)
+
+
+def require_writable(folder: Path) -> None:
+    """Fail now, in one line, if ``folder`` cannot be created or written (not after an
+    hour of work that then cannot be saved)."""
+    folder = Path(folder)
+    check_results_dir(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_write(folder / ".write_test"):
+            pass
+        (folder / ".write_test").unlink()
+    except OSError as err:
+        raise ConfigError(f"config: cannot write into {folder} ({err.strerror or err}); choose a writable "
+                          f"folder (--out DIR)") from None
+
+
+def check_batch_fits(cfg, name: str, train_images: int) -> None:
+    """A batch larger than the training images would repeat images within one step."""
+    if cfg.batch_size > train_images:
+        raise ConfigError(f"config: --batch-size {cfg.batch_size} is larger than the {train_images:,} training "
+                          f"images of {name}; use at most {train_images:,}")
+
+
+def preflight(cfg, specs: list[RunSpec]) -> None:
+    """What a cluster submission checks before it queues anything: the data files, and
+    that no run folder it would reuse was made with other settings."""
+    check_data_present(cfg)
+    check_identity(specs, cfg)
 
 
 def check_data_present(cfg) -> None:
@@ -166,7 +312,7 @@ class Claim:
     ``touch`` refreshes the locks' heartbeat (call it at every checkpoint)."""
 
     def __init__(self, specs: list[RunSpec]):
-        self.specs, self.locks, self.todo, self.rows = specs, [], [], []
+        self.specs, self.locks, self.todo, self.rows, self.configs = specs, [], [], [], {}
 
     def __enter__(self) -> Claim:
         try:
@@ -188,9 +334,21 @@ class Claim:
             raise
         return self
 
+    def write_config(self, spec: RunSpec, cfg, **identity) -> None:
+        """``write_run_config``, remembered so that a heartbeat can write it again."""
+        self.configs[spec.run_dir] = (spec, cfg, identity)
+        write_run_config(spec, cfg, **identity)
+
     def touch(self) -> None:
         for lock in self.locks:
-            lock.touch()
+            if not lock.touch():
+                # Someone deleted the run's folder while it trained: its files are written
+                # again from here on (config.json now, checkpoint at this checkpoint).
+                run_dir = lock.path.parent
+                tqdm.write(f"warning: {run_dir} was deleted while training; writing its files again")
+                if run_dir in self.configs:
+                    spec, cfg, identity = self.configs[run_dir]
+                    write_run_config(spec, cfg, **identity)
 
     def release(self) -> None:
         for lock in self.locks:
@@ -221,17 +379,48 @@ def mark_failed(spec: RunSpec, step: int, reason: str, **columns) -> dict:
 
 
 def read_row(spec: RunSpec) -> dict | None:
-    """The results row of a done or failed run; None if it has none yet."""
+    """The results row of a done or failed run; None if it has none yet (or only an
+    unreadable metrics.json: the run is evaluated again)."""
     for name in (METRICS, FAILED):
-        path = spec.run_dir / name
-        if path.exists():
-            saved = read_json(path)
+        saved = read_saved(spec.run_dir / name)
+        if saved is not None:
             return saved.get("row", saved)
     return None
 
 
 def runs_to_train(specs: list[RunSpec], retry_failed: bool) -> list[RunSpec]:
-    return [s for s in specs if not s.is_done() and (retry_failed or not s.is_failed())]
+    todo = [s for s in specs if not s.is_done() and (retry_failed or not s.is_failed())]
+    for spec in todo:
+        if (spec.run_dir / METRICS).exists():
+            print(f"{spec.run_dir / METRICS} is unreadable: {spec.name} is evaluated again "
+                  f"(from its checkpoint; trained again if it has none)")
+    return todo
+
+
+def set_aside_unreadable(spec: RunSpec, load) -> dict | None:
+    """Mark the run failed if the file it would start from cannot be read by ``load``:
+    its checkpoint.pt (moved aside to checkpoint.pt.corrupt, so --retry-failed trains it
+    again from step 0), or, without one, the weights it continues (``init_from``, left
+    alone: it belongs to another run). Returns the failed row, or None if all is readable.
+    Call it while holding the run's lock."""
+    path = spec.checkpoint_path if spec.checkpoint_path.exists() else spec.init_from
+    if path is None or not Path(path).exists():
+        return None
+    try:
+        load(path)
+        return None
+    except Exception as err:        # torch raises many types for a file that is not a checkpoint
+        why = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:120] if str(err).strip() else ''}"
+    if path == spec.checkpoint_path:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        reason = (f"{path} is unreadable ({why}); moved aside to {aside.name}; --retry-failed trains the run "
+                  f"again from step 0")
+    else:
+        reason = (f"the weights it continues, {path}, are unreadable ({why}); train that run again (move its "
+                  f"folder aside and rerun its stage), then rerun this one with --retry-failed")
+    tqdm.write(f"failed: {spec.name}: {reason}")
+    return mark_failed(spec, 0, reason)
 
 
 def window_means(window, step: int, keys) -> dict[str, float]:
@@ -270,16 +459,159 @@ class BatchOrder:
 
 
 # --- the stage's table ----------------------------------------------------------------------
+# Where --collect --out sends a stage's tables and figures: {output folder: the tree it
+# reads} and back. Module state, set only for the duration of one ``outputs_to`` block.
+_SOURCES: dict[Path, Path] = {}
+_REDIRECTS: dict[Path, Path] = {}
+
+
+@contextlib.contextmanager
+def outputs_to(root: Path, out: Path | None):
+    """Within this block a stage's summary of ``root`` is written to ``out`` (a read-only
+    results tree can still be summarised); ``output_root`` gives the folder to write."""
+    if out is None:
+        yield
+        return
+    _SOURCES[Path(out)] = Path(root)
+    _REDIRECTS[Path(root)] = Path(out)
+    try:
+        yield
+    finally:
+        _SOURCES.pop(Path(out), None)
+        _REDIRECTS.pop(Path(root), None)
+
+
+def output_root(root: Path) -> Path:
+    """The folder a stage's summary of ``root`` is written to: ``root`` unless redirected."""
+    return _REDIRECTS.get(Path(root), Path(root))
+
+
+def _grid_order(row: dict):
+    from ground_truth import DATASET_NAMES
+    dataset = row.get("dataset")
+    return (str(row.get("stage")), DATASET_NAMES.index(dataset) if dataset in DATASET_NAMES else len(DATASET_NAMES),
+            str(dataset), float(row.get("beta") or 0), float(row.get("lambda") or 0), str(row.get("variant") or ""),
+            int(row.get("seed") or 0))
+
+
+def _row_key(row: dict) -> tuple:
+    return tuple(str(row.get(k)) for k in ("stage", "dataset", "beta", "lambda", "variant", "seed"))
+
+
+def setting_columns(stage: str) -> dict[str, str]:
+    """{setting: its column} of a stage's run-defining settings. A setting that already is a
+    results column (source, latent_dim, kl_weight) is that column; ``steps`` is the run's
+    step target, ``config_steps``, since the ``steps`` column is the step a run reached."""
+    return {key: ("config_" + key if key == "steps" else key) for key in STAGE_RUN_DEFINING.get(stage, ())}
+
+
+def scan_rows(root: Path) -> list[dict]:
+    """The rows of every done or failed run under ``root``, whichever command made it,
+    each with its run-defining settings from its own config.json (None: not recorded).
+    An unreadable metrics.json is reported and left out (its run is evaluated again)."""
+    rows = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d != "slurm" and not d.startswith("eval_"))
+        if METRICS not in files and FAILED not in files:
+            continue
+        folder = Path(folder)
+        saved = read_saved(folder / METRICS) if METRICS in files else None
+        if saved is None and METRICS in files:
+            print(f"{folder / METRICS} is unreadable: left out of the tables; rerun the grid to evaluate it again")
+        if saved is None and FAILED in files:
+            saved = read_saved(folder / FAILED)
+        row = saved.get("row", saved) if saved is not None and "evaluated_file" not in saved else None
+        if not isinstance(row, dict) or row.get("stage") not in STAGE_RUN_DEFINING:
+            continue
+        settings = read_saved(folder / CONFIG) or {}
+        row = dict(row)
+        for key, column in setting_columns(row["stage"]).items():
+            if row.get(column) is None:
+                row[column] = setting_text(settings.get(key)) if key in settings else None
+        rows.append(row)
+    return rows
+
+
 def write_results(root: Path, rows: list[dict], columns: list[str]) -> list[dict]:
-    """Rewrite results.csv; returns the rows read back, so that every table and figure
-    after it is drawn from the file itself."""
-    write_csv(root / "results.csv", rows, columns)
+    """Rewrite results.csv with every run found under the stage's tree (not only the rows
+    of this command's grid: runs of earlier commands stay in the aggregate) and ``rows``
+    not found there; the run-defining settings follow as columns. Returns the rows read
+    back, so that every table and figure after it is drawn from the file itself."""
+    found = scan_rows(_SOURCES.get(Path(root), Path(root)))
+    keys = {_row_key(r) for r in found}
+    merged = sorted(found + [r for r in rows if _row_key(r) not in keys], key=_grid_order)
+    extra = {}
+    for row in merged:
+        extra.update(dict.fromkeys(setting_columns(row.get("stage")).values()))
+    write_csv(root / "results.csv", merged, columns + [c for c in extra if c not in columns])
     return read_csv(root / "results.csv")
 
 
+def figure_rows(rows: list[dict], cfg, stage: str) -> list[dict]:
+    """The rows a figure may pool: all of them when the finished runs share their
+    run-defining settings; else those with this command's settings, with a line saying
+    which settings differ and that results.csv and the summary keep every run apart."""
+    done = [r for r in rows if r.get("status") == "done"]
+    ours = cfg.to_dict()
+    differ = {}
+    for key, column in setting_columns(stage).items():
+        values = {setting_text(r.get(column)) for r in done if r.get(column) is not None}
+        if len(values) > 1:
+            differ[key] = (column, values)
+    if not differ:
+        return rows
+    keep = [r for r in rows if all(r.get(c) is None or setting_text(r.get(c)) == setting_text(ours.get(k))
+                                   for k, (c, _) in differ.items())]
+    kept = sum(r.get("status") == "done" for r in keep)
+    what = "; ".join(f"{k}: {', '.join(sorted(v))}" for k, (_, v) in differ.items())
+    print(f"note: the finished runs differ in run-defining settings ({what}); figures show the {kept} run(s) with "
+          f"this command's values; results.csv and the summary list every run with its settings")
+    return keep
+
+
 def report_missing(rows: list[dict], specs: list[RunSpec]) -> None:
-    if len(specs) > len(rows):
-        print(f"note: {len(specs) - len(rows)} of {len(specs)} runs have no results yet; figures show what exists")
+    missing = sum(read_row(s) is None for s in specs)
+    if missing:
+        print(f"note: {missing} of {len(specs)} runs have no results yet; figures show what exists")
+    extra = len(rows) - (len(specs) - missing)
+    if extra > 0:
+        print(f"note: the tables also hold {extra} run(s) outside this command's grid (made by earlier commands)")
+
+
+def one_line_errors(main):
+    """A command's entry point with user errors as one line on stderr, never a traceback:
+    bad settings (exit 2), data errors (2), an unwritable or full disk (1), Ctrl-C (130)."""
+    from ground_truth import DataError
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except Interrupted as err:
+            code, line = 130, str(err)
+        except KeyboardInterrupt:
+            code, line = 130, "interrupted; rerun the same command to resume from the last checkpoints"
+        except ConfigError as err:
+            code, line = 2, str(err)
+        except DataError as err:
+            code, line = 2, f"data error: {err}"
+        except OSError as err:
+            code, line = 1, os_error_line(err)
+        sys.stderr.write(line + "\n")
+        raise SystemExit(code)
+    return wrapper
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for a file-system error, with what to do about it."""
+    where = err.filename or ""
+    what = err.strerror or str(err)
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}: {what}; free some space (or use another --results-dir), then rerun to resume"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return (f"cannot write {where}: {what}; use a writable --results-dir (a read-only one can be inspected "
+                f"with --status, or summarised with --collect --out DIR)")
+    return f"{where}: {what}" if where else f"file error: {what}"
 
 
 def train_here(specs: list[RunSpec], cfg, run_grid, summarize, parser: argparse.ArgumentParser,
@@ -287,6 +619,9 @@ def train_here(specs: list[RunSpec], cfg, run_grid, summarize, parser: argparse.
     """Train and evaluate the grid's missing runs on this machine, then summarize the
     stage; ``outputs`` says what the stage root holds, for the last line printed."""
     print("resolved config:\n" + cfg.to_json())
+    if cfg.demo:
+        print("--demo: procedural stand-ins and the demo preset of small, short runs (--help lists what it "
+              "sets; flags given on the command line win)")
     check_data_present(cfg)
     tic = time.perf_counter()
     try:

@@ -15,6 +15,7 @@ with results.csv, summary.txt and the figures across datasets at the stage root.
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import math
 import sys
@@ -30,11 +31,11 @@ import datasets
 import launcher
 import runs
 import visualizations as vis
-from config import RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
-from evaluation import evaluate, metric_indices
+from config import RUN_DEFINING, STAGE_RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
+from evaluation import evaluate, heldout_split, metric_indices
 from models import BetaVAE, num_parameters
 from runs import RESULT_COLUMNS, RunSpec
-from training import ImageFeed, RunResult, checkpoint_step, save_weights, train_pack
+from training import ImageFeed, RunResult, checkpoint_step, load_state, save_weights, train_pack
 from utils import fmt_number, mean_std, resolve_device, write_csv, write_text
 
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
@@ -74,13 +75,9 @@ def lambda_specs(cfg: Config) -> list[RunSpec]:
 def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> list[dict]:
     """Train and evaluate every run that is not finished; returns all rows (done, failed)."""
     device = resolve_device(cfg.device)
+    runs.check_identity(specs, cfg)         # before anything is reused, resumed or skipped as done
     todo = runs.runs_to_train(specs, retry_failed)
-    missing_parents = sorted({str(s.init_from) for s in todo if s.init_from and not s.init_from.exists()})
-    if missing_parents:
-        raise SystemExit(
-            f"missing β checkpoint {missing_parents[0]}" +
-            (f" (and {len(missing_parents) - 1} more)" if len(missing_parents) > 1 else "") +
-            f": train it first with `python main_beta.py {_grid_flags(cfg)}`")
+    check_parents(todo, cfg)
     print(f"{len(specs)} runs in the grid, {len(specs) - len(todo)} already finished or failed, "
           f"{len(todo)} to train on {device}")
     # Open (and so validate) every dataset before training anything: a bad file should
@@ -89,7 +86,11 @@ def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> l
                                         variant=cfg.mpi3d_variant)
             for name in dict.fromkeys(spec.dataset for spec in todo)}
     for name, dataset in data.items():
+        runs.check_batch_fits(cfg, name, len(heldout_split(len(dataset), cfg.heldout_fraction)[0]))
         print(f"{name}: {dataset!r}; model {num_parameters(BetaVAE(dataset.channels, cfg.latent_dim)):,} parameters")
+    if todo:        # the stage root is bound to these settings once something trains in it
+        stage = todo[0].stage
+        runs.bind_results_dir(cfg, stage_root(cfg, stage), STAGE_RUN_DEFINING[stage], write=True)
     pack_size = cfg.pack_size or default_pack_size(device)
     if device.type == "cuda":
         # Pick the fastest convolution algorithms for the pack's fixed shapes. GPU runs are
@@ -110,15 +111,39 @@ def run_pack(specs: list[RunSpec], cfg: Config, dataset, device, feed: ImageFeed
     draw each as it leaves the pack. Returns their rows; runs another process holds are
     skipped."""
     with runs.Claim(specs) as claim:
+        rows, todo = claim.rows, []
         for spec in claim.todo:
-            runs.write_run_config(spec, cfg, stage=spec.stage, dataset=spec.dataset, beta=spec.beta,
-                                  **{"lambda": spec.lam}, seed=spec.seed, steps=spec.steps, init_from=spec.init_from)
-        rows, tic = claim.rows, time.perf_counter()
-        if claim.todo:
-            for result in train_pack(claim.todo, cfg, dataset, device, feed=feed, heartbeat=claim.touch):
-                rows.append(complete_run(result, cfg, dataset, device, pack_size=len(claim.todo),
+            failed = runs.set_aside_unreadable(spec, load_state)   # a corrupt checkpoint fails its run only
+            if failed is not None:
+                rows.append(failed)
+                continue
+            claim.write_config(spec, cfg, stage=spec.stage, dataset=spec.dataset, beta=spec.beta,
+                               **{"lambda": spec.lam}, seed=spec.seed, steps=spec.steps, init_from=spec.init_from)
+            todo.append(spec)
+        tic = time.perf_counter()
+        if todo:
+            for result in train_pack(todo, cfg, dataset, device, feed=feed, heartbeat=claim.touch):
+                rows.append(complete_run(result, cfg, dataset, device, pack_size=len(todo),
                                          wall_time_s=time.perf_counter() - tic))
     return rows
+
+
+def check_parents(todo: list[RunSpec], cfg: Config) -> None:
+    """λ runs need the final weights of their β runs: one line naming the first missing
+    one, why (not trained yet, or failed) and the β command that trains it."""
+    # The β runs continued must have this command's β settings (a λ run made with
+    # --steps 8 must not continue weights trained for 4).
+    runs.check_identity([RunSpec("beta", s.dataset, s.beta, 0.0, s.seed, cfg.steps, s.init_from.parent)
+                         for s in todo if s.init_from], cfg)
+    missing = sorted({s.init_from for s in todo if s.init_from and not s.init_from.exists()})
+    if not missing:
+        return
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    failed = runs.read_saved(missing[0].parent / runs.FAILED)
+    why = f": that β run failed ({failed.get('reason')})" if failed else ""
+    retry = " --retry-failed" if failed else ""
+    raise SystemExit(f"missing β checkpoint {missing[0]}{more}{why}; train it first with "
+                     f"`python main_beta.py {_grid_flags(cfg)}{retry}`")
 
 
 def complete_run(result: RunResult, cfg: Config, dataset, device, pack_size: int, wall_time_s: float) -> dict:
@@ -166,10 +191,11 @@ def _postfix(row: dict) -> str:
 
 
 def _grid_flags(cfg: Config) -> str:
-    if cfg.demo:
-        return "--demo"
-    return (f"--datasets {' '.join(cfg.datasets)} --beta {' '.join(map(fmt_number, cfg.betas))} "
-            f"--seeds {' '.join(map(str, cfg.seeds))} --steps {cfg.steps}")
+    """The flags that make main_beta.py train the β runs this λ grid continues: the grid,
+    where it lives, and every β run-defining setting that differs from its preset."""
+    base = from_args(argparse.Namespace(demo=cfg.demo))
+    return runs.command_flags(cfg, base, always=("datasets", "betas", "seeds"),
+                              keys=("results_dir", "data_dir") + RUN_DEFINING, lead=("--demo",) if cfg.demo else ())
 
 
 # --- tables -----------------------------------------------------------------------------
@@ -180,15 +206,23 @@ SUMMARY_METRICS = ("train_window_nll", "heldout_recon", "heldout_mean_image_nll"
 def summary_text(rows: list[dict], stage: str) -> str:
     """mean ± std over seeds per (dataset, β[, λ]) of every reported number."""
     done = [r for r in rows if r["status"] == "done"]
+    # Runs made with other run-defining settings are never pooled: they get their own lines.
+    columns = runs.setting_columns(stage)
+    varying = [k for k, c in columns.items() if len({runs.setting_text(r.get(c)) for r in done}) > 1]
     groups = defaultdict(list)
     for r in done:
-        groups[(r["dataset"], r["beta"], r["lambda"])].append(r)
+        settings = " ".join(f"{k}={runs.setting_text(r.get(columns[k])) or '?'}" for k in varying)
+        groups[(r["dataset"], r["beta"], r["lambda"], settings)].append(r)
     lines = [f"{ROOT_NAMES[stage]}: mean ± std over seeds (sample std, ddof=1)",
              "train_window_nll = mean training BCE over the last loss_window steps (the paper's 'NLL');",
              "heldout_neg_elbo = negative ELBO on images never trained on; MI-based metrics use",
-             "20-bin histograms of encoder means on the train metric points; SAP = discrete LinearSVC variant.", ""]
-    for (d, b, lam), group in sorted(groups.items()):
-        key = f"{d:9s} β={fmt_number(b):>3s}" + (f" λ={fmt_number(lam):>3s}" if stage == "lambda" else "")
+             "num_bins-bin histograms (20 in the paper) of encoder means on the train metric points;",
+             "SAP = discrete LinearSVC variant. Settings of every run: the columns of results.csv.", ""]
+    if varying:
+        lines.insert(-1, f"The runs differ in {', '.join(varying)}: each line pools runs of one setting only.")
+    for (d, b, lam, settings), group in sorted(groups.items()):
+        key = (f"{d:9s} β={fmt_number(b):>3s}" + (f" λ={fmt_number(lam):>3s}" if stage == "lambda" else "")
+               + (f" [{settings}]" if settings else ""))
         cells = "  ".join(f"{m}={mean_std([r.get(m) for r in group])}" for m in SUMMARY_METRICS)
         lines.append(f"{key}  n={len(group)}  {cells}")
     failed = [r for r in rows if r["status"] != "done"]
@@ -207,46 +241,60 @@ def percent_change_rows(rows: list[dict]) -> list[dict]:
         for key, _ in vis.STUDY_METRICS:
             lambdas, betas, grid = vis.seed_mean_grid(rows, ds, key)
             if 1.0 not in betas or 0.0 not in lambdas:
+                # Said, not skipped in silence: the table is empty for a reason.
+                out.append({"dataset": ds, "metric": key, "percent_change": math.nan,
+                            "note": NO_BASELINE})
                 continue
             base = grid[lambdas.index(0.0), betas.index(1.0)]
+            note = "" if base and math.isfinite(base) else f"baseline is {base:g}: no percent change"
             for i, lam in enumerate(lambdas):
                 for j, beta in enumerate(betas):
-                    change = 100 * (grid[i, j] - base) / abs(base) if base and math.isfinite(base) else math.nan
+                    change = 100 * (grid[i, j] - base) / abs(base) if not note else math.nan
                     out.append({"dataset": ds, "metric": key, "beta": beta, "lambda": lam,
                                 "seed_mean": grid[i, j], "baseline_beta1_lambda0": base,
-                                "percent_change": change})
+                                "percent_change": change,
+                                "note": note or ("" if math.isfinite(change) else "no finished run in this cell")})
     return out
+
+
+NO_BASELINE = "no finished (β=1, λ=0) run: train it (--beta 1 --lambda 0) to get percent changes"
 
 
 def percent_change_text(change_rows: list[dict]) -> str:
     """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
-    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; nan where the baseline is 0.", ""]
+    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; n/a where the baseline is 0",
+             "or a cell has no finished run (percent_change.csv says which in its note column).", ""]
     blocks = defaultdict(list)
     for r in change_rows:
         blocks[(r["dataset"], r["metric"])].append(r)
     for (ds, metric), rows in blocks.items():
+        if rows[0].get("note") == NO_BASELINE:
+            lines += [f"{ds} {metric}: {NO_BASELINE}", ""]
+            continue
         lambdas = sorted({r["lambda"] for r in rows})
         lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
         lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s}" for v in lambdas))
         for beta in sorted({r["beta"] for r in rows}):
             cells = {r["lambda"]: r["percent_change"] for r in rows if r["beta"] == beta}
-            lines.append(f"{fmt_number(beta):>8s} " + "".join(f"{cells.get(v, math.nan):+8.1f}%" for v in lambdas))
+            lines.append(f"{fmt_number(beta):>8s} " + "".join(
+                f"{cells[v]:+8.1f}%" if math.isfinite(cells.get(v, math.nan)) else f"{'n/a':>9s}" for v in lambdas))
         lines.append("")
     return "\n".join(lines)
 
 
 def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> Path:
     """Rewrite the results table, summary and aggregate figures from all finished runs."""
-    root = stage_root(cfg, stage)
+    root = runs.output_root(stage_root(cfg, stage))
     rows = runs.write_results(root, rows, RESULT_COLUMNS)
     write_text(root / "summary.txt", summary_text(rows, stage))
-    if cfg.figures and any(r["status"] == "done" for r in rows):
+    pooled = runs.figure_rows(rows, cfg, stage)
+    if cfg.figures and any(r["status"] == "done" for r in pooled):
         if stage == "beta":
-            vis.metric_boxplots(rows, root / "metric_boxplots_across_datasets.png")
+            vis.metric_boxplots(pooled, root / "metric_boxplots_across_datasets.png")
         else:
-            vis.lambda_heatmaps(rows, root / "metric_heatmaps_across_datasets.png")
+            vis.lambda_heatmaps(pooled, root / "metric_heatmaps_across_datasets.png")
     if stage == "lambda":
-        change = percent_change_rows(rows)
+        change = percent_change_rows(pooled)
         write_csv(root / "percent_change.csv", change)
         write_text(root / "percent_change.txt", percent_change_text(change))
     runs.report_missing(rows, specs)
@@ -259,11 +307,12 @@ def launcher_stage(stage: str, cfg: Config, specs: list[RunSpec], argv=None, ret
     stage's runs."""
     return launcher.make_stage(stage, f"main_{stage}.py", cfg, stage_root(cfg, stage), specs, run_grid,
                                functools.partial(summarize, stage=stage), argv, retry_failed,
-                               preflight=functools.partial(runs.check_data_present, cfg),
+                               preflight=functools.partial(runs.preflight, cfg, specs),
                                parent_root=stage_root(cfg, "beta") if stage == "lambda" else None,
                                parent_script="main_beta.py" if stage == "lambda" else None)
 
 
+@runs.one_line_errors
 def main(stage: str, argv=None, description: str = "") -> Path:
     parser = runs.Parser(description=description)
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")

@@ -31,7 +31,7 @@ from engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, membe
 from evaluation import heldout_split
 from ground_truth import IMAGE_SIZE, GroundTruthDataset
 from models import BetaVAE
-from runs import BatchOrder, RunFailed, RunSpec, window_means
+from runs import BatchOrder, Interrupted, RunFailed, RunSpec, window_means
 from utils import atomic_write, write_csv
 
 
@@ -92,6 +92,11 @@ def load_weights(path: Path, model: BetaVAE, device) -> None:
     model.load_state_dict(state)
 
 
+def load_state(path: Path) -> dict:
+    """A checkpoint or weights file, read whole on the CPU (a check that it is readable)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def save_weights(model: BetaVAE, path: Path) -> None:
     with atomic_write(path) as f:
         torch.save(model.state_dict(), f)
@@ -103,7 +108,10 @@ def checkpoint_step(spec: RunSpec) -> int:
     path = spec.checkpoint_path
     if not path.exists():
         return 0
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:       # unreadable: -1 packs it alone; run_pack marks the run failed
+        return -1
 
 
 @dataclass
@@ -146,7 +154,9 @@ class Pack:
         generator.manual_seed(spec.seed)
         return {"model": initial_weights(spec, self.channels, self.cfg.latent_dim), "optimizer": None,
                 "generator": generator.get_state(), "step": 0,
-                "window": torch.zeros(self.cfg.loss_window, len(LOSS_KEYS)),
+                # A window longer than the run would only hold zeros (and --loss-window 2e9
+                # would allocate 32 GB): the train-window means are the same with it clamped.
+                "window": torch.zeros(min(self.cfg.loss_window, spec.steps), len(LOSS_KEYS)),
                 "interval_sum": torch.zeros(len(LOSS_KEYS)), "log": []}
 
     def _build(self, specs, payloads, step) -> None:
@@ -265,6 +275,20 @@ def train_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, d
     name = specs[0].name if len(specs) == 1 else f"{specs[0].dataset} pack of {len(specs)}"
     bar = tqdm(total=steps, initial=pack.step, desc=name, position=position, leave=False, unit="step",
                dynamic_ncols=True)
+    pack.saved_step = pack.step       # the step a rerun resumes from
+    try:
+        yield from _train_steps(pack, cfg, feed, steps, bar, heartbeat)
+    except KeyboardInterrupt:           # Ctrl-C: one line, not torch's 30-line traceback
+        bar.close()
+        raise Interrupted(f"interrupted at step {pack.step} of {name} (last checkpoint: step {pack.saved_step}); "
+                          f"rerun the same command to resume") from None
+    bar.close()
+    for k in range(len(pack)):      # also when resumed at the last step: nothing left to train
+        yield pack.result(k)
+
+
+def _train_steps(pack: Pack, cfg: Config, feed: ImageFeed, steps: int, bar, heartbeat) -> Iterator[RunResult]:
+    """train_pack's loop: steps, checks, logs and checkpoints; yields the runs that fail."""
     tic, tic_step = time.perf_counter(), pack.step
     while len(pack) and pack.step < steps:
         pack.train_step(feed)
@@ -283,10 +307,8 @@ def train_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, d
             tic, tic_step = time.perf_counter(), pack.step
         if at_checkpoint:
             pack.save()
+            pack.saved_step = pack.step
             heartbeat()
-    bar.close()
-    for k in range(len(pack)):      # also when resumed at the last step: nothing left to train
-        yield pack.result(k)
 
 
 def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, **kwargs) -> RunResult:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
 import re
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,21 +26,60 @@ import numpy as np
 TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the kernel tells it
+    (/proc/self/status, Linux >= 4.7); elsewhere set-and-restore under a lock."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode an ordinary new file gets (open(..., "w")): 0o666 less the umask."""
+    return 0o666 & ~current_umask()
+
+
+def no_space(path, err: BaseException) -> bool:
+    """Whether a failed write of ``path`` ran out of disk space. torch.save reports a full
+    disk as RuntimeError("... unexpected pos ..."), without errno, so ask the disk too."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(err, RuntimeError):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(Path(path).parent).free < (1 << 20)
+    return False
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
-    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success."""
+    """Open a temporary sibling of ``path`` for writing; rename it over ``path`` on success.
+    The file gets the mode the umask gives ordinary files (mkstemp creates it 0600, which
+    would hide results from the group on a shared cluster). A full disk is reported as
+    OSError(ENOSPC) naming ``path``, whatever the writer raised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if no_space(path, err):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
         raise
 
 
@@ -135,15 +177,22 @@ def resolve_device(name: str = "auto"):
 
 
 def fmt_number(x: float) -> str:
-    """β and λ as they appear in directory names and tables: 1, 4, 0.5 (not 1.0)."""
-    return f"{x:g}"
+    """β and λ as they appear in directory names and tables: 1, 4, 0.5 (not 1.0), and
+    exact: the shortest text that reads back as the same float (repr), so two values
+    never share a run folder (4 and 4.0000001 are "4" and "4.0000001", not both "4")."""
+    x = float(x) + 0.0                       # -0.0 -> 0.0: one folder for zero
+    text = repr(x)
+    return text[:-2] if text.endswith(".0") else text
 
 
 def mean_std(values) -> str:
+    """mean ± sample std; one value has no std ("± n/a", not a misleading "± 0.0000")."""
     values = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if values.size == 0:
         return "n/a"
-    return f"{values.mean():.4f} ± {values.std(ddof=1) if values.size > 1 else 0.0:.4f}"
+    if values.size == 1:
+        return f"{values[0]:.4f} ± n/a"
+    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
 class LockHeld(RuntimeError):
@@ -173,7 +222,7 @@ class RunLock:
         me = f"{socket.gethostname()} {os.getpid()}"
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)   # less the umask
             except FileExistsError:
                 owner = self._owner()
                 if owner is None:
@@ -182,8 +231,13 @@ class RunLock:
                     host, pid, _ = owner
                     who = f"pid {pid} on {host}" if pid >= 0 else "a process that is writing its lock file"
                     raise LockHeld(f"{self.path.parent} is being trained by {who}") from None
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(self.path)                      # stale: its owner died
+                except FileNotFoundError:
+                    pass
+                except OSError as err:                        # a directory, a read-only folder
+                    raise LockHeld(f"{self.path} is stale but cannot be removed ({err.strerror}); "
+                                   f"remove it by hand") from None
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(me)
@@ -209,16 +263,32 @@ class RunLock:
         creating and writing it); None if there is no lock file."""
         try:
             mtime = self.path.stat().st_mtime
-            host, pid = self.path.read_text().split()
-            return host, int(pid), mtime
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
+        try:
+            host, pid = self.path.read_text().split()
+            pid = int(pid)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):       # empty, garbage, binary, a directory
             return "?", -1, mtime
+        # pid 0 would signal our own process group (always "alive"); a pid beyond the
+        # platform's range cannot be signalled at all: both are garbage, not owners.
+        return ("?", -1, mtime) if not 0 < pid < 2 ** 31 else (host, pid, mtime)
 
-    def touch(self) -> None:
-        if self.held:
+    def touch(self) -> bool:
+        """Refresh the heartbeat; False if the lock file had vanished (someone deleted
+        the run's folder or lock): it is written again, so the run stays ours."""
+        if not self.held:
+            return True
+        try:
             os.utime(self.path)
+            return True
+        except FileNotFoundError:
+            import socket
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(f"{socket.gethostname()} {os.getpid()}")
+            return False
 
     def release(self) -> None:
         if self.held:

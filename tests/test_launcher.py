@@ -33,7 +33,10 @@ def test_local_executor_submit_run_collect(tmp_path, monkeypatch, capsys):
     with open(root / "results.csv") as f:
         table = list(csv.DictReader(f))
     assert [(r["beta"], r["status"]) for r in table] == [("1.0", "done"), ("4.0", "done")]
-    assert list(table[0]) == [c for c in study.RESULT_COLUMNS]           # the local run's columns
+    # The local run's columns, then the run-defining settings read from each run's config.json.
+    assert list(table[0]) == study.RESULT_COLUMNS + [c for c in runs.setting_columns("beta").values()
+                                                     if c not in study.RESULT_COLUMNS]
+    assert table[0]["config_steps"] == "4" and table[0]["precision"] == "fp32"
     run = root / "dsprites" / "beta_4" / "seed_0"
     for name in ("config.json", "checkpoint.pt", "betavae_beta_4_seed_0.pth", "train_log.csv", METRICS):
         assert (run / name).exists(), name

@@ -211,17 +211,34 @@ def mine_study_args(argv):
     return parser.parse_args(argv)
 
 
-def test_eval_only_reproduces_the_saved_metrics(ablation_root, capsys):
+def test_eval_only_reproduces_the_saved_metrics(ablation_root, capsys, tmp_path):
     _, root = ablation_root
     run = root / "shapes3d" / "no_ent" / "seed_0"
-    out = mine_study.main(["--eval-only", str(run / "checkpoint.pt"), "--device", "cpu"])
-    assert out == run / "eval_checkpoint"
+    out = mine_study.main(["--eval-only", str(run / "checkpoint.pt"), "--device", "cpu", "--out", str(tmp_path / "e")])
+    assert out == tmp_path / "e" and not (run / "eval_checkpoint").exists()      # --out: nothing beside the run
     saved = json.loads((run / "metrics.json").read_text())["row"]
     again = rows(out / "results.csv")[0]
     for key in ("z_diff", "z_min_var", "irs", "jemmig", "mig", "mine_mi_posthoc", "train_window_nll"):
         assert float(again[key]) == pytest.approx(saved[key], rel=1e-6), key
     assert iio.imread(out / "traversal.gif").shape[0] == 11
     assert "evaluated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--datasets", "dsprites"], "is the run dataset='shapes3d' (its config.json); drop --datasets or give "
+                                 "--datasets shapes3d"),
+    (["--seeds", "3"], "is the run seed=0"),
+    (["--out", "/dev/null/x"], "/dev/null is not a directory"),
+], ids=["other dataset", "other seed", "unwritable out"])
+def test_eval_only_refuses_before_evaluating(ablation_root, capsys, extra, needle):
+    _, root = ablation_root
+    run = root / "shapes3d" / "full" / "seed_0"
+    with pytest.raises(SystemExit) as err:
+        mine_study.main(["--eval-only", str(run / "checkpoint.pt"), "--device", "cpu"] + extra)
+    assert err.value.code == 2
+    message = capsys.readouterr().err.strip().splitlines()
+    assert len(message) == 1 and needle in message[0], message
+    assert not (run / "eval_checkpoint").exists()
 
 
 def test_eval_only_of_a_missing_file_is_one_line(tmp_path):
@@ -238,7 +255,8 @@ def test_celeba_trains_with_traversals_and_empty_metric_cells(tmp_path):
         iio.imwrite(folder / f"{i + 1:06d}.jpg", rng.integers(0, 255, (218, 178, 3), dtype=np.uint8),
                     extension=".jpg")
     root = mine_study.main(FAST + ["--source", "real", "--data-dir", str(tmp_path / "data"), "--datasets", "celeba",
-                                   "--variants", "full", "--results-dir", str(tmp_path / "r")])
+                                   "--variants", "full", "--results-dir", str(tmp_path / "r"),
+                                   "--batch-size", "8"])     # at most the 12 images
     (row,) = rows(root / "results.csv")
     assert row["status"] == "done" and row["dataset"] == "celeba"
     assert row["mig"] == row["z_diff"] == row["irs"] == ""
