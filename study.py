@@ -13,7 +13,6 @@ summary.txt and figures sit at the stage root.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from collections import defaultdict
@@ -23,8 +22,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import analysis
 import datasets
 import visualizations as vis
+from analysis import percent_change_rows, percent_change_text
 from models import BetaVAE, num_parameters
 from config import RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
 from training import (FAILED, METRICS, ImageSource, RunResult, RunSpec, checkpoint_step, evaluate, mark_failed,
@@ -34,7 +35,7 @@ from utils import (LockHeld, RunLock, fmt_number, mean_std, read_csv, read_json,
 
 LOCK = "lock"
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
-RESULT_COLUMNS = ["stage", "dataset", "source", "beta", "lambda", "seed", "steps", "status",
+RESULT_COLUMNS = ["stage", "dataset", "source", "origin", "beta", "lambda", "seed", "steps", "status",
                   "train_window_nll", "train_window_kl", "train_window_l2", "train_window_total",
                   "heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_mean_image_nll", "heldout_images",
                   "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "pack_size", "reason"]
@@ -267,42 +268,6 @@ def summary_text(rows: list[dict], stage: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def percent_change_rows(rows: list[dict]) -> list[dict]:
-    """Percent change of each seed-mean metric against the (β=1, λ=0) cell, as the
-    paper reports its headline numbers."""
-    out = []
-    for ds in dict.fromkeys(r["dataset"] for r in rows if r["status"] == "done"):
-        for key, _ in vis.STUDY_METRICS:
-            lambdas, betas, grid = vis.seed_mean_grid(rows, ds, key)
-            if 1.0 not in betas or 0.0 not in lambdas:
-                continue
-            base = grid[lambdas.index(0.0), betas.index(1.0)]
-            for i, lam in enumerate(lambdas):
-                for j, beta in enumerate(betas):
-                    change = 100 * (grid[i, j] - base) / abs(base) if base and math.isfinite(base) else math.nan
-                    out.append({"dataset": ds, "metric": key, "beta": beta, "lambda": lam,
-                                "seed_mean": grid[i, j], "baseline_beta1_lambda0": base,
-                                "percent_change": change})
-    return out
-
-
-def percent_change_text(change_rows: list[dict]) -> str:
-    """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
-    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; nan where the baseline is 0.", ""]
-    blocks = defaultdict(list)
-    for r in change_rows:
-        blocks[(r["dataset"], r["metric"])].append(r)
-    for (ds, metric), rows in blocks.items():
-        lambdas = sorted({r["lambda"] for r in rows})
-        lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
-        lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s}" for v in lambdas))
-        for beta in sorted({r["beta"] for r in rows}):
-            cells = {r["lambda"]: r["percent_change"] for r in rows if r["beta"] == beta}
-            lines.append(f"{fmt_number(beta):>8s} " + "".join(f"{cells.get(v, math.nan):+8.1f}%" for v in lambdas))
-        lines.append("")
-    return "\n".join(lines)
-
-
 def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> Path:
     """Rewrite the results table, summary and aggregate figures from all finished runs."""
     root = stage_root(cfg, stage)
@@ -319,6 +284,7 @@ def finish(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> P
         change = percent_change_rows(rows)
         write_csv(root / "percent_change.csv", change)
         write_text(root / "percent_change.txt", percent_change_text(change))
+    analysis.draw(rows, root, stage, specs, figures=cfg.figures)
     if missing:
         print(f"note: {missing} of {len(specs)} runs have no results yet; figures show what exists")
     return root
@@ -331,20 +297,29 @@ class Parser(argparse.ArgumentParser):
 
 
 def main(stage: str, argv=None, description: str = "") -> Path:
-    import launcher                     # here: launcher imports this module
+    import import_original  # here: both import this module
+    import launcher
     parser = Parser(description=description)
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
+    parser.add_argument("--import-original", metavar="DIR",
+                        help="read the original code's published runs (DIR/betavae_results/<dSprites|Shapes3D|"
+                             "MPI3D>/*.npz, *.pth; lambda_betavae_results/ likewise) into this stage's results")
     add_config_arguments(parser)
     launcher.add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     try:
         cfg = from_args(args, stage=stage)
+        if args.import_original:
+            cfg = import_original.settings(cfg)
         resolve_device(cfg.device)
         root = stage_root(cfg, stage)
         check_compatible(cfg, root)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
     specs = beta_specs(cfg) if stage == "beta" else lambda_specs(cfg)
+    if args.import_original:
+        rows, specs = import_original.import_stage(args.import_original, cfg, stage, specs)
+        return finish(rows, specs, cfg, stage)
     # --status, --collect and --launcher slurm are handled there; local training goes on here.
     if launcher.dispatch(args, launcher.study_stage(stage, cfg, specs, argv, retry_failed=args.retry_failed)):
         return root
