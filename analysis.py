@@ -240,8 +240,7 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             finite = np.abs(change[np.isfinite(change)])
             half = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
             # RdBu runs red (low) to blue (high): reversed for NLL, where a rise is the bad change.
-            cmap = plt.get_cmap("RdBu" if HIGHER_IS_BETTER[key] else "RdBu_r").copy()
-            cmap.set_bad("0.85")
+            cmap = plt.get_cmap("RdBu" if HIGHER_IS_BETTER[key] else "RdBu_r").with_extremes(bad="0.85")
             im = ax.imshow(np.ma.masked_invalid(change), cmap=cmap, vmin=-half, vmax=half, aspect="auto")
             _annotate(ax, change, ".2f", lambda v, h=half: abs(v) > 0.6 * h)
             if 1.0 in betas and 0.0 in lambdas:
@@ -325,8 +324,7 @@ def tchebycheff_heatmaps(rows: list[dict], path, weights=STATIC_WEIGHTS) -> Path
         return _no_data(path, "Tchebycheff scores")
     fig, axes = plt.subplots(len(weights), len(panels), squeeze=False,
                              figsize=(4.2 * len(panels), 3.0 * len(weights)), layout="constrained")
-    cmap = plt.get_cmap("viridis_r").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("viridis_r").with_extremes(bad="0.85")
     for col, ds in enumerate(panels):
         g = tradeoff_grid(rows, ds)
         for row_i, w in enumerate(weights):
