@@ -45,6 +45,10 @@ METRICS_NAME = {"beta": re.compile(rf"metrics_beta_{_NUM}_seed_(\d+)\.npz"),
                 "lambda": re.compile(rf"metrics_beta_{_NUM}_lambda_{_NUM}_seed_(\d+)\.npz")}
 WEIGHTS_NAME = {"beta": re.compile(rf"betavae_beta_{_NUM}_seed_(\d+)\.pth"),
                 "lambda": re.compile(rf"lambda_betavae_beta_{_NUM}_lambda_{_NUM}_seed_(\d+)\.pth")}
+NAME_FORMAT = {("metrics", "beta"): "metrics_beta_{β}_seed_{s}.npz",
+               ("metrics", "lambda"): "metrics_beta_{β}_lambda_{λ}_seed_{s}.npz",
+               ("weights", "beta"): "betavae_beta_{β}_seed_{s}.pth",
+               ("weights", "lambda"): "lambda_betavae_beta_{β}_lambda_{λ}_seed_{s}.pth"}
 # npz key -> results-table column
 COLUMNS = {"NLL": "train_window_nll", "KL": "train_window_kl", "Total loss": "train_window_total",
            "MIG": "mig", "SAP": "sap", "Im": "i_m"}
@@ -108,7 +112,7 @@ def scan(folder: Path, stage: str) -> tuple[list[Found], list[str]]:
             pattern = (METRICS_NAME if kind == "metrics" else WEIGHTS_NAME)[stage]
             match = pattern.fullmatch(path.name)
             if match is None:
-                problems.append(f"{path}: name does not match {pattern.pattern}; skipped")
+                problems.append(f"{path}: name is not {NAME_FORMAT[kind, stage]}; skipped")
                 continue
             beta, lam, seed = _key(match, stage)
             old = found.get((dataset, beta, lam, seed), Found(dataset, beta, lam, seed, None, None))

@@ -69,9 +69,9 @@ def test_pareto_set_keeps_ties_and_drops_dominated_points():
     assert analysis.pareto_mask(nll, mig).tolist() == [True, True, False, True, False, False]
 
 
-# One missing cell (NLL NaN at (1, 1)): its MIG of 0.2 must not enter the normalisation.
+# One missing cell (NLL NaN at (1, 1)): its MIG of 0.9 must not stretch the normalisation.
 NLL_GRID = np.array([[10.0, 20.0], [30.0, NAN]])
-MIG_GRID = np.array([[0.1, 0.3], [0.5, 0.2]])
+MIG_GRID = np.array([[0.1, 0.3], [0.5, 0.9]])
 
 
 @pytest.mark.parametrize("w, weighted, tcheby, best_weighted, best_tcheby", [
