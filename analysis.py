@@ -33,7 +33,6 @@ TCHEBYCHEFF_RHO = 0.001             # the augmentation weight of the original's 
 STATIC_WEIGHTS = (0.1, 0.5, 0.9)    # reconstruction weights of the static trade-off figure
 SLIDER_WEIGHTS = tuple(range(101))  # w in percent, one slider step each
 REPORT_METRICS = ("train_window_nll", "train_window_kl", "heldout_recon", "heldout_neg_elbo", "mig", "sap", "i_m")
-ORIGINAL = "original"
 
 
 # --- panels: one per dataset, and per origin where imported rows sit beside local ones ---
@@ -510,7 +509,7 @@ def summary_table(rows: list[dict]) -> list[dict]:
         groups[(r["dataset"], r["beta"], r["lambda"])].append(r)
     return [{"dataset": panel_title(ds), "β": fmt_number(b), "λ": fmt_number(lam), "n": len(group),
              **{m: mean_std([r.get(m) for r in group]) for m in REPORT_METRICS}}
-            for (ds, b, lam), group in groups.items()]
+            for (ds, b, lam), group in sorted(groups.items())]
 
 
 def _html_table(rows: list[dict]) -> str:
