@@ -60,7 +60,7 @@ CONFIG = "config.json"
 
 # The results table: the λβ study's columns; other families append theirs after these,
 # so every family's tables concatenate.
-RESULT_COLUMNS = ["stage", "dataset", "source", "beta", "lambda", "seed", "steps", "status",
+RESULT_COLUMNS = ["stage", "dataset", "source", "origin", "beta", "lambda", "seed", "steps", "status",
                   "train_window_nll", "train_window_kl", "train_window_l2", "train_window_total",
                   "heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_mean_image_nll", "heldout_images",
                   "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "pack_size", "reason"]

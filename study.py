@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import math
 import sys
 import time
 from collections import defaultdict
@@ -27,10 +26,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import analysis
 import datasets
+import import_original
 import launcher
 import runs
 import visualizations as vis
+from analysis import percent_change_rows, percent_change_text
 from config import RUN_DEFINING, STAGE_RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
 from evaluation import evaluate, heldout_split, metric_indices
 from models import BetaVAE, num_parameters
@@ -233,55 +235,6 @@ def summary_text(rows: list[dict], stage: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def percent_change_rows(rows: list[dict]) -> list[dict]:
-    """Percent change of each seed-mean metric against the (β=1, λ=0) cell, as the
-    paper reports its headline numbers."""
-    out = []
-    for ds in dict.fromkeys(r["dataset"] for r in rows if r["status"] == "done"):
-        for key, _ in vis.STUDY_METRICS:
-            lambdas, betas, grid = vis.seed_mean_grid(rows, ds, key)
-            if 1.0 not in betas or 0.0 not in lambdas:
-                # Said, not skipped in silence: the table is empty for a reason.
-                out.append({"dataset": ds, "metric": key, "percent_change": math.nan,
-                            "note": NO_BASELINE})
-                continue
-            base = grid[lambdas.index(0.0), betas.index(1.0)]
-            note = "" if base and math.isfinite(base) else f"baseline is {base:g}: no percent change"
-            for i, lam in enumerate(lambdas):
-                for j, beta in enumerate(betas):
-                    change = 100 * (grid[i, j] - base) / abs(base) if not note else math.nan
-                    out.append({"dataset": ds, "metric": key, "beta": beta, "lambda": lam,
-                                "seed_mean": grid[i, j], "baseline_beta1_lambda0": base,
-                                "percent_change": change,
-                                "note": note or ("" if math.isfinite(change) else "no finished run in this cell")})
-    return out
-
-
-NO_BASELINE = "no finished (β=1, λ=0) run: train it (--beta 1 --lambda 0) to get percent changes"
-
-
-def percent_change_text(change_rows: list[dict]) -> str:
-    """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
-    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; n/a where the baseline is 0",
-             "or a cell has no finished run (percent_change.csv says which in its note column).", ""]
-    blocks = defaultdict(list)
-    for r in change_rows:
-        blocks[(r["dataset"], r["metric"])].append(r)
-    for (ds, metric), rows in blocks.items():
-        if rows[0].get("note") == NO_BASELINE:
-            lines += [f"{ds} {metric}: {NO_BASELINE}", ""]
-            continue
-        lambdas = sorted({r["lambda"] for r in rows})
-        lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
-        lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s}" for v in lambdas))
-        for beta in sorted({r["beta"] for r in rows}):
-            cells = {r["lambda"]: r["percent_change"] for r in rows if r["beta"] == beta}
-            lines.append(f"{fmt_number(beta):>8s} " + "".join(
-                f"{cells[v]:+8.1f}%" if math.isfinite(cells.get(v, math.nan)) else f"{'n/a':>9s}" for v in lambdas))
-        lines.append("")
-    return "\n".join(lines)
-
-
 def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> Path:
     """Rewrite the results table, summary and aggregate figures from all finished runs."""
     root = runs.output_root(stage_root(cfg, stage))
@@ -297,6 +250,7 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -
         change = percent_change_rows(pooled)
         write_csv(root / "percent_change.csv", change)
         write_text(root / "percent_change.txt", percent_change_text(change))
+    analysis.draw(pooled, root, stage, specs, figures=cfg.figures)
     runs.report_missing(rows, specs)
     return root
 
@@ -316,18 +270,28 @@ def launcher_stage(stage: str, cfg: Config, specs: list[RunSpec], argv=None, ret
 def main(stage: str, argv=None, description: str = "") -> Path:
     parser = runs.Parser(description=description)
     parser.add_argument("--retry-failed", action="store_true", help="retrain runs that failed before")
+    parser.add_argument("--import-original", metavar="DIR",
+                        help="read the original code's published runs (DIR/betavae_results/<dSprites|Shapes3D|"
+                             "MPI3D>/*.npz, *.pth; lambda_betavae_results/ likewise) into this stage's results")
     add_config_arguments(parser)
     launcher.add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     try:
         cfg = from_args(args, stage=stage)
+        if args.import_original:
+            cfg = import_original.settings(cfg)
         resolve_device(cfg.device)
         launcher.check_flags(args)
         root = stage_root(cfg, stage)
-        runs.bind_results_dir(cfg, root, RUN_DEFINING)
+        # An import writes runs, so it records the settings now; training records them when it starts.
+        runs.bind_results_dir(cfg, root, RUN_DEFINING, write=bool(args.import_original))
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
     specs = beta_specs(cfg) if stage == "beta" else lambda_specs(cfg)
+    if args.import_original:
+        rows, specs = import_original.import_stage(args.import_original, cfg, stage, root,
+                                                   beta_specs if stage == "beta" else lambda_specs, specs)
+        return summarize(rows, specs, cfg, stage)
     if launcher.wanted(args):           # --status, --collect, or a cluster trains the grid
         launcher.dispatch(args, launcher_stage(stage, cfg, specs, argv, retry_failed=args.retry_failed))
         return root

@@ -152,8 +152,9 @@ def metric_boxplots(rows: list[dict], path) -> None:
     _save_figure(fig, path)
 
 
-def seed_mean_grid(rows: list[dict], dataset: str, key: str):
-    """(lambdas, betas, grid[λ, β] of seed means, NaN where no run finished)."""
+def seed_mean_grid(rows: list[dict], dataset: str, key: str, reduce=np.mean):
+    """(lambdas, betas, grid[λ, β] of seed means, NaN where no run finished).
+    ``reduce`` replaces the mean (the seed spread, say) over the seeds of a cell."""
     rows = [r for r in _done(rows) if r["dataset"] == dataset]
     lambdas = sorted({r["lambda"] for r in rows})
     betas = sorted({r["beta"] for r in rows})
@@ -162,7 +163,7 @@ def seed_mean_grid(rows: list[dict], dataset: str, key: str):
         for j, beta in enumerate(betas):
             vals = [r[key] for r in rows if r["lambda"] == lam and r["beta"] == beta and r.get(key) is not None]
             if vals:
-                grid[i, j] = np.mean(vals)
+                grid[i, j] = reduce(vals)
     return lambdas, betas, grid
 
 

@@ -1,16 +1,24 @@
 """A results directory is a faithful, complete record (issue 15): file modes, exact run
 folder names, lock files in odd states, the dSprites pickle, run identity, the aggregate
 over every finished run, odd states of a run's files, and one-line messages."""
+import csv
+import json
 import os
 import pickle
+import shutil
 import stat
 
 import numpy as np
 import pytest
 
+import analysis
 import data_files
 import datasets
+import runs
+import study
 import utils
+import utils as _utils
+from config import Config, ConfigError, MineConfig, validate, validate_mine
 from test_datasets import DSPRITES_SIZES, write_dsprites
 from utils import LockHeld, RunLock
 
@@ -138,15 +146,6 @@ def test_safe_unpickle_refuses_anything_else(obj):
 # =====================================================================================
 # End to end through main_beta.py / main_lambda.py: tiny runs of the dSprites stand-in
 # =====================================================================================
-import csv  # noqa: E402
-import json  # noqa: E402
-import shutil  # noqa: E402
-
-import runs  # noqa: E402
-import study  # noqa: E402
-import utils as _utils  # noqa: E402
-from config import Config, ConfigError, MineConfig, validate, validate_mine  # noqa: E402
-
 TINY_FLAGS = ["--demo", "--datasets", "dsprites", "--seeds", "0", "--steps", "4", "--lambda-steps", "2",
               "--lambda", "0", "--log-interval", "2", "--checkpoint-interval", "2", "--loss-window", "2",
               "--metric-train-points", "100", "--metric-test-points", "50", "--heldout-eval-points", "10",
@@ -417,12 +416,12 @@ def _row(b, lam, value):
 
 
 def test_percent_change_without_a_baseline_says_so():
-    text = study.percent_change_text(study.percent_change_rows([_row(4.0, 2.0, 0.5)]))
+    text = analysis.percent_change_text(analysis.percent_change_rows([_row(4.0, 2.0, 0.5)]))
     assert "dsprites mig: no finished (β=1, λ=0) run: train it (--beta 1 --lambda 0)" in text
     assert "nan%" not in text
-    change = study.percent_change_rows([_row(1.0, 0.0, 0.0), _row(4.0, 0.0, 0.5)])
+    change = analysis.percent_change_rows([_row(1.0, 0.0, 0.0), _row(4.0, 0.0, 0.5)])
     assert {r["note"] for r in change if r["metric"] == "mig"} == {"baseline is 0: no percent change"}
-    text = study.percent_change_text(change)
+    text = analysis.percent_change_text(change)
     assert "n/a" in text and "nan" not in text.lower()
 
 

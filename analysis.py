@@ -1,0 +1,608 @@
+"""The λ stage's analysis, drawn from the rows of results.csv: percent change against
+(β = 1, λ = 0), the NLL-MIG trade-off front, two scalarisations for picking a (β, λ),
+training curves and one report page per stage.
+
+Everything here works on the list-of-dict rows ``utils.read_csv`` gives back, so it
+draws any finished or partial grid, the demo, and the original's imported results
+alike. The numbers are pure functions (tested against hand-computed values); the
+drawing functions only lay them out. Every file is written atomically.
+
+"Best" always means: NLL lower (it is the train-window BCE, the paper's "NLL"), MIG,
+SAP and I_m higher. Percent-change maps are red where a change is bad for that metric.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+import visualizations as vis
+from utils import fmt_number, mean_std, read_csv, write_text
+
+plt = vis.plt                       # matplotlib with the Agg backend, as visualizations set it up
+NLL, MIG = "train_window_nll", "mig"
+HIGHER_IS_BETTER = {"train_window_nll": False, "sap": True, "mig": True, "i_m": True}
+SHORT = {"train_window_nll": "NLL", "sap": "SAP", "mig": "MIG", "i_m": "I_m"}
+TCHEBYCHEFF_RHO = 0.001             # the augmentation weight of the original's trade-off figures
+STATIC_WEIGHTS = (0.1, 0.5, 0.9)    # reconstruction weights of the static trade-off figure
+SLIDER_WEIGHTS = tuple(range(101))  # w in percent, one slider step each
+REPORT_METRICS = ("train_window_nll", "train_window_kl", "heldout_recon", "heldout_neg_elbo", "mig", "sap", "i_m")
+
+
+# --- panels: one per dataset, and per origin where imported rows sit beside local ones ---
+def panel_key(row: dict) -> str:
+    origin = row.get("origin")
+    return row["dataset"] if origin in (None, "", "local") else f"{row['dataset']}_{origin}"
+
+
+def panel_title(key: str) -> str:
+    dataset, _, origin = key.partition("_")
+    title = vis.DATASET_TITLES.get(dataset, dataset)
+    return f"{title} ({origin})" if origin else title
+
+
+def keyed_rows(rows: list[dict]) -> list[dict]:
+    """Finished rows with ``dataset`` replaced by the panel key, so that seed means never
+    mix the original's runs with local ones of the same dataset. Idempotent: the keyed
+    rows carry no origin any more."""
+    return [{**r, "dataset": panel_key(r), "origin": None} for r in rows if r.get("status") == "done"]
+
+
+def _panels(rows: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["dataset"] for r in rows))
+
+
+# --- percent change -----------------------------------------------------------------------
+def percent_change_grid(rows: list[dict], dataset: str, key: str):
+    """(lambdas, betas, grid[λ, β] of 100·(mean(β, λ) − mean(1, 0)) / |mean(1, 0)|, baseline).
+
+    Means are over seeds; the baseline is the λ-stage (β = 1, λ = 0) cell, as in the
+    paper's headline numbers. The whole grid is NaN when the baseline is missing or 0."""
+    lambdas, betas, grid = vis.seed_mean_grid(rows, dataset, key)
+    base = grid[lambdas.index(0.0), betas.index(1.0)] if 1.0 in betas and 0.0 in lambdas else math.nan
+    if not math.isfinite(base) or base == 0:
+        return lambdas, betas, np.full_like(grid, np.nan), base
+    return lambdas, betas, 100 * (grid - base) / abs(base), base
+
+
+NO_BASELINE = "no finished (β=1, λ=0) run: train it (--beta 1 --lambda 0) to get percent changes"
+
+
+def percent_change_rows(rows: list[dict]) -> list[dict]:
+    """The rows of percent_change.csv: per panel, metric and (β, λ) cell, its seed mean, the
+    baseline and the percent change. A cell without a number says why in its ``note``."""
+    rows = keyed_rows(rows)
+    out = []
+    for ds in _panels(rows):
+        for key, _ in vis.STUDY_METRICS:
+            lambdas, betas, grid = vis.seed_mean_grid(rows, ds, key)
+            if 1.0 not in betas or 0.0 not in lambdas:
+                # Said, not skipped in silence: the table is empty for a reason.
+                out.append({"dataset": ds, "metric": key, "percent_change": math.nan, "note": NO_BASELINE})
+                continue
+            _, _, change, base = percent_change_grid(rows, ds, key)
+            note = "" if base and math.isfinite(base) else f"baseline is {base:g}: no percent change"
+            for i, lam in enumerate(lambdas):
+                for j, beta in enumerate(betas):
+                    empty = "" if math.isfinite(change[i, j]) else "no finished run in this cell"
+                    out.append({"dataset": ds, "metric": key, "beta": beta, "lambda": lam,
+                                "seed_mean": grid[i, j], "baseline_beta1_lambda0": base,
+                                "percent_change": change[i, j], "note": note or empty})
+    return out
+
+
+def percent_change_text(change_rows: list[dict]) -> str:
+    """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
+    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; n/a where the baseline is 0",
+             "or a cell has no finished run (percent_change.csv says which in its note column).", ""]
+    blocks = defaultdict(list)
+    for r in change_rows:
+        blocks[(r["dataset"], r["metric"])].append(r)
+    for (ds, metric), rows in blocks.items():
+        if rows[0].get("note") == NO_BASELINE:
+            lines += [f"{ds} {metric}: {NO_BASELINE}", ""]
+            continue
+        lambdas = sorted({r["lambda"] for r in rows})
+        lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
+        lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s}" for v in lambdas))
+        for beta in sorted({r["beta"] for r in rows}):
+            cells = {r["lambda"]: r["percent_change"] for r in rows if r["beta"] == beta}
+            lines.append(f"{fmt_number(beta):>8s} " + "".join(
+                f"{cells[v]:+8.1f}%" if math.isfinite(cells.get(v, math.nan)) else f"{'n/a':>9s}" for v in lambdas))
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- the NLL-MIG trade-off ----------------------------------------------------------------
+def _seed_std(values) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def tradeoff_grid(rows: list[dict], dataset: str) -> dict:
+    """Seed means and sample standard deviations (ddof=1; NaN for one seed) of the
+    train-window NLL and of MIG on the (λ, β) grid of one panel, and the seeds per cell."""
+    lambdas, betas, nll = vis.seed_mean_grid(rows, dataset, NLL)
+    return {"lambdas": lambdas, "betas": betas, "nll": nll, "mig": vis.seed_mean_grid(rows, dataset, MIG)[2],
+            "nll_std": vis.seed_mean_grid(rows, dataset, NLL, reduce=_seed_std)[2],
+            "mig_std": vis.seed_mean_grid(rows, dataset, MIG, reduce=_seed_std)[2],
+            "n": vis.seed_mean_grid(rows, dataset, NLL, reduce=len)[2]}
+
+
+def pareto_mask(nll, mig) -> np.ndarray:
+    """True for the non-dominated points of (NLL to minimise, MIG to maximise): no other
+    point has NLL ≤ and MIG ≥ with one of them strict (Pareto optimality; e.g. Miettinen,
+    *Nonlinear Multiobjective Optimization*, 1999, def. 2.2.1). Identical points do not
+    dominate each other, so ties are all kept. Points with a NaN are never on the front."""
+    nll, mig = np.asarray(nll, float).ravel(), np.asarray(mig, float).ravel()
+    valid = np.isfinite(nll) & np.isfinite(mig)
+    mask = np.zeros(nll.shape, bool)
+    for k in np.flatnonzero(valid):
+        no_worse = valid & (nll <= nll[k]) & (mig >= mig[k])
+        better = (nll < nll[k]) | (mig > mig[k])
+        mask[k] = not (no_worse & better).any()
+    return mask
+
+
+def utopia_distances(nll, mig) -> tuple[np.ndarray, np.ndarray]:
+    """(dN, dM): each cell's distance to the utopia point (min NLL, max MIG) in each
+    objective, normalised by the objective's range over the cells where both are finite,
+    so both lie in [0, 1]. A zero range (one cell, or all equal) gives distance 0.
+    NaN where either objective is missing."""
+    nll, mig = np.asarray(nll, float), np.asarray(mig, float)
+    valid = np.isfinite(nll) & np.isfinite(mig)
+    if not valid.any():
+        return np.full(nll.shape, np.nan), np.full(nll.shape, np.nan)
+    n_lo, n_hi = nll[valid].min(), nll[valid].max()
+    m_lo, m_hi = mig[valid].min(), mig[valid].max()
+    d_nll = (nll - n_lo) / ((n_hi - n_lo) or 1.0)
+    d_mig = (m_hi - mig) / ((m_hi - m_lo) or 1.0)
+    return np.where(valid, d_nll, np.nan), np.where(valid, d_mig, np.nan)
+
+
+def weighted_sum(nll, mig, w: float) -> np.ndarray:
+    """w·nNLL + (1 − w)·nMIG, to maximise, with nNLL = 1 − dN and nMIG = 1 − dM the
+    objectives rescaled per dataset to [0, 1] (1 = best), and w the weight on
+    reconstruction. The classical weighted-sum scalarisation (Zadeh 1963; Marler & Arora,
+    Struct. Multidisc. Optim. 26, 2004): it reaches only the convex part of the front."""
+    d_nll, d_mig = utopia_distances(nll, mig)
+    return w * (1 - d_nll) + (1 - w) * (1 - d_mig)
+
+
+def tchebycheff(nll, mig, w: float, rho: float = TCHEBYCHEFF_RHO) -> np.ndarray:
+    """max(w·dN, (1 − w)·dM) + ρ·(w·dN + (1 − w)·dM), to minimise: the augmented weighted
+    Tchebycheff distance to the utopia point (Steuer & Choo, Math. Programming 26, 1983).
+    Unlike the weighted sum it can select points on non-convex parts of the front; the
+    small ρ term breaks ties towards points that are not weakly dominated."""
+    d_nll, d_mig = utopia_distances(nll, mig)
+    return np.maximum(w * d_nll, (1 - w) * d_mig) + rho * (w * d_nll + (1 - w) * d_mig)
+
+
+SCALARISATIONS = {  # name -> (score function, True if maximised, label)
+    "weighted sum": (weighted_sum, True, "weighted sum w·nNLL + (1−w)·nMIG (higher is better)"),
+    "augmented Tchebycheff": (tchebycheff, False, "augmented Tchebycheff distance to utopia (lower is better)"),
+}
+
+
+def best_cells(score, maximise: bool) -> list[tuple[int, int]]:
+    """Every (row, column) whose score equals the best finite score (to float rounding):
+    ties are all reported rather than broken by grid order."""
+    score = np.asarray(score, float)
+    finite = np.isfinite(score)
+    if not finite.any():
+        return []
+    best = score[finite].max() if maximise else score[finite].min()
+    hits = finite & np.isclose(score, best, rtol=1e-12, atol=1e-12)
+    return [tuple(map(int, ij)) for ij in np.argwhere(hits)]
+
+
+# --- static figures -----------------------------------------------------------------------
+def _save(fig, path: Path) -> Path:
+    vis._save_figure(fig, path)
+    return path
+
+
+def _annotate(ax, grid: np.ndarray, fmt: str, light_if) -> None:
+    for (r, c), v in np.ndenumerate(grid):
+        text = "NaN" if not np.isfinite(v) else format(v, fmt)
+        ax.text(c, r, text, ha="center", va="center", fontsize=7,
+                color="white" if np.isfinite(v) and light_if(v) else "black")
+
+
+def _box(ax, cells, color="black") -> None:
+    for r, c in cells:
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=2.5))
+
+
+def _grid_axes(ax, lambdas, betas, xlabel: bool, ylabel: str) -> None:
+    ax.set_xticks(range(len(betas)), [fmt_number(b) for b in betas])
+    ax.set_yticks(range(len(lambdas)), [fmt_number(v) for v in lambdas])
+    if xlabel:
+        ax.set_xlabel("β")
+    ax.set_ylabel(ylabel)
+
+
+def _no_data(path: Path, what: str) -> Path:
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"{what}: no finished runs yet", ha="center", va="center")
+    return _save(fig, path)
+
+
+def percent_change_heatmaps(rows: list[dict], path) -> Path:
+    """Figure 1: rows NLL, SAP, MIG, I_m; columns the panels; cells the percent change of the
+    seed mean against (β = 1, λ = 0), on a diverging map centred on 0 with a symmetric range,
+    red where the change is bad for that metric; λ = 0 on top; the baseline cell boxed."""
+    rows, path = keyed_rows(rows), Path(path)
+    panels = _panels(rows)
+    if not panels:
+        return _no_data(path, "percent change")
+    fig, axes = plt.subplots(len(vis.STUDY_METRICS), len(panels), squeeze=False,
+                             figsize=(4.2 * len(panels), 2.9 * len(vis.STUDY_METRICS)), layout="constrained")
+    for col, ds in enumerate(panels):
+        for row_i, (key, label) in enumerate(vis.STUDY_METRICS):
+            ax = axes[row_i, col]
+            lambdas, betas, change, base = percent_change_grid(rows, ds, key)
+            finite = np.abs(change[np.isfinite(change)])
+            half = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+            # RdBu runs red (low) to blue (high): reversed for NLL, where a rise is the bad change.
+            cmap = plt.get_cmap("RdBu" if HIGHER_IS_BETTER[key] else "RdBu_r").with_extremes(bad="0.85")
+            im = ax.imshow(np.ma.masked_invalid(change), cmap=cmap, vmin=-half, vmax=half, aspect="auto")
+            _annotate(ax, change, ".2f", lambda v, h=half: abs(v) > 0.6 * h)
+            if 1.0 in betas and 0.0 in lambdas:
+                _box(ax, [(lambdas.index(0.0), betas.index(1.0))])
+            _grid_axes(ax, lambdas, betas, row_i == len(vis.STUDY_METRICS) - 1, f"{label}\nλ" if col == 0 else "λ")
+            worse = "rise" if not HIGHER_IS_BETTER[key] else "fall"
+            fig.colorbar(im, ax=ax, fraction=0.046, label=f"% change of {SHORT[key]}\n(red: {worse}, worse)")
+            why = "" if math.isfinite(base) and base != 0 else (
+                "\nbaseline (β=1, λ=0) missing" if not math.isfinite(base) else "\nbaseline is 0")
+            ax.set_title((panel_title(ds) if row_i == 0 else "") + why, fontsize=9)
+    fig.suptitle("λβ-VAE: % change of the seed mean against (β=1, λ=0) (boxed); rows λ, λ = 0 on top; "
+                 "columns β; red = worse for that metric")
+    return _save(fig, path)
+
+
+def pareto_fronts(rows: list[dict], path) -> Path:
+    """Figure 2: per panel, every (β, λ) seed mean of (train-window NLL, MIG) with ±1 sd
+    over seeds as error bars, the non-dominated set as a line, the (β = 1, λ = 0)
+    baseline marked, and a table of the Pareto-optimal (β, λ)."""
+    rows, path = keyed_rows(rows), Path(path)
+    panels = _panels(rows)
+    if not panels:
+        return _no_data(path, "Pareto fronts")
+    fig, axes = plt.subplots(len(panels), 2, squeeze=False, figsize=(10, 3.6 * len(panels)),
+                             width_ratios=[3, 2], layout="constrained")
+    for row_i, ds in enumerate(panels):
+        ax, ax_table = axes[row_i]
+        g = tradeoff_grid(rows, ds)
+        valid = np.isfinite(g["nll"]) & np.isfinite(g["mig"])
+        # One seed has no spread: draw no bar rather than a NaN one.
+        xerr, yerr = np.nan_to_num(g["nll_std"][valid]), np.nan_to_num(g["mig_std"][valid])
+        ax.errorbar(g["nll"][valid], g["mig"][valid], xerr=xerr, yerr=yerr, fmt="o", color="0.55",
+                    ecolor="0.75", markersize=4, capsize=2, label="(β, λ) seed mean ± 1 sd")
+        front = [tuple(ij) for ij in np.argwhere(pareto_mask(g["nll"], g["mig"]).reshape(g["nll"].shape))]
+        front.sort(key=lambda ij: (g["nll"][ij], -g["mig"][ij]))
+        if front:
+            fx, fy = [g["nll"][ij] for ij in front], [g["mig"][ij] for ij in front]
+            ax.plot(fx, fy, "-o", color="#b2182b", markersize=5, linewidth=1.2, label="Pareto front")
+            for (i, j), x, y in zip(front, fx, fy):
+                ax.annotate(f"β={fmt_number(g['betas'][j])}, λ={fmt_number(g['lambdas'][i])}", (x, y),
+                            textcoords="offset points", xytext=(4, 4), fontsize=7, color="#b2182b")
+        if 1.0 in g["betas"] and 0.0 in g["lambdas"]:
+            ij = (g["lambdas"].index(0.0), g["betas"].index(1.0))
+            if valid[ij]:
+                ax.scatter([g["nll"][ij]], [g["mig"][ij]], marker="D", s=70, facecolor="none",
+                           edgecolor="#2166ac", linewidth=1.8, zorder=5, label="(β=1, λ=0)")
+        n = g["n"][valid]
+        seeds = f"{int(n.min())}" if n.size and n.min() == n.max() else (
+            f"{int(n.min())}–{int(n.max())}" if n.size else "0")
+        ax.set_title(f"{panel_title(ds)}: {seeds} seed(s) per point" + (" (no spread)" if seeds == "1" else ""),
+                     fontsize=10)
+        ax.margins(0.12)                # room for the labels of the front's end points
+        ax.set_xlabel("train-window NLL (BCE, nats/image; lower is better)")
+        ax.set_ylabel("MIG (higher is better)")
+        ax.grid(alpha=0.3, linestyle="--", linewidth=0.5)
+        ax.legend(fontsize=7, loc="best")
+        ax_table.axis("off")
+        if front:
+            cells = [[fmt_number(g["betas"][j]), fmt_number(g["lambdas"][i]),
+                      _pm(g["nll"][i, j], g["nll_std"][i, j], 2), _pm(g["mig"][i, j], g["mig_std"][i, j], 3)]
+                     for i, j in front]
+            table = ax_table.table(cellText=cells, colLabels=["β", "λ", "NLL", "MIG"], loc="upper center",
+                                   cellLoc="center")
+            table.auto_set_font_size(False)
+            table.set_fontsize(7)
+            ax_table.set_title("Pareto-optimal (β, λ): mean ± sd over seeds", fontsize=9)
+    fig.suptitle("λβ-VAE trade-off: train-window NLL (x, lower is better) vs MIG (y, higher is better)")
+    return _save(fig, path)
+
+
+def _pm(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if math.isfinite(std) else "")
+
+
+def tchebycheff_heatmaps(rows: list[dict], path, weights=STATIC_WEIGHTS) -> Path:
+    """Figure 3 (static): rows the reconstruction weights w, columns the panels; cells the
+    augmented Tchebycheff score of each (β, λ); the best cell(s) boxed; λ = 0 on top."""
+    rows, path = keyed_rows(rows), Path(path)
+    panels = _panels(rows)
+    if not panels:
+        return _no_data(path, "Tchebycheff scores")
+    fig, axes = plt.subplots(len(weights), len(panels), squeeze=False,
+                             figsize=(4.2 * len(panels), 3.0 * len(weights)), layout="constrained")
+    cmap = plt.get_cmap("viridis_r").with_extremes(bad="0.85")
+    for col, ds in enumerate(panels):
+        g = tradeoff_grid(rows, ds)
+        for row_i, w in enumerate(weights):
+            ax = axes[row_i, col]
+            score = tchebycheff(g["nll"], g["mig"], w)
+            # max(w, 1 − w)·1 + ρ bounds the score, so one fixed range compares every w.
+            top = max(w, 1 - w) * (1 + TCHEBYCHEFF_RHO)
+            im = ax.imshow(np.ma.masked_invalid(score), cmap=cmap, vmin=0, vmax=top, aspect="auto")
+            _annotate(ax, score, ".3f", lambda v, t=top: v < 0.45 * t)
+            _box(ax, best_cells(score, maximise=False), color="red")
+            _grid_axes(ax, g["lambdas"], g["betas"], row_i == len(weights) - 1,
+                       f"w = {100 * w:.0f} %\nλ" if col == 0 else "λ")
+            fig.colorbar(im, ax=ax, fraction=0.046, label="augmented Tchebycheff\n(lower is better)")
+            if row_i == 0:
+                ax.set_title(panel_title(ds))
+    fig.suptitle("Best (β, λ) for a reconstruction weight w (red box): augmented Tchebycheff score of "
+                 "(NLL, MIG) normalised per dataset; rows w, λ = 0 on top; columns β")
+    return _save(fig, path)
+
+
+# --- interactive trade-off ----------------------------------------------------------------
+def _json_grid(grid: np.ndarray) -> list[list]:
+    # Plain lists with null for NaN: Plotly would otherwise store arrays as base64 blobs.
+    return [[float(v) if np.isfinite(v) else None for v in row] for row in np.asarray(grid, float)]
+
+
+def _cell_text(grid: np.ndarray) -> list[list[str]]:
+    return [[f"{v:.3f}" if np.isfinite(v) else "NaN" for v in row] for row in grid]
+
+
+def _box_path(cells) -> tuple[list, list]:
+    """x, y of closed squares around cells, separated by None (one scatter trace)."""
+    xs, ys = [], []
+    for r, c in cells:
+        xs += [c - 0.5, c + 0.5, c + 0.5, c - 0.5, c - 0.5, None]
+        ys += [r - 0.5, r - 0.5, r + 0.5, r + 0.5, r - 0.5, None]
+    return xs, ys
+
+
+def _names(cells, betas, lambdas) -> str:
+    return " and ".join(f"β={fmt_number(betas[c])}, λ={fmt_number(lambdas[r])}" for r, c in cells) or "none"
+
+
+def tradeoff_states(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS) -> dict:
+    """Per slider weight (percent) and scalarisation: the score grid and its best cells."""
+    g = tradeoff_grid(keyed_rows(rows), dataset)
+    states = {}
+    for w_pct in weights:
+        for name, (score_fn, maximise, _) in SCALARISATIONS.items():
+            score = score_fn(g["nll"], g["mig"], w_pct / 100)
+            states[(w_pct, name)] = {"score": score, "best": best_cells(score, maximise)}
+    return {"grid": g, "states": states}
+
+
+def tradeoff_figure(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS, initial: int = 50):
+    """Figure 3 (interactive): the score heatmap of one panel with a slider for w and
+    buttons to switch scalarisation; the best (β, λ) boxed and named in the legend and title.
+    Every slider step carries both scalarisations' grids, so the page needs no computation."""
+    import plotly.graph_objects as go
+    data = tradeoff_states(keyed_rows(rows), dataset, weights)
+    g, states = data["grid"], data["states"]
+    betas, lambdas = g["betas"], g["lambdas"]
+    xs, ys = list(range(len(betas))), list(range(len(lambdas)))
+
+    def traces_at(w_pct):
+        out = []
+        for name, (_, _, label) in SCALARISATIONS.items():
+            s = states[(w_pct, name)]
+            bx, by = _box_path(s["best"])
+            out.append({"z": _json_grid(s["score"]), "text": _cell_text(s["score"]), "x": xs, "y": ys,
+                        "name": label})
+            out.append({"z": None, "text": None, "x": bx, "y": by,
+                        "name": f"best by {name}: {_names(s['best'], betas, lambdas)}"})
+        return out
+
+    def title_at(w_pct):
+        best = "<br>".join(f"best by {name}: {_names(states[(w_pct, name)]['best'], betas, lambdas)}"
+                           for name in SCALARISATIONS)
+        return f"{panel_title(dataset)}: reconstruction weight w = {w_pct} %<br>{best}"
+
+    fig, start = go.Figure(), traces_at(initial)
+    for k, (name, (_, maximise, label)) in enumerate(SCALARISATIONS.items()):
+        heat, box = start[2 * k], start[2 * k + 1]
+        fig.add_trace(go.Heatmap(
+            z=heat["z"], text=heat["text"], x=xs, y=ys, texttemplate="%{text}", name=label,
+            colorscale="Viridis", reversescale=not maximise, zmin=0, zmax=1 + (0 if maximise else TCHEBYCHEFF_RHO),
+            colorbar={"title": {"text": f"{name}<br>({'higher' if maximise else 'lower'} is better)"}},
+            visible=k == 0, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=box["x"], y=box["y"], mode="lines", line={"color": "red", "width": 3},
+                                 name=box["name"], visible=k == 0, hoverinfo="skip"))
+    steps = []
+    for w_pct in weights:
+        t = traces_at(w_pct)
+        steps.append({"method": "update", "label": str(w_pct),
+                      "args": [{key: [tr[key] for tr in t] for key in ("z", "text", "x", "y", "name")},
+                               {"title.text": title_at(w_pct)}, list(range(len(t)))]})
+    n_traces = 2 * len(SCALARISATIONS)
+    buttons = [{"method": "restyle", "label": name,
+                "args": [{"visible": [t // 2 == k for t in range(n_traces)]}]}
+               for k, name in enumerate(SCALARISATIONS)]
+    fig.update_layout(
+        title={"text": title_at(initial), "font": {"size": 13}},
+        xaxis={"tickmode": "array", "tickvals": xs, "ticktext": [fmt_number(b) for b in betas], "title": "β"},
+        yaxis={"tickmode": "array", "tickvals": ys, "ticktext": [fmt_number(v) for v in lambdas],
+               "title": "λ (λ = 0 on top)", "autorange": "reversed"},
+        sliders=[{"active": weights.index(initial), "steps": steps, "pad": {"t": 40},
+                  "currentvalue": {"prefix": "reconstruction weight w (%): "}}],
+        updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "x": 0, "y": 1.0,
+                      "xanchor": "left", "yanchor": "bottom", "pad": {"b": 90}}],
+        legend={"orientation": "h", "y": -0.45}, height=640, width=720, margin={"t": 170})
+    return fig
+
+
+def write_tradeoff_html(fig, path) -> Path:
+    """A page that opens offline: plotly.js is embedded, nothing is fetched."""
+    write_text(path, fig.to_html(include_plotlyjs=True, include_mathjax=False, full_html=True))
+    return Path(path)
+
+
+# --- training curves ----------------------------------------------------------------------
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def run_dirs_of(specs) -> dict[tuple, Path]:
+    """(dataset, β, λ, seed) -> run directory, from the stage's RunSpecs."""
+    return {(s.dataset, float(s.beta), float(s.lam), int(s.seed)): Path(s.run_dir) for s in specs}
+
+
+def _run_dir(run_dirs: dict, row: dict) -> Path | None:
+    return run_dirs.get((row["dataset"], float(row["beta"]), float(row["lambda"]), int(row["seed"])))
+
+
+def training_curves(rows: list[dict], run_dirs: dict, path) -> Path:
+    """Figure 4: training BCE (the 'NLL') and KL against step for every run, one column per
+    panel, colour by β, line style by λ, from each run's train_log.csv (interval means)."""
+    path = Path(path)
+    done = [r for r in rows if r.get("status") == "done"]
+    panels = _panels(keyed_rows(done))
+    if not panels:
+        return _no_data(path, "training curves")
+    betas = sorted({float(r["beta"]) for r in done})
+    lambdas = sorted({float(r["lambda"]) for r in done})
+    colors = dict(zip(betas, plt.get_cmap("viridis")(np.linspace(0, 0.9, len(betas)))))
+    styles = {lam: LINE_STYLES[k % len(LINE_STYLES)] for k, lam in enumerate(lambdas)}
+    fig, axes = plt.subplots(2, len(panels), squeeze=False, figsize=(4.2 * len(panels), 6.2), layout="constrained")
+    for col, ds in enumerate(panels):
+        missing = 0
+        for r in done:
+            log_path = _run_dir(run_dirs, r)
+            log_path = log_path / "train_log.csv" if log_path else None
+            if panel_key(r) != ds or log_path is None or not log_path.exists():
+                missing += panel_key(r) == ds
+                continue
+            log = read_csv(log_path)
+            steps = [e["step"] for e in log]
+            for ax, key in zip(axes[:, col], ("train_recon", "train_kl")):
+                ax.plot(steps, [e.get(key) for e in log], color=colors[float(r["beta"])],
+                        linestyle=styles[float(r["lambda"])], linewidth=1, alpha=0.85, marker=".", markersize=3)
+        axes[0, col].set_title(panel_title(ds) + (f"\n{missing} run(s) without train_log.csv" if missing else ""),
+                               fontsize=10)
+        axes[0, col].set_ylabel("training BCE ('NLL', nats/image)")
+        axes[1, col].set_ylabel("training KL (nats)")
+        axes[1, col].set_xlabel("step")
+    handles = [plt.Line2D([], [], color=colors[b], label=f"β = {fmt_number(b)}") for b in betas]
+    if len(lambdas) > 1 or lambdas != [0.0]:
+        handles += [plt.Line2D([], [], color="0.3", linestyle=styles[v], label=f"λ = {fmt_number(v)}")
+                    for v in lambdas]
+    fig.legend(handles=handles, loc="outside right center", fontsize=8)
+    fig.suptitle("Training curves: mean loss per log interval, one line per run")
+    return _save(fig, path)
+
+
+# --- the report page ------------------------------------------------------------------------
+FIGURE_ORDER = ("metric_boxplots_across_datasets.png", "metric_heatmaps_across_datasets.png",
+                "percent_change_heatmaps_across_datasets.png", "pareto_fronts_across_datasets.png",
+                "tchebycheff_heatmaps_across_datasets.png", "training_curves.png")
+
+
+def summary_table(rows: list[dict]) -> list[dict]:
+    """Per panel, β and λ: seeds finished and mean ± sd (ddof=1) of the report's numbers."""
+    groups = defaultdict(list)
+    for r in keyed_rows(rows):
+        groups[(r["dataset"], r["beta"], r["lambda"])].append(r)
+    return [{"dataset": panel_title(ds), "β": fmt_number(b), "λ": fmt_number(lam), "n": len(group),
+             **{m: mean_std([r.get(m) for r in group]) for m in REPORT_METRICS}}
+            for (ds, b, lam), group in sorted(groups.items())]
+
+
+def _html_table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p>none</p>"
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{v}</td>" for v in r.values()) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _run_links(rows: list[dict], root: Path, run_dirs: dict) -> list[dict]:
+    out = []
+    for r in rows:
+        run_dir = _run_dir(run_dirs, r)
+        if r.get("status") != "done" or run_dir is None:
+            continue
+        links = [f'<a href="{html.escape(os.path.relpath(run_dir / name, root))}">{name}</a>'
+                 for name in ("traversal.gif", "reconstructions.png", "originals.png", "mi_heatmap.png")
+                 if (run_dir / name).exists()]
+        out.append({"run": html.escape(f"{panel_title(panel_key(r))} β={fmt_number(r['beta'])} "
+                                       f"λ={fmt_number(r['lambda'])} seed={r['seed']}"),
+                    "files": " · ".join(links) or "(none: imported runs carry no figures)"})
+    return out
+
+
+def report_html(rows: list[dict], root, run_dirs: dict, stage_title: str, interactive=()) -> Path:
+    """Figure 5: one self-contained page per stage: the seed-mean tables, every figure at the
+    stage root embedded as PNG data, the interactive trade-off figures (plotly.js embedded
+    once) and links to each run's traversal GIF and reconstructions (relative paths)."""
+    root = Path(root)
+    parts = [f"<h1>{html.escape(stage_title)}</h1>",
+             f"<p>{sum(r.get('status') == 'done' for r in rows)} finished run(s) read from results.csv. "
+             "NLL is the train-window BCE (not held out); mean ± sd over seeds (ddof=1).</p>",
+             "<h2>Seed means ± sd</h2>", _html_table(summary_table(rows))]
+    failed = [r for r in rows if r.get("status") not in (None, "done")]
+    if failed:
+        parts += ["<h2>Failed runs</h2>", _html_table([
+            {"run": html.escape(f"{r['dataset']} β={fmt_number(r['beta'])} λ={fmt_number(r['lambda'])} "
+                                f"seed={r['seed']}"), "reason": html.escape(str(r.get("reason")))} for r in failed])]
+    pngs = sorted(root.glob("*.png"), key=lambda p: (FIGURE_ORDER.index(p.name) if p.name in FIGURE_ORDER
+                                                      else len(FIGURE_ORDER), p.name))
+    parts.append("<h2>Figures</h2>")
+    for png in pngs:
+        data = base64.b64encode(png.read_bytes()).decode("ascii")
+        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(png.name)}">'
+                     f"<figcaption>{html.escape(png.name)}</figcaption></figure>")
+    script = ""
+    if interactive:
+        from plotly.offline import get_plotlyjs
+        script = f"<script>{get_plotlyjs()}</script>"
+        parts.append("<h2>Trade-off selection (interactive)</h2>")
+        for name, fig in interactive:
+            parts.append(f'<p><a href="{html.escape(name)}">{html.escape(name)}</a> (the same, alone)</p>')
+            parts.append(fig.to_html(include_plotlyjs=False, include_mathjax=False, full_html=False))
+    parts += ["<h2>Runs</h2>", _html_table(_run_links(rows, root, run_dirs))]
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;font-size:12px}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}")
+    page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(stage_title)}</title>'
+            f"<style>{style}</style>{script}</head><body>{''.join(parts)}</body></html>")
+    path = root / "report.html"
+    write_text(path, page)
+    return path
+
+
+# --- one call per stage -----------------------------------------------------------------------
+def draw(rows: list[dict], root, stage: str, specs, figures: bool = True) -> list[Path]:
+    """Every analysis figure of a stage from its results rows, and report.html; the
+    percent-change, trade-off and Pareto figures only for the λ stage. Returns the paths."""
+    root, tic = Path(root), time.perf_counter()
+    run_dirs, written, interactive = run_dirs_of(specs), [], []
+    if figures and any(r.get("status") == "done" for r in rows):
+        if stage == "lambda":
+            written.append(percent_change_heatmaps(rows, root / "percent_change_heatmaps_across_datasets.png"))
+            written.append(pareto_fronts(rows, root / "pareto_fronts_across_datasets.png"))
+            written.append(tchebycheff_heatmaps(rows, root / "tchebycheff_heatmaps_across_datasets.png"))
+            for ds in _panels(keyed_rows(rows)):
+                fig = tradeoff_figure(rows, ds)
+                written.append(write_tradeoff_html(fig, root / f"tradeoff_{ds}.html"))
+                interactive.append((written[-1].name, fig))
+        written.append(training_curves(rows, run_dirs, root / "training_curves.png"))
+    title = {"beta": "β-VAE baselines (betavae_results)", "lambda": "λβ-VAE (lambda_betavae_results)"}.get(stage, stage)
+    written.append(report_html(rows, root, run_dirs, title, interactive))
+    print(f"analysis: {len(written)} files in {time.perf_counter() - tic:.1f} s ({root})")
+    return written
