@@ -283,7 +283,8 @@ def draw_boxplots(rows, n, m, s, root: Path) -> Path:
     import matplotlib.pyplot as plt
     solvers = [x for x in ("fixed-point", "adamw") if any(r["solver"] == x and r["n"] == n for r in rows)]
     betas = sorted({r["beta"] for r in rows if r["n"] == n})
-    fig, axes = plt.subplots(3, len(solvers), figsize=(4.5 * len(solvers), 9), squeeze=False)
+    # One y-axis per metric row, so the two solvers are read on the same scale.
+    fig, axes = plt.subplots(3, len(solvers), figsize=(4.5 * len(solvers), 9), squeeze=False, sharey="row")
     for col, solver in enumerate(solvers):
         left_out = sum(1 for r in rows if r["n"] == n and r["solver"] == solver and r["lambda"] == 0
                        and not usable(r))
@@ -340,7 +341,7 @@ def draw_heatmaps(summary, n, m, s, root: Path) -> Path:
             for (i, j), v in np.ndenumerate(grids[solver]):
                 if np.isfinite(v):
                     dark = (v - vmin) / (vmax - vmin) > 0.6
-                    ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=8,
+                    ax.text(j, i, f"{v:.2f}" if key == "recon" else f"{v:.3f}", ha="center", va="center", fontsize=8,
                             color="white" if dark else "black")
             if 1.0 in betas and 0.0 in lams:
                 ax.add_patch(Rectangle((betas.index(1.0) - 0.5, lams.index(0.0) - 0.5), 1, 1, fill=False,
@@ -387,6 +388,15 @@ def draw_collapse(sweep, sigma_y, n, m, s, root: Path) -> Path:
             if beta_range[0] <= t <= beta_range[1]:
                 for ax in axes:
                     ax.axvline(t, color=color, lw=0.8, ls=":")
+    # β < 1 (and β = 1 with λ > 0) has no minimiser: the KL there only says where the steps fell
+    # below tol, and at hundreds of nats it would flatten everything else; it is left off the scale.
+    for ax in axes:
+        ax.axvspan(beta_range[0], 1.0, color="0.9", zorder=0)
+    finite = [r["kl"] for r in sweep if r["beta"] > 1]
+    axes[1].set_ylim(0, 1.15 * max(finite) if finite and max(finite) > 0 else 1)
+    axes[1].text(beta_range[0] * 1.1, axes[1].get_ylim()[1] * 0.95,
+                 f"β ≤ 1: no minimum, KL grows\nwithout bound (here up to\n{max(r['kl'] for r in sweep):.0f} nats, off the scale)",
+                 va="top", fontsize=8)
     axes[1].plot([], [], "--", color="black", lw=0.8, label="predicted KL, β > 1")
     axes[1].plot([], [], ":", color="grey", lw=0.8, label="predicted collapse of one latent, β = 1 + 2λd_k")
     if any(not r["converged"] for r in sweep):
@@ -397,9 +407,9 @@ def draw_collapse(sweep, sigma_y, n, m, s, root: Path) -> Path:
     axes[1].set_xscale("log")
     axes[0].legend(fontsize=8, loc="upper right")
     axes[1].legend(fontsize=8, loc="upper right")
+    axes[0].set_ylim(bottom=0)
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
-        ax.set_ylim(bottom=0)
     axes[0].set_title(f"fixed point of the linear λβ-VAE, n = {n}, m = {m}, s = {s}, one initial point:\n"
                       "at λ = 0 all information is gone for every β > 1; λ > 0 keeps it up to β = 1 + 2λd_k",
                       fontsize=9)
