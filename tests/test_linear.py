@@ -206,7 +206,7 @@ def test_a_non_positive_definite_covariance_fails_that_solution_only():
     w0[1] = -w0[1]
     sol = lv.solve_fixed_point(p.sigma_y, 4.0, 1.0, b0, w0, tol=1e-8, max_iters=5000)
     assert sol["converged"].tolist() == [True, False]
-    assert "not positive definite" in sol["failure"][1] and sol["failure"][0] == ""
+    assert sol["failure"] == ["", "initial Σ_W is not positive definite"]
 
 
 # ----------------------------------------------------------------------------- command line
