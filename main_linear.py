@@ -301,7 +301,7 @@ def draw_boxplots(rows, n, m, s, root: Path) -> Path:
                 ax.set_title(f"{SOLVER_TITLE[solver]}, λ = 0{extra}")
             if row == 2:
                 ax.set_xlabel("β")
-    fig.suptitle(f"linear β-VAE, n = {n}, m = {m}, s = {s}: one box per β over solutions "
+    fig.suptitle(f"linear β-VAE, n = {n}, m = {m}, s = {s}:\none box per β over solutions "
                  "(line median, triangle mean)", fontsize=10)
     fig.tight_layout()
     path = root / f"boxplots_betavae_n{n}_m{m}_s{s}.png"
@@ -353,7 +353,7 @@ def draw_heatmaps(summary, n, m, s, root: Path) -> Path:
             if row == 0:
                 ax.set_title(SOLVER_TITLE[solver])
             fig.colorbar(im, ax=ax, label="mean " + METRIC_LABEL[key])
-    fig.suptitle(f"linear λβ-VAE, n = {n}, m = {m}, s = {s}: means over solutions "
+    fig.suptitle(f"linear λβ-VAE, n = {n}, m = {m}, s = {s}: means over solutions\n"
                  "(red box: the β-VAE reference β = 1, λ = 0)", fontsize=10)
     fig.tight_layout()
     path = root / f"heatmap_lambda_betavae_n{n}_m{m}_s{s}.png"
