@@ -92,8 +92,9 @@ def settings_from_args(argv=None) -> dict:
         _positive(f"--{key}", cfg[key])
     _positive("--sweep-points", cfg["sweep_points"], allow_zero=True)
     _positive("--workers", args.workers)
-    if len(set(cfg["n"])) != len(cfg["n"]):
-        raise SettingError(f"--n has duplicates: {cfg['n']}")
+    for key in ("n", "betas", "lambdas", "solvers"):
+        if len(set(cfg[key])) != len(cfg[key]):
+            raise SettingError(f"--{key} has duplicates: {' '.join(str(x) for x in cfg[key])}")
     for name in ("m", "s"):
         too_big = [n for n in cfg["n"] if cfg[name] > n]
         if too_big:

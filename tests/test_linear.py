@@ -227,6 +227,7 @@ BAD = [
     (["--tol", "0"], "--tol is 0"),
     (["--tol=-1e-6"], "--tol is -1e-06"),
     (["--solutions", "0"], "--solutions is 0"),
+    (["--betas", "4", "4"], "--betas has duplicates"),
     (["--solvers", "newton"], "--solvers has 'newton'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ]
