@@ -1,0 +1,363 @@
+"""The linear-Gaussian β-VAE and λβ-VAE of Vu, Wan & Wei (2026), solved exactly.
+
+Data Y = ΓV + noise with Σ_V = diag(u), Σ_Y = Γ Σ_V Γᵀ + 0.05·I. Encoder X|Y ~ N(BY, Σ_W),
+decoder Y|X ~ N(AX, Σ_Z), prior X ~ N(0, I). Every expected loss and every metric is a
+closed-form function of (A, B, Σ_Z, Σ_W), so nothing here samples: the paper's claim
+(mutual information collapses as β grows, λ·L2 brings it back) is checked exactly.
+
+Two solvers minimise total = recon + β·KL + λ·L2, both batched over a leading axis of K
+independent solutions (a stack of K problems is K separate runs: every operation here is
+per matrix, and AdamW is elementwise):
+- ``solve_fixed_point``: alternating exact minimisation, decoder first (the paper's updates);
+- ``solve_adamw``: AdamW on (A, B, L_Z, L_W) with Σ = L Lᵀ + 5e-5·I, as in the paper.
+
+Metrics follow the paper: ρ²_ij between latent X_i and factor V_j from Cov(X, V) = B Γ Σ_V,
+Gaussian MI_ij = −½ log(1 − ρ²_ij), SAP (Kumar et al. 2018) on ρ², and I_m, the total MI of
+the best one-to-one latent–factor matching (Hungarian method, Kuhn 1955).
+
+``predicted_information`` gives the collapse thresholds of the fixed point, derived in
+docs/linear.md: latent k (reading the k-th principal direction of Y, variance d_k) carries
+½ log(2λ d_k / (β − 1)) nats when β < 1 + 2λ d_k and none beyond; at λ = 0 every latent
+collapses for every β > 1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.datasets import make_spd_matrix
+
+DTYPE = torch.float64
+NOISE_VAR = 0.05          # the observation noise in Σ_Y
+JITTER = 5e-5             # AdamW's Σ = L Lᵀ + JITTER·I keeps Σ_Z, Σ_W positive definite
+SOLVERS = ("fixed-point", "adamw")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One generative model: factor variances Σ_V (diagonal, as a vector), mixing Γ, data covariance Σ_Y."""
+    sigma_v: np.ndarray   # (s,)
+    gamma: np.ndarray     # (n, s)
+    sigma_y: np.ndarray   # (n, n)
+
+    @property
+    def n(self) -> int:
+        return self.gamma.shape[0]
+
+    @property
+    def s(self) -> int:
+        return self.gamma.shape[1]
+
+
+@dataclass
+class Draws:
+    """Everything random for one n, drawn in the original's order: Σ_V, Γ, fixed-point inits, AdamW inits."""
+    problem: Problem
+    fixed_point: dict     # B (K, m, n), sigma_w (K, m, m)
+    adamw: dict           # A (K, n, m), B (K, m, n), L_Z (K, n, n), L_W (K, m, m)
+
+
+def draw_problem(n: int, s: int) -> Problem:
+    """Σ_V = diag(u), u ~ U(0.1, 1)^s, then Γ ~ N(0, 1)^{n×s}, from NumPy's global generator (as the original)."""
+    sigma_v = np.random.uniform(0.1, 1.0, s)
+    gamma = np.random.randn(n, s)
+    sigma_y = gamma @ np.diag(sigma_v) @ gamma.T + NOISE_VAR * np.eye(n)
+    return Problem(sigma_v, gamma, sigma_y)
+
+
+def draw_fixed_point_inits(n: int, m: int, k: int) -> dict:
+    """B ~ U[0, 1)^{m×n} and Σ_W = make_spd_matrix(m) per solution, interleaved as the original draws them."""
+    bs, ws = [], []
+    for _ in range(k):
+        bs.append(np.random.rand(m, n))
+        ws.append(make_spd_matrix(m))
+    return {"B": np.stack(bs), "sigma_w": np.stack(ws)}
+
+
+def draw_adamw_inits(n: int, m: int, k: int) -> dict:
+    """Solution i: torch.manual_seed(42 + i), A, B ~ N(0, 1); L_Z, L_W Cholesky factors of make_spd_matrix."""
+    out = {"A": [], "B": [], "L_Z": [], "L_W": []}
+    for i in range(k):
+        torch.manual_seed(42 + i)
+        out["A"].append(torch.randn(n, m, dtype=DTYPE).numpy())
+        out["B"].append(torch.randn(m, n, dtype=DTYPE).numpy())
+        out["L_Z"].append(np.linalg.cholesky(make_spd_matrix(n)))
+        out["L_W"].append(np.linalg.cholesky(make_spd_matrix(m)))
+    return {key: np.stack(v) for key, v in out.items()}
+
+
+def draw_study(ns, m: int, s: int, solutions: int, seed: int = 42) -> dict[int, Draws]:
+    """All random draws of a study: one global seed, then per n (in the order given) Σ_V, Γ, the
+    fixed-point inits and the AdamW inits. Both init sets are always drawn, so running one solver
+    alone sees the same problem and inits as running both."""
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    draws = {}
+    for n in ns:
+        problem = draw_problem(n, s)
+        fp = draw_fixed_point_inits(n, m, solutions)
+        aw = draw_adamw_inits(n, m, solutions)
+        draws[n] = Draws(problem, fp, aw)
+    return draws
+
+
+# ----------------------------------------------------------------------------- losses
+
+def _t(x) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=DTYPE)
+
+
+def _trace(x: torch.Tensor) -> torch.Tensor:
+    return x.diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
+def _per_solution(value, k: int) -> torch.Tensor:
+    """A scalar or one value per solution, as a (K, 1, 1) tensor that broadcasts over matrices."""
+    return _t(value).expand(k).reshape(k, 1, 1)
+
+
+def losses(A, B, sigma_z, sigma_w, sigma_y, beta=1.0, lam=0.0) -> dict:
+    """Closed-form expected per-sample losses of the linear λβ-VAE (Vu, Wan & Wei 2026).
+
+    recon = E[−log N(Y; AX, Σ_Z)] = ½[tr(Σ_Z⁻¹ E) + log det Σ_Z + n log 2π], where
+    E = E[(Y − AX)(Y − AX)ᵀ] = (I − AB) Σ_Y (I − AB)ᵀ + A Σ_W Aᵀ; expanding tr(Σ_Z⁻¹ E) gives the
+    paper's four traces. KL = ½(tr Σ_X − log det Σ_W − m) with Σ_X = B Σ_Y Bᵀ + Σ_W, L2 = tr E,
+    total = recon + β·KL + λ·L2. Works on torch tensors with any leading batch shape (autograd
+    flows through); log-determinants and Σ_Z⁻¹ come from Cholesky factors, never det or inverse.
+    ``ok`` is False where Σ_Z or Σ_W is not positive definite (the values there are meaningless).
+    """
+    A, B, sigma_z, sigma_w, sigma_y = (_t(x) for x in (A, B, sigma_z, sigma_w, sigma_y))
+    n, m = sigma_y.shape[-1], B.shape[-2]
+    by = B @ sigma_y
+    sigma_x = by @ B.mT + sigma_w
+    aby = A @ by
+    err = sigma_y - aby - aby.mT + A @ sigma_x @ A.mT
+    chol_z, info_z = torch.linalg.cholesky_ex(sigma_z)
+    chol_w, info_w = torch.linalg.cholesky_ex(sigma_w)
+    logdet_z = 2 * chol_z.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    logdet_w = 2 * chol_w.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    recon = 0.5 * (_trace(torch.cholesky_solve(err, chol_z)) + logdet_z + n * math.log(2 * math.pi))
+    kl = 0.5 * (_trace(sigma_x) - logdet_w - m)
+    l2 = _trace(err)
+    total = recon + _t(beta) * kl + _t(lam) * l2
+    ok = (info_z == 0) & (info_w == 0) & torch.isfinite(total)
+    return {"recon": recon, "kl": kl, "l2": l2, "total": total, "ok": ok}
+
+
+# ----------------------------------------------------------------------------- fixed point
+
+def _decoder(b, sigma_w, sigma_y):
+    """Optimal decoder mean for an encoder: A = (Σ_Y⁻¹ + Bᵀ Σ_W⁻¹ B)⁻¹ Bᵀ Σ_W⁻¹ = Σ_Y Bᵀ Σ_X⁻¹
+    (push-through identity), so only the m×m Σ_X is factorised, not an n×n matrix."""
+    by = b @ sigma_y
+    chol_x, info = torch.linalg.cholesky_ex(by @ b.mT + sigma_w)
+    return torch.cholesky_solve(by, chol_x).mT, info
+
+
+def solve_fixed_point(sigma_y, beta, lam, B0, sigma_w0, tol: float, max_iters: int) -> dict:
+    """The paper's fixed-point iteration for K solutions at once (leading axis of B0, sigma_w0).
+
+    One iteration is a decoder update, A = (Σ_Y⁻¹ + Bᵀ Σ_W⁻¹ B)⁻¹ Bᵀ Σ_W⁻¹ and
+    Σ_Z = (Σ_Y⁻¹ + Bᵀ Σ_W⁻¹ B)⁻¹, then an encoder update with S = (Σ_Z⁻¹ + 2λI)/β:
+    B = (I + Aᵀ S A)⁻¹ Aᵀ S, Σ_W = (I + Aᵀ S A)⁻¹. Each update is the exact minimiser of the
+    total loss in its half, so the total never increases. A solution converges when both
+    ‖ΔB‖_F and ‖ΔΣ_W‖_F over one iteration are ≤ tol; it then stops (its state is frozen), so
+    each solution follows exactly the single-solution algorithm. ``beta`` and ``lam`` may be
+    scalars or one value per solution.
+
+    Returned: A, B, Σ_Z, Σ_W (NumPy, the final encoder with its optimal decoder), iterations,
+    converged (bool) and failure ('' or why: a covariance that stopped being positive definite).
+    """
+    sigma_y = _t(sigma_y)
+    b_all, w_all = _t(B0).clone(), _t(sigma_w0).clone()
+    k, m = b_all.shape[0], b_all.shape[1]
+    beta_all, lam_all = _per_solution(beta, k), _per_solution(lam, k)
+    eye_m = torch.eye(m, dtype=DTYPE)
+    chol_w, info = torch.linalg.cholesky_ex(w_all)
+    p_all = torch.cholesky_inverse(chol_w)          # Σ_W⁻¹, carried exactly from then on
+    iterations = np.zeros(k, dtype=np.int64)
+    converged = np.zeros(k, dtype=bool)
+    failure = ["" for _ in range(k)]
+    for i in np.flatnonzero(info.numpy() > 0):
+        failure[i] = "initial Σ_W is not positive definite"
+
+    active = torch.as_tensor(np.flatnonzero(info.numpy() == 0))
+    b, p, w = b_all[active], p_all[active], w_all[active]
+    bt, lt = beta_all[active], lam_all[active]
+    for it in range(1, max_iters + 1):
+        if active.numel() == 0:
+            break
+        a, info_x = _decoder(b, w, sigma_y)
+        # Aᵀ Σ_Z⁻¹ = Σ_W⁻¹ B for this decoder, so Aᵀ S needs no n×n inverse.
+        ats = (p @ b + 2 * lt * a.mT) / bt
+        p_new = eye_m + ats @ a
+        chol_p, info_p = torch.linalg.cholesky_ex(p_new)
+        b_new = torch.cholesky_solve(ats, chol_p)
+        w_new = torch.cholesky_inverse(chol_p)
+        step_b, step_w = (b_new - b).norm(dim=(-2, -1)), (w_new - w).norm(dim=(-2, -1))
+        bad = (info_x > 0) | (info_p > 0) | ~torch.isfinite(step_b + step_w)   # a NaN anywhere makes its norm NaN
+        done = (step_b <= tol) & (step_w <= tol)
+        if bad.any():               # a failed solution keeps its last good state
+            keep = ~bad[:, None, None]
+            b_new, w_new, p_new = torch.where(keep, b_new, b), torch.where(keep, w_new, w), torch.where(keep, p_new, p)
+        b, w, p = b_new, w_new, p_new
+        leaving = done | bad
+        if it == max_iters:
+            leaving = torch.ones_like(done)
+        if leaving.any():
+            idx = active[leaving]
+            iterations[idx.numpy()] = it
+            b_all[idx], w_all[idx], p_all[idx] = b[leaving], w[leaving], p[leaving]
+            for j, sol in zip(np.flatnonzero(leaving.numpy()), idx.numpy()):
+                if bad[j]:
+                    what = "Σ_X" if info_x[j] > 0 else "I + AᵀSA"
+                    failure[sol] = f"{what} not positive definite (or non-finite) at iteration {it}"
+                converged[sol] = bool(done[j])
+            stay = ~leaving
+            active, b, w, p, bt, lt = active[stay], b[stay], w[stay], p[stay], bt[stay], lt[stay]
+
+    a_all, info_x = _decoder(b_all, w_all, sigma_y)
+    # Σ_Z from its precision: Σ_Y − A B Σ_Y would lose digits where Σ_Z ≪ Σ_Y.
+    prec_z = torch.cholesky_inverse(torch.linalg.cholesky(sigma_y)) + b_all.mT @ p_all @ b_all
+    chol_z, info_z = torch.linalg.cholesky_ex(prec_z)
+    sigma_z = torch.cholesky_inverse(chol_z)
+    for i in np.flatnonzero(((info_x > 0) | (info_z > 0)).numpy()):
+        if not failure[i]:
+            failure[i] = "final decoder covariance not positive definite"
+    converged &= np.array([f == "" for f in failure])
+    return {"A": a_all.numpy(), "B": b_all.numpy(), "sigma_z": sigma_z.numpy(), "sigma_w": w_all.numpy(),
+            "iterations": iterations, "converged": converged, "failure": failure}
+
+
+# ----------------------------------------------------------------------------- AdamW
+
+def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, clip_l: float,
+                lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01) -> dict:
+    """The paper's AdamW solver for K solutions at once (leading axis of every init).
+
+    Parameters A, B, L_Z, L_W with Σ_Z = L_Z L_Zᵀ + 5e-5·I and Σ_W likewise; L is projected back
+    to lower-triangular after each step. Gradients are clipped per solution and per group, as
+    ``torch.nn.utils.clip_grad_norm_`` would clip [A, B] and [L_Z, L_W] of a single run (the
+    same formula: factor min(1, max_norm / (norm + 1e-6))). AdamW's update is elementwise, so
+    one optimizer over the stacked tensors is K independent runs. Keeps, per solution, the
+    iterate with the lowest total loss (the parameters the loss was evaluated at).
+
+    Returned as in ``solve_fixed_point``, plus best_iteration; a solution whose loss turned
+    non-finite or whose covariance lost positive definiteness stops there and is marked failed.
+    """
+    sigma_y = _t(sigma_y)
+    n, m = sigma_y.shape[-1], inits["B"].shape[1]
+    params = [_t(inits[key]).clone().requires_grad_(True) for key in ("A", "B", "L_Z", "L_W")]
+    a, b, lz, lw = params
+    k = a.shape[0]
+    beta_t, lam_t = _t(beta).expand(k), _t(lam).expand(k)
+    jitter_n, jitter_m = JITTER * torch.eye(n, dtype=DTYPE), JITTER * torch.eye(m, dtype=DTYPE)
+    opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    best_total = torch.full((k,), math.inf, dtype=DTYPE)
+    best = [x.detach().clone() for x in params]
+    best_iteration = np.zeros(k, dtype=np.int64)
+    alive = torch.ones(k, dtype=torch.bool)
+    failure = ["" for _ in range(k)]
+    for it in range(1, iters + 1):
+        opt.zero_grad()
+        sigma_z = lz @ lz.mT + jitter_n
+        sigma_w = lw @ lw.mT + jitter_m
+        out = losses(a, b, sigma_z, sigma_w, sigma_y, beta_t, lam_t)
+        total = out["total"].detach()
+        newly_bad = alive & ~out["ok"]
+        for i in np.flatnonzero(newly_bad.numpy()):
+            failure[i] = f"loss non-finite or covariance not positive definite at iteration {it}"
+        alive &= out["ok"]
+        if not alive.any():
+            break
+        torch.where(alive, out["total"], torch.zeros_like(total)).sum().backward()
+        with torch.no_grad():
+            better = alive & (total < best_total)
+            if better.any():
+                best_total = torch.where(better, total, best_total)
+                best_iteration[better.numpy()] = it
+                for kept, x in zip(best, params):
+                    kept[better] = x.detach()[better]
+            if not alive.all():            # a failed solution's gradient may be NaN: it must not move
+                for x in params:
+                    x.grad[~alive] = 0.0
+            for group, max_norm in (((a, b), clip_ab), ((lz, lw), clip_l)):
+                norm = torch.sqrt(sum(x.grad.pow(2).sum((-2, -1)) for x in group))
+                coef = (max_norm / (norm + 1e-6)).clamp(max=1.0).reshape(k, 1, 1)
+                for x in group:
+                    x.grad.mul_(coef)
+        opt.step()
+        with torch.no_grad():
+            lz.copy_(torch.tril(lz))
+            lw.copy_(torch.tril(lw))
+    a, b, lz, lw = best
+    return {"A": a.numpy(), "B": b.numpy(), "sigma_z": (lz @ lz.mT + jitter_n).numpy(),
+            "sigma_w": (lw @ lw.mT + jitter_m).numpy(), "iterations": np.full(k, iters),
+            "best_iteration": best_iteration, "converged": np.zeros(k, dtype=bool), "failure": failure}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def factor_mi(B, sigma_w, problem: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """ρ² (m × s) between latents and factors, from Cov(X, V) = B Γ Σ_V, and MI_ij = −½ log(1 − ρ²_ij) in nats."""
+    B, sigma_w = np.asarray(B), np.asarray(sigma_w)
+    var_x = np.einsum("ij,jk,ik->i", B, problem.sigma_y, B) + np.diag(sigma_w)
+    cov = B @ problem.gamma * problem.sigma_v
+    rho2 = cov ** 2 / (var_x[:, None] * problem.sigma_v[None, :])
+    return rho2, -0.5 * np.log1p(-rho2)
+
+
+def sap(rho2: np.ndarray) -> float:
+    """SAP (Kumar et al. 2018) on exact ρ²: per factor, the gap between its two largest ρ²
+    over latents; mean over factors."""
+    top = np.sort(rho2, axis=0)
+    return float(np.mean(top[-1] - top[-2]))
+
+
+def i_m(mi: np.ndarray) -> float:
+    """I_m (Vu, Wan & Wei 2026): the largest total MI of a one-to-one latent–factor matching
+    (Hungarian method), nats."""
+    rows, cols = linear_sum_assignment(mi, maximize=True)
+    return float(mi[rows, cols].sum())
+
+
+def solution_metrics(solution: dict, problem: Problem, beta, lam) -> list[dict]:
+    """recon, KL, L2, total, SAP and I_m of every solution in a solver's output."""
+    out = losses(solution["A"], solution["B"], solution["sigma_z"], solution["sigma_w"], problem.sigma_y,
+                 _t(beta), _t(lam))
+    rows = []
+    for i in range(len(solution["B"])):
+        rho2, mi = factor_mi(solution["B"][i], solution["sigma_w"][i], problem)
+        rows.append({"recon": float(out["recon"][i]), "kl": float(out["kl"][i]), "l2": float(out["l2"][i]),
+                     "total": float(out["total"][i]), "sap": sap(rho2), "i_m": i_m(mi),
+                     "max_rho2": float(rho2.max())})
+    return rows
+
+
+# ----------------------------------------------------------------------------- theory
+
+def principal_variances(sigma_y, m: int) -> np.ndarray:
+    """The m largest eigenvalues d_1 ≥ … ≥ d_m of Σ_Y: the directions the latents read."""
+    return np.linalg.eigvalsh(np.asarray(sigma_y))[::-1][:m]
+
+
+def collapse_thresholds(sigma_y, m: int, lam: float) -> np.ndarray:
+    """β at which latent k collapses, β*_k = 1 + 2λ d_k (docs/linear.md derives it)."""
+    return 1.0 + 2.0 * lam * principal_variances(sigma_y, m)
+
+
+def predicted_information(sigma_y, m: int, beta: float, lam: float) -> np.ndarray:
+    """Per-latent I(X_k; Y) in nats at the optimum, for β > 1: max(0, ½ log(2λ d_k / (β − 1))).
+
+    Their sum is the KL at the optimum (the aggregate posterior then equals the prior). For
+    β ≤ 1 there is no finite optimum (information is free or rewarded), so this returns inf
+    (nan at β = 1, λ = 0, where every amount of information costs the same).
+    """
+    d = principal_variances(sigma_y, m)
+    if beta <= 1:
+        return np.full(m, np.nan if (beta == 1 and lam == 0) else np.inf)
+    with np.errstate(divide="ignore"):
+        return np.maximum(0.0, 0.5 * np.log(2 * lam * d / (beta - 1)))

@@ -1,0 +1,519 @@
+"""Linear β-VAE and λβ-VAE experiments of Vu, Wan & Wei (2026), solved exactly.
+
+    python main_linear.py            # n ∈ {50, 100}, both solvers, β × λ grid, 50 solutions per cell
+    python main_linear.py --demo     # n = 50, a small grid, in about a minute
+    python main_linear.py --n 50 --solvers fixed-point --solutions 10 --betas 1 4 --lambdas 0 2
+
+For each n: draw Σ_V, Γ and every solver's initial point (one global seed, the original's
+order), solve every (solver, β, λ) cell for all its solutions at once, score each solution
+(recon, KL, L2, total, SAP, I_m), then draw the figures from results.csv. Finished cells are
+kept as files under cells/ and skipped on a rerun. docs/linear.md explains the model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from utils import atomic_write, read_csv, read_json, write_csv, write_json, write_text
+
+# The original's settings per n (n = 50 and n = 100); other n take those of the nearer one.
+PER_N = {50: {"tol": 1e-6, "fp_iters": 50_000, "adamw_iters": 30_000, "clip_ab": 1.0, "clip_l": 2.0},
+         100: {"tol": 1e-5, "fp_iters": 100_000, "adamw_iters": 50_000, "clip_ab": 2.0, "clip_l": 3.0}}
+DEFAULTS = {"n": [50, 100], "m": 10, "s": 5, "betas": [1, 4, 8, 16, 32], "lambdas": [0, 2, 4, 6, 8],
+            "solvers": ["fixed-point", "adamw"], "solutions": 50, "seed": 42, "sweep_points": 60,
+            "sweep_range": [0.25, 64.0]}
+# Small enough for about a minute on two idle cores; β = 4 and 16 at λ = 0 still collapse exactly.
+# (β = 1 with λ > 0 is its slowest cell: there the loss has no minimiser and the steps shrink slowly.)
+DEMO = {"n": [50], "betas": [1, 4, 16], "lambdas": [0, 2], "solutions": 5, "adamw_iters": 1000, "sweep_points": 40}
+ADAMW = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
+# Settings that change the numbers of some cell: a results directory holds one value of each.
+RUN_DEFINING = ("n", "m", "s", "solutions", "seed", "per_n", "adamw", "sweep_points", "sweep_range")
+METRICS = ("recon", "kl", "l2", "total", "sap", "i_m")
+
+
+class SettingError(Exception):
+    """A bad setting: reported as one line naming it, exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):           # argparse's own errors as one line too, no usage block
+        raise SettingError(message)
+
+
+def build_parser() -> Parser:
+    p = Parser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--demo", action="store_true", help="small grid under demo_results/ (about a minute)")
+    p.add_argument("--n", type=int, nargs="+", help="data dimensions (default 50 100)")
+    p.add_argument("--m", type=int, help="latent dimension (default 10)")
+    p.add_argument("--s", type=int, help="number of factors (default 5)")
+    p.add_argument("--betas", type=float, nargs="+", help="β grid (default 1 4 8 16 32)")
+    p.add_argument("--lambdas", type=float, nargs="+", help="λ grid (default 0 2 4 6 8)")
+    p.add_argument("--solvers", nargs="+", help="fixed-point and/or adamw (default both)")
+    p.add_argument("--solutions", type=int, help="initial points per cell and solver (default 50)")
+    p.add_argument("--seed", type=int, help="the global NumPy/torch seed (default 42, the original's)")
+    p.add_argument("--tol", type=float, help="fixed-point tolerance (default 1e-6 for n ≤ 50, 1e-5 above)")
+    p.add_argument("--fp-iters", type=int, help="fixed-point iteration cap (default 50,000 / 100,000)")
+    p.add_argument("--adamw-iters", type=int, help="AdamW iterations (default 30,000 / 50,000)")
+    p.add_argument("--clip-ab", type=float, help="gradient-norm clip of [A, B] (default 1.0 / 2.0)")
+    p.add_argument("--clip-l", type=float, help="gradient-norm clip of [L_Z, L_W] (default 2.0 / 3.0)")
+    p.add_argument("--sweep-points", type=int, help="β values of the collapse figure (default 60; 0: none)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the cores)")
+    p.add_argument("--results-dir", help="default linear_betavae_results (demo_results/… with --demo)")
+    return p
+
+
+def _positive(name, value, allow_zero=False):
+    bad = not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero)
+    if bad:
+        raise SettingError(f"{name} is {value:g}: it must be {'≥ 0' if allow_zero else '> 0'} and finite")
+
+
+def settings_from_args(argv=None) -> dict:
+    """The resolved settings: defaults, then --demo, then every flag given; checked."""
+    args = build_parser().parse_args(argv)
+    cfg = dict(DEFAULTS)
+    if args.demo:
+        cfg.update({k: v for k, v in DEMO.items() if k in DEFAULTS})
+    for key in ("n", "m", "s", "betas", "lambdas", "solvers", "solutions", "seed", "sweep_points"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    for n in cfg["n"]:
+        _positive("--n", n)
+    for key in ("m", "s", "solutions"):
+        _positive(f"--{key}", cfg[key])
+    _positive("--sweep-points", cfg["sweep_points"], allow_zero=True)
+    _positive("--workers", args.workers)
+    for key in ("n", "betas", "lambdas", "solvers"):
+        if len(set(cfg[key])) != len(cfg[key]):
+            raise SettingError(f"--{key} has duplicates: {' '.join(str(x) for x in cfg[key])}")
+    for name in ("m", "s"):
+        too_big = [n for n in cfg["n"] if cfg[name] > n]
+        if too_big:
+            raise SettingError(f"--{name} is {cfg[name]}, larger than --n {too_big[0]}")
+    for b in cfg["betas"]:
+        _positive("--betas", b)
+    for lam in cfg["lambdas"]:
+        _positive("--lambdas", lam, allow_zero=True)
+    unknown = [x for x in cfg["solvers"] if x not in ("fixed-point", "adamw")]
+    if unknown:
+        raise SettingError(f"--solvers has '{unknown[0]}': choose from fixed-point, adamw")
+    overrides = {"tol": args.tol, "fp_iters": args.fp_iters, "clip_ab": args.clip_ab, "clip_l": args.clip_l,
+                 "adamw_iters": args.adamw_iters if args.adamw_iters is not None
+                 else (DEMO["adamw_iters"] if args.demo else None)}
+    for key, value in overrides.items():
+        if value is not None:
+            _positive("--" + key.replace("_", "-"), value)
+    cfg["per_n"] = {}
+    for n in cfg["n"]:
+        base = PER_N[50] if n <= 75 else PER_N[100]
+        cfg["per_n"][str(n)] = {k: (overrides[k] if overrides[k] is not None else v) for k, v in base.items()}
+    cfg["adamw"] = {k: list(v) if isinstance(v, tuple) else v for k, v in ADAMW.items()}
+    cfg["betas"] = [float(b) for b in cfg["betas"]]
+    cfg["lambdas"] = [float(x) for x in cfg["lambdas"]]
+    cfg["workers"] = args.workers
+    cfg["results_dir"] = args.results_dir or ("demo_results/linear_betavae_results" if args.demo
+                                              else "linear_betavae_results")
+    return cfg
+
+
+def check_results_dir(root: Path, cfg: dict) -> None:
+    """A results directory belongs to one set of run-defining settings; refuse to mix."""
+    path = root / "config.json"
+    mine = {k: cfg[k] for k in RUN_DEFINING}
+    if path.exists():
+        try:
+            saved = read_json(path)
+        except ValueError:
+            raise SettingError(f"{path} is unreadable; delete it or use another --results-dir") from None
+        for key in RUN_DEFINING:
+            ours = json.loads(json.dumps(mine[key]))          # tuples -> lists, as saved
+            if saved.get(key) != ours:
+                raise SettingError(f"{root} was made with {key}={_show(saved.get(key))}, not {_show(ours)}; "
+                                   "use another --results-dir or delete it")
+    else:
+        write_json(path, mine)
+
+
+def _show(value) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+# ----------------------------------------------------------------------------- cells
+
+def cell_name(n, solver, beta, lam) -> str:
+    return f"n{n}_{solver}_beta{beta:g}_lambda{lam:g}"
+
+
+def solve_cell(task: dict) -> tuple[str, list[dict], float]:
+    """Solve one (n, solver, β, λ) cell for all its solutions; return its results rows."""
+    import linear_vae as lv
+    start = time.time()
+    problem, beta, lam, per_n = task["problem"], task["beta"], task["lambda"], task["per_n"]
+    if task["solver"] == "fixed-point":
+        inits = task["inits"]
+        sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, inits["B"], inits["sigma_w"],
+                                   per_n["tol"], per_n["fp_iters"])
+    else:
+        sol = lv.solve_adamw(problem.sigma_y, beta, lam, task["inits"], per_n["adamw_iters"],
+                             per_n["clip_ab"], per_n["clip_l"], **task["adamw"])
+    seconds = time.time() - start
+    rows = []
+    for i, metrics in enumerate(lv.solution_metrics(sol, problem, beta, lam)):
+        failed = sol["failure"][i]
+        if task["solver"] == "fixed-point":
+            status = "failed" if failed else ("converged" if sol["converged"][i] else "not converged")
+        else:
+            status = "failed" if failed else "done"
+        rows.append({"n": problem.n, "m": task["m"], "s": problem.s, "solver": task["solver"], "beta": beta,
+                     "lambda": lam, "solution": i, **metrics, "iterations": int(sol["iterations"][i]),
+                     "best_iteration": int(sol["best_iteration"][i]) if "best_iteration" in sol else None,
+                     "converged": bool(sol["converged"][i]) if task["solver"] == "fixed-point" else None,
+                     "status": status, "failure": failed, "cell_seconds": round(seconds, 3)})
+    return cell_name(problem.n, task["solver"], beta, lam), rows, seconds
+
+
+def _one_thread():
+    """Every matrix here is at most 100 × 100: more threads per process only contend (on 2 busy
+    cores, two threads made the β sweep 25× slower); the processes are the parallelism."""
+    import torch
+    torch.set_num_threads(1)
+
+
+def usable(row) -> bool:
+    """Rows that enter means and figures: converged fixed points and AdamW runs that did not fail."""
+    return row["status"] in ("converged", "done")
+
+
+# ----------------------------------------------------------------------------- collapse sweep
+
+def collapse_sweep(draws, cfg, n) -> list[dict]:
+    """The fixed point on a fine log grid of β for each λ, from the first solution's initial point."""
+    import linear_vae as lv
+    problem, per_n, m = draws.problem, cfg["per_n"][str(n)], cfg["m"]
+    grid = np.geomspace(*cfg["sweep_range"], cfg["sweep_points"])
+    beta, lam = (x.ravel() for x in np.meshgrid(grid, cfg["lambdas"], indexing="ij"))
+    k = len(beta)
+    b0 = np.repeat(draws.fixed_point["B"][:1], k, axis=0)
+    w0 = np.repeat(draws.fixed_point["sigma_w"][:1], k, axis=0)
+    sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, b0, w0, per_n["tol"], per_n["fp_iters"])
+    rows = []
+    for i, metrics in enumerate(lv.solution_metrics(sol, problem, beta, lam)):
+        predicted = lv.predicted_information(problem.sigma_y, m, beta[i], lam[i]).sum()
+        rows.append({"n": n, "beta": float(beta[i]), "lambda": float(lam[i]), "kl": metrics["kl"],
+                     "i_m": metrics["i_m"], "sap": metrics["sap"], "predicted_kl": predicted,
+                     "iterations": int(sol["iterations"][i]), "converged": bool(sol["converged"][i]),
+                     "failure": sol["failure"][i]})
+    return rows
+
+
+# ----------------------------------------------------------------------------- tables
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per (n, solver, β, λ): mean and std over usable solutions, and how many were left out and why."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["n"], r["solver"], r["beta"], r["lambda"]), []).append(r)
+    out = []
+    for (n, solver, beta, lam), rs in sorted(groups.items()):
+        good = [r for r in rs if usable(r)]
+        entry = {"n": n, "solver": solver, "beta": beta, "lambda": lam, "solutions": len(rs), "used": len(good),
+                 "not_converged": sum(r["status"] == "not converged" for r in rs),
+                 "failed": sum(r["status"] == "failed" for r in rs)}
+        for key in METRICS:
+            values = np.array([r[key] for r in good], dtype=float)
+            entry[f"{key}_mean"] = float(values.mean()) if len(values) else None
+            entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+        entry["iterations_mean"] = float(np.mean([r["iterations"] for r in rs]))
+        out.append(entry)
+    return out
+
+
+def summary_text(summary: list[dict]) -> str:
+    """Mean I_m and SAP as λ × β tables per n and solver (and solutions left out)."""
+    lines = []
+    keys = sorted({(e["n"], e["solver"]) for e in summary}, key=lambda x: (x[0], x[1] != "fixed-point"))
+    for n, solver in keys:
+        cells = {(e["lambda"], e["beta"]): e for e in summary if e["n"] == n and e["solver"] == solver}
+        betas = sorted({b for _, b in cells})
+        lams = sorted({lam for lam, _ in cells})
+        for metric, label in (("i_m", "I_m (nats), mean over solutions"), ("sap", "SAP, mean over solutions")):
+            lines.append(f"n = {n}, {solver}: {label}; rows λ, columns β")
+            lines.append("| λ \\ β | " + " | ".join(f"{b:g}" for b in betas) + " |")
+            lines.append("|---" * (len(betas) + 1) + "|")
+            for lam in lams:
+                vals = []
+                for b in betas:
+                    e = cells.get((lam, b))
+                    v = None if e is None else e[f"{metric}_mean"]
+                    vals.append("" if v is None else f"{v:.3f}" + ("" if e["used"] == e["solutions"]
+                                                                    else f" ({e['used']}/{e['solutions']})"))
+                lines.append(f"| {lam:g} | " + " | ".join(vals) + " |")
+            lines.append("")
+    left_out = [e for e in summary if e["used"] < e["solutions"]]
+    lines.append("(k/K): only k of K solutions entered the mean; the rest did not converge or failed "
+                 "(see results.csv, columns status and failure)." if left_out else
+                 "Every solution entered the means (all fixed points converged, no solver failed).")
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _usable_values(rows, n, solver, beta, lam, key):
+    return [r[key] for r in rows if r["n"] == n and r["solver"] == solver and r["beta"] == beta
+            and r["lambda"] == lam and usable(r)]
+
+
+SOLVER_TITLE = {"fixed-point": "fixed point", "adamw": "AdamW"}
+METRIC_LABEL = {"recon": "recon, nats (lower is better)", "sap": "SAP (higher is better)",
+                "i_m": "I_m, nats (higher is better)", "kl": "KL, nats"}
+
+
+def draw_boxplots(rows, n, m, s, root: Path) -> Path:
+    """λ = 0: recon, SAP and I_m per β (one box per β), a column per solver."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    solvers = [x for x in ("fixed-point", "adamw") if any(r["solver"] == x and r["n"] == n for r in rows)]
+    betas = sorted({r["beta"] for r in rows if r["n"] == n})
+    # One y-axis per metric row, so the two solvers are read on the same scale.
+    fig, axes = plt.subplots(3, len(solvers), figsize=(4.5 * len(solvers), 9), squeeze=False, sharey="row")
+    for col, solver in enumerate(solvers):
+        left_out = sum(1 for r in rows if r["n"] == n and r["solver"] == solver and r["lambda"] == 0
+                       and not usable(r))
+        for row, key in enumerate(("recon", "sap", "i_m")):
+            ax = axes[row, col]
+            data = [_usable_values(rows, n, solver, b, 0.0, key) for b in betas]
+            ax.boxplot([d if d else [np.nan] for d in data], showmeans=True,
+                       meanprops={"marker": "^", "markerfacecolor": "green", "markeredgecolor": "green"})
+            ax.set_xticks(range(1, len(betas) + 1), [f"{b:g}" for b in betas])
+            ax.set_ylabel(METRIC_LABEL[key])
+            ax.grid(alpha=0.3)
+            if row == 0:
+                extra = f"\n({left_out} unconverged/failed left out)" if left_out else ""
+                ax.set_title(f"{SOLVER_TITLE[solver]}, λ = 0{extra}")
+            if row == 2:
+                ax.set_xlabel("β")
+    fig.suptitle(f"linear β-VAE, n = {n}, m = {m}, s = {s}:\none box per β over solutions "
+                 "(line median, triangle mean)", fontsize=10)
+    fig.tight_layout()
+    path = root / f"boxplots_betavae_n{n}_m{m}_s{s}.png"
+    _save(fig, path)
+    return path
+
+
+def draw_heatmaps(summary, n, m, s, root: Path) -> Path:
+    """Rows recon / SAP / I_m, columns solvers; λ × β cells annotated with seed means; (β=1, λ=0) boxed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+    entries = [e for e in summary if e["n"] == n]
+    solvers = [x for x in ("fixed-point", "adamw") if any(e["solver"] == x for e in entries)]
+    betas = sorted({e["beta"] for e in entries})
+    lams = sorted({e["lambda"] for e in entries})
+    fig, axes = plt.subplots(3, len(solvers), figsize=(4.8 * len(solvers), 9.5), squeeze=False)
+    for row, (key, cmap) in enumerate((("recon", "Reds"), ("sap", "Blues"), ("i_m", "Blues"))):
+        grids = {}
+        for solver in solvers:
+            grid = np.full((len(lams), len(betas)), np.nan)
+            for e in entries:
+                if e["solver"] == solver and e[f"{key}_mean"] is not None:
+                    grid[lams.index(e["lambda"]), betas.index(e["beta"])] = e[f"{key}_mean"]
+            grids[solver] = grid
+        values = np.concatenate([g.ravel() for g in grids.values()])
+        values = values[np.isfinite(values)]
+        # One scale per metric across solvers; SAP and I_m start at 0 so small noise is not painted as signal.
+        vmin = 0.0 if key != "recon" else (values.min() if len(values) else 0)
+        vmax = values.max() if len(values) else 1
+        if vmax <= vmin:
+            vmax = vmin + 1
+        for col, solver in enumerate(solvers):
+            ax = axes[row, col]
+            im = ax.imshow(grids[solver], cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+            for (i, j), v in np.ndenumerate(grids[solver]):
+                if np.isfinite(v):
+                    dark = (v - vmin) / (vmax - vmin) > 0.6
+                    ax.text(j, i, f"{v:.2f}" if key == "recon" else f"{v:.3f}", ha="center", va="center", fontsize=8,
+                            color="white" if dark else "black")
+            if 1.0 in betas and 0.0 in lams:
+                ax.add_patch(Rectangle((betas.index(1.0) - 0.5, lams.index(0.0) - 0.5), 1, 1, fill=False,
+                                       edgecolor="red", linewidth=2))
+            ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+            ax.set_yticks(range(len(lams)), [f"{lam:g}" for lam in lams])
+            ax.set_xlabel("β")
+            ax.set_ylabel("λ")
+            if row == 0:
+                ax.set_title(SOLVER_TITLE[solver])
+            fig.colorbar(im, ax=ax, label="mean " + METRIC_LABEL[key])
+    fig.suptitle(f"linear λβ-VAE, n = {n}, m = {m}, s = {s}: means over solutions\n"
+                 "(red box: the β-VAE reference β = 1, λ = 0)", fontsize=10)
+    fig.tight_layout()
+    path = root / f"heatmap_lambda_betavae_n{n}_m{m}_s{s}.png"
+    _save(fig, path)
+    return path
+
+
+def draw_collapse(sweep, sigma_y, n, m, s, root: Path) -> Path:
+    """I_m and KL of the fixed point against β (log axis) for each λ, with the predicted KL and thresholds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import linear_vae as lv
+    lams = sorted({r["lambda"] for r in sweep})
+    beta_range = (min(r["beta"] for r in sweep), max(r["beta"] for r in sweep))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(lams)))
+    fig, axes = plt.subplots(2, 1, figsize=(7.5, 8), sharex=True)
+    for lam, color in zip(lams, colors):
+        rs = sorted((r for r in sweep if r["lambda"] == lam), key=lambda r: r["beta"])
+        beta = np.array([r["beta"] for r in rs])
+        ok = np.array([bool(r["converged"]) for r in rs])
+        for ax, key in zip(axes, ("i_m", "kl")):
+            y = np.array([r[key] for r in rs])
+            ax.plot(beta, y, "-", color=color, lw=1.5, label=f"λ = {lam:g}" if key == "i_m" else None)
+            if (~ok).any():
+                ax.plot(beta[~ok], y[~ok], "o", mfc="none", color=color)
+        above = beta > 1
+        pred = np.array([r["predicted_kl"] for r in rs], dtype=float)
+        axes[1].plot(beta[above], pred[above], "--", color="black", lw=0.8)
+        for t in lv.collapse_thresholds(sigma_y, m, lam):
+            if beta_range[0] <= t <= beta_range[1]:
+                for ax in axes:
+                    ax.axvline(t, color=color, lw=0.8, ls=":")
+    # β < 1 (and β = 1 with λ > 0) has no minimiser: the KL there only says where the steps fell
+    # below tol, and at hundreds of nats it would flatten everything else; it is left off the scale.
+    for ax in axes:
+        ax.axvspan(beta_range[0], 1.0, color="0.9", zorder=0)
+    finite = [r["kl"] for r in sweep if r["beta"] > 1]
+    axes[1].set_ylim(0, 1.15 * max(finite) if finite and max(finite) > 0 else 1)
+    largest_kl = max(r["kl"] for r in sweep)
+    axes[1].text(beta_range[0] * 1.1, axes[1].get_ylim()[1] * 0.95,
+                 f"β ≤ 1: no minimum, KL grows\nwithout bound (here up to\n{largest_kl:.0f} nats, off the scale)",
+                 va="top", fontsize=8)
+    axes[1].plot([], [], "--", color="black", lw=0.8, label="predicted KL, β > 1")
+    axes[1].plot([], [], ":", color="grey", lw=0.8, label="predicted collapse of one latent, β = 1 + 2λd_k")
+    if any(not r["converged"] for r in sweep):
+        axes[1].plot([], [], "o", mfc="none", color="grey", label="fixed point not converged")
+    axes[0].set_ylabel("I_m, nats (higher is better)")
+    axes[1].set_ylabel("KL = I(X; Y) at the optimum, nats")
+    axes[1].set_xlabel("β (log scale)")
+    axes[1].set_xscale("log")
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[1].legend(fontsize=8, loc="upper right")
+    axes[0].set_ylim(bottom=0)
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    axes[0].set_title(f"fixed point of the linear λβ-VAE, n = {n}, m = {m}, s = {s}, one initial point:\n"
+                      "at λ = 0 all information is gone for every β > 1; λ > 0 keeps it up to β = 1 + 2λd_k",
+                      fontsize=9)
+    fig.tight_layout()
+    path = root / f"collapse_vs_beta_n{n}_m{m}_s{s}.png"
+    _save(fig, path)
+    return path
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- main
+
+def run(cfg: dict, quiet: bool = False) -> Path:
+    """The whole study for resolved settings; returns the results directory."""
+    from tqdm import tqdm
+
+    import linear_vae as lv
+    root = Path(cfg["results_dir"])
+    check_results_dir(root, cfg)
+    _one_thread()
+    start = time.time()
+    m, s = cfg["m"], cfg["s"]
+    draws = lv.draw_study(cfg["n"], m, s, cfg["solutions"], cfg["seed"])
+    for n, d in draws.items():
+        _save_npz(root / f"Sigma_V_n{n}_m{m}_s{s}.npz", Sigma_V=np.diag(d.problem.sigma_v))
+        _save_npz(root / f"Gamma_Sigma_Y_n{n}_m{m}_s{s}.npz", Gamma=d.problem.gamma, Sigma_Y=d.problem.sigma_y)
+
+    cells = root / "cells"
+    tasks = []
+    # Fixed-point cells first: they take seconds, so their tables exist long before AdamW's.
+    for solver in [x for x in ("fixed-point", "adamw") if x in cfg["solvers"]]:
+        for n in cfg["n"]:
+            for beta in cfg["betas"]:
+                for lam in cfg["lambdas"]:
+                    if (cells / f"{cell_name(n, solver, beta, lam)}.csv").exists():
+                        continue
+                    tasks.append({"problem": draws[n].problem, "m": m, "solver": solver, "beta": beta,
+                                  "lambda": lam, "per_n": cfg["per_n"][str(n)], "adamw": cfg["adamw"],
+                                  "inits": draws[n].fixed_point if solver == "fixed-point" else draws[n].adamw})
+    total = len(cfg["solvers"]) * len(cfg["n"]) * len(cfg["betas"]) * len(cfg["lambdas"])
+    if not quiet:
+        print(f"{total - len(tasks)} of {total} cells already done in {root}; solving {len(tasks)} "
+              f"with {cfg['workers']} worker(s)", flush=True)
+    workers = min(cfg["workers"], max(1, len(tasks)))
+    with tqdm(total=len(tasks), desc="cells", unit="cell", disable=quiet or not tasks) as bar:
+        def done(name, rows, seconds):
+            write_csv(cells / f"{name}.csv", rows)
+            bar.set_postfix_str(f"{name} {seconds:.0f}s")
+            bar.update()
+        if workers == 1:
+            for t in tasks:
+                done(*solve_cell(t))
+        else:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+                for future in as_completed([pool.submit(solve_cell, t) for t in tasks]):
+                    done(*future.result())
+
+    rows = [r for f in sorted(cells.glob("*.csv")) for r in read_csv(f)]
+    rows.sort(key=lambda r: (r["n"], r["solver"] != "fixed-point", r["beta"], r["lambda"], r["solution"]))
+    write_csv(root / "results.csv", rows)
+    summary = summarize(rows)
+    write_csv(root / "summary.csv", summary)
+    write_text(root / "summary.txt", summary_text(summary))
+
+    figures = []
+    for n in sorted({r["n"] for r in rows}):
+        if any(r["n"] == n and r["lambda"] == 0 for r in rows):
+            figures.append(draw_boxplots(rows, n, m, s, root))
+        figures.append(draw_heatmaps(summary, n, m, s, root))
+    if cfg["sweep_points"]:
+        for n in cfg["n"]:
+            path = root / f"collapse_sweep_n{n}_m{m}_s{s}.csv"
+            sweep = read_csv(path) if path.exists() else []
+            if sorted({r["lambda"] for r in sweep}) != sorted(cfg["lambdas"]):   # new λ grid: redo
+                sweep = collapse_sweep(draws[n], cfg, n)
+                write_csv(path, sweep)
+            figures.append(draw_collapse(sweep, draws[n].problem.sigma_y, n, m, s, root))
+    if not quiet:
+        print(f"done in {time.time() - start:.0f} s: {len(rows)} solutions in {root / 'results.csv'}, "
+              f"tables in {root / 'summary.txt'}, {len(figures)} figures in {root}/")
+    return root
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def main(argv=None) -> None:
+    try:
+        cfg = settings_from_args(argv)
+        run(cfg)
+    except SettingError as e:
+        print(f"main_linear.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

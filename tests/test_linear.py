@@ -1,0 +1,267 @@
+"""The linear λβ-VAE: closed forms against sampling, solvers against each other and the theory, metrics, CLI."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import linear_vae as lv
+import main_linear
+
+torch.set_num_threads(1)
+
+
+def small_problem(n=8, s=3, seed=0):
+    rng = np.random.default_rng(seed)
+    sigma_v = rng.uniform(0.1, 1.0, s)
+    gamma = rng.standard_normal((n, s))
+    return lv.Problem(sigma_v, gamma, gamma @ np.diag(sigma_v) @ gamma.T + lv.NOISE_VAR * np.eye(n))
+
+
+def random_spd(rng, d, scale=1.0):
+    q = rng.standard_normal((d, d))
+    return scale * (q @ q.T / d + 0.5 * np.eye(d))
+
+
+def fp_inits(n, m, k, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(size=(k, m, n)), np.stack([random_spd(rng, m) for _ in range(k)])
+
+
+def test_seed_order_gives_the_originals_sigma_v():
+    draws = lv.draw_study([50], m=10, s=5, solutions=2)
+    np.testing.assert_allclose(draws[50].problem.sigma_v,
+                               [0.43708611, 0.95564288, 0.75879455, 0.63879264, 0.24041678], atol=1e-8)
+
+
+def test_closed_form_losses_match_monte_carlo_and_the_papers_four_traces():
+    rng = np.random.default_rng(0)
+    p, m = small_problem(n=5, s=2), 3
+    A, B = rng.standard_normal((5, m)) * 0.5, rng.standard_normal((m, 5)) * 0.5
+    sz, sw = random_spd(rng, 5), random_spd(rng, m, 0.3)
+    beta, lam = 3.0, 0.7
+    out = {k: float(v) for k, v in lv.losses(A, B, sz, sw, p.sigma_y, beta, lam).items() if k != "ok"}
+
+    # The paper's formulas, literally (explicit inverse and det are fine on these well-conditioned matrices).
+    inv_z, sx = np.linalg.inv(sz), B @ p.sigma_y @ B.T + sw
+    recon = -0.5 * (np.trace(A.T @ inv_z @ p.sigma_y @ B.T) + np.trace(inv_z @ A @ B @ p.sigma_y)
+                    - np.trace(inv_z @ p.sigma_y) - np.trace(A.T @ inv_z @ A @ sx)
+                    - 5 * np.log(2 * np.pi) - np.log(np.linalg.det(sz)))
+    kl = 0.5 * (np.trace(sx) - np.log(np.linalg.det(sw)) - m)
+    r = np.eye(5) - A @ B
+    l2 = np.trace(r @ p.sigma_y @ r.T + A @ sw @ A.T)
+    np.testing.assert_allclose([out["recon"], out["kl"], out["l2"], out["total"]],
+                               [recon, kl, l2, recon + beta * kl + lam * l2], rtol=1e-10)
+
+    # Sampling: Y ~ N(0, Σ_Y), X = BY + W; recon = −log N(Y; AX, Σ_Z), KL per Y, L2 = ‖Y − AX‖².
+    k = 200_000
+    y = rng.multivariate_normal(np.zeros(5), p.sigma_y, size=k)
+    x = y @ B.T + rng.multivariate_normal(np.zeros(m), sw, size=k)
+    e = y - x @ A.T
+    _, logdet_z = np.linalg.slogdet(sz)
+    samples = {
+        "recon": 0.5 * (np.einsum("ij,jk,ik->i", e, inv_z, e) + logdet_z + 5 * np.log(2 * np.pi)),
+        "kl": 0.5 * (np.trace(sw) + ((y @ B.T) ** 2).sum(1) - m - np.linalg.slogdet(sw)[1]),
+        "l2": (e ** 2).sum(1),
+    }
+    for key, v in samples.items():
+        assert abs(v.mean() - out[key]) < 4 * v.std() / math.sqrt(k), key
+
+
+def total_and_grads(sol, sigma_y, beta, lam):
+    ts = [torch.tensor(sol[key][0], requires_grad=True) for key in ("A", "B", "sigma_z", "sigma_w")]
+    total = lv.losses(*ts, sigma_y, beta, lam)["total"]
+    total.backward()
+    return total.detach().item(), [t.grad.numpy() for t in ts]
+
+
+def test_fixed_point_is_a_stationary_point_and_never_worse_than_adamw():
+    p, m = small_problem(), 3
+    b0, w0 = fp_inits(p.n, m, 1)
+    beta, lam = 4.0, 1.0
+    fp = lv.solve_fixed_point(p.sigma_y, beta, lam, b0, w0, tol=1e-10, max_iters=20_000)
+    assert fp["converged"][0]
+    total, grads = total_and_grads(fp, p.sigma_y, beta, lam)
+    for g in grads:                       # symmetric parts for Σ_Z, Σ_W (the directions they can move in)
+        g = (g + g.T) / 2 if g.shape[0] == g.shape[1] else g
+        assert np.abs(g).max() < 1e-6
+
+    rng = np.random.default_rng(2)
+    inits = {"A": rng.standard_normal((2, p.n, m)), "B": rng.standard_normal((2, m, p.n)),
+             "L_Z": np.stack([np.linalg.cholesky(random_spd(rng, p.n)) for _ in range(2)]),
+             "L_W": np.stack([np.linalg.cholesky(random_spd(rng, m)) for _ in range(2)])}
+    # A larger step than the study's 1e-3, so that a few hundred steps get close.
+    aw = lv.solve_adamw(p.sigma_y, beta, lam, inits, iters=600, clip_ab=1.0, clip_l=2.0, lr=3e-2)
+    aw_totals = lv.losses(aw["A"], aw["B"], aw["sigma_z"], aw["sigma_w"], p.sigma_y, beta, lam)["total"]
+    assert total <= float(aw_totals.min()) + 1e-9
+    assert float(aw_totals.min()) < total + 1e-3     # AdamW did get close: the comparison means something
+
+
+def test_fixed_point_total_never_increases():
+    p, m = small_problem(), 3
+    b0, w0 = fp_inits(p.n, m, 1)
+    totals = []
+    for iters in range(1, 30):
+        sol = lv.solve_fixed_point(p.sigma_y, 2.0, 0.5, b0, w0, tol=1e-14, max_iters=iters)
+        loss = lv.losses(sol["A"], sol["B"], sol["sigma_z"], sol["sigma_w"], p.sigma_y, 2.0, 0.5)
+        totals.append(float(loss["total"]))
+    assert np.all(np.diff(totals) <= 1e-9)
+
+
+def test_batched_solvers_equal_one_solution_at_a_time():
+    p, m = small_problem(), 3
+    b0, w0 = fp_inits(p.n, m, 3)
+    beta, lam = np.array([4.0, 1.5, 8.0]), np.array([1.0, 0.0, 2.0])
+    batch = lv.solve_fixed_point(p.sigma_y, beta, lam, b0, w0, tol=1e-8, max_iters=5000)
+    for i in range(3):
+        one = lv.solve_fixed_point(p.sigma_y, beta[i], lam[i], b0[i:i + 1], w0[i:i + 1], tol=1e-8, max_iters=5000)
+        assert one["iterations"][0] == batch["iterations"][i]
+        for key in ("A", "B", "sigma_z", "sigma_w"):
+            np.testing.assert_allclose(one[key][0], batch[key][i], rtol=1e-10, atol=1e-12)
+
+    rng = np.random.default_rng(3)
+    inits = {"A": rng.standard_normal((3, p.n, m)), "B": rng.standard_normal((3, m, p.n)) * 3,
+             "L_Z": np.stack([np.linalg.cholesky(random_spd(rng, p.n)) for _ in range(3)]),
+             "L_W": np.stack([np.linalg.cholesky(random_spd(rng, m)) for _ in range(3)])}
+    batch = lv.solve_adamw(p.sigma_y, 4.0, 1.0, inits, iters=40, clip_ab=1.0, clip_l=2.0)
+    for i in range(3):
+        one = lv.solve_adamw(p.sigma_y, 4.0, 1.0, {k: v[i:i + 1] for k, v in inits.items()}, iters=40,
+                             clip_ab=1.0, clip_l=2.0)
+        for key in ("A", "B", "sigma_z", "sigma_w"):
+            np.testing.assert_allclose(one[key][0], batch[key][i], rtol=1e-10, atol=1e-12)
+
+
+def test_adamw_is_the_single_run_algorithm_with_clip_grad_norm():
+    """One solution, written the plain way: torch's AdamW and clip_grad_norm_ per parameter group."""
+    p, m = small_problem(), 3
+    rng = np.random.default_rng(4)
+    init = {"A": rng.standard_normal((1, p.n, m)) * 3, "B": rng.standard_normal((1, m, p.n)) * 3,
+            "L_Z": np.linalg.cholesky(random_spd(rng, p.n))[None], "L_W": np.linalg.cholesky(random_spd(rng, m))[None]}
+    ours = lv.solve_adamw(p.sigma_y, 4.0, 1.0, init, iters=25, clip_ab=1.0, clip_l=2.0)
+
+    params = [torch.tensor(init[k][0], requires_grad=True) for k in ("A", "B", "L_Z", "L_W")]
+    a, b, lz, lw = params
+    opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+    best, best_loss = None, math.inf
+    for _ in range(25):
+        opt.zero_grad()
+        sz = lz @ lz.T + lv.JITTER * torch.eye(p.n, dtype=torch.float64)
+        sw = lw @ lw.T + lv.JITTER * torch.eye(m, dtype=torch.float64)
+        loss = lv.losses(a, b, sz, sw, p.sigma_y, 4.0, 1.0)["total"]
+        loss.backward()
+        if loss.item() < best_loss:
+            best_loss, best = loss.item(), (a.detach().clone(), sz.detach().clone())
+        torch.nn.utils.clip_grad_norm_([a, b], 1.0)
+        torch.nn.utils.clip_grad_norm_([lz, lw], 2.0)
+        opt.step()
+        with torch.no_grad():
+            lz.copy_(torch.tril(lz))
+            lw.copy_(torch.tril(lw))
+    np.testing.assert_allclose(ours["A"][0], best[0].numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(ours["sigma_z"][0], best[1].numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_collapse_at_lambda_zero_and_recovery_with_lambda():
+    p, m = small_problem(n=10), 4
+    b0, w0 = fp_inits(p.n, m, 2)
+    for lam, collapsed in ((0.0, True), (2.0, False)):
+        sol = lv.solve_fixed_point(p.sigma_y, 8.0, lam, b0, w0, tol=1e-9, max_iters=20_000)
+        rows = lv.solution_metrics(sol, p, 8.0, lam)
+        for i, r in enumerate(rows):
+            rho2, _ = lv.factor_mi(sol["B"][i], sol["sigma_w"][i], p)
+            if collapsed:
+                assert rho2.max() < 1e-12 and r["i_m"] < 1e-12 and r["kl"] < 1e-10 and r["sap"] < 1e-12
+            else:
+                assert r["i_m"] > 0.1 and r["kl"] > 0.1
+
+
+def test_fixed_point_kl_is_the_predicted_information():
+    p, m = small_problem(n=10), 4
+    b0, w0 = fp_inits(p.n, m, 1)
+    for beta, lam in ((4.0, 2.0), (1.5, 0.3), (30.0, 1.0)):
+        sol = lv.solve_fixed_point(p.sigma_y, beta, lam, b0, w0, tol=1e-11, max_iters=50_000)
+        kl = lv.solution_metrics(sol, p, beta, lam)[0]["kl"]
+        np.testing.assert_allclose(kl, lv.predicted_information(p.sigma_y, m, beta, lam).sum(), rtol=1e-6, atol=1e-9)
+
+
+def test_metrics_by_hand_and_invariant_to_permuting_latents():
+    rho2 = np.array([[0.9, 0.1], [0.5, 0.2], [0.0, 0.6]])
+    assert lv.sap(rho2) == pytest.approx(((0.9 - 0.5) + (0.6 - 0.2)) / 2)
+    mi = -0.5 * np.log1p(-rho2)
+    assert lv.i_m(mi) == pytest.approx(mi[0, 0] + mi[2, 1])
+
+    p, m = small_problem(n=10), 4
+    rng = np.random.default_rng(5)
+    B, sw = rng.standard_normal((m, p.n)), random_spd(rng, m)
+    perm = np.array([2, 0, 3, 1])
+    r1, mi1 = lv.factor_mi(B, sw, p)
+    r2, mi2 = lv.factor_mi(B[perm], sw[np.ix_(perm, perm)], p)
+    assert lv.sap(r1) == pytest.approx(lv.sap(r2), abs=1e-15)
+    assert lv.i_m(mi1) == pytest.approx(lv.i_m(mi2), abs=1e-15)
+    assert lv.i_m(mi1) > 0 and lv.sap(r1) > 0
+
+
+def test_a_non_positive_definite_covariance_fails_that_solution_only():
+    p, m = small_problem(), 3
+    b0, w0 = fp_inits(p.n, m, 2)
+    w0[1] = -w0[1]
+    sol = lv.solve_fixed_point(p.sigma_y, 4.0, 1.0, b0, w0, tol=1e-8, max_iters=5000)
+    assert sol["converged"].tolist() == [True, False]
+    assert sol["failure"] == ["", "initial Σ_W is not positive definite"]
+
+
+# ----------------------------------------------------------------------------- command line
+
+TINY = ["--n", "6", "--m", "2", "--s", "2", "--betas", "4", "--lambdas", "0", "1", "--solutions", "2",
+        "--adamw-iters", "5", "--sweep-points", "3", "--workers", "1"]
+
+BAD = [
+    (["--n", "0"], "--n is 0"),
+    (["--n", "6", "x"], "--n: invalid int value: 'x'"),
+    (["--m", "-1"], "--m is -1"),
+    (["--m", "7"], "--m is 7, larger than --n 6"),
+    (["--s", "9"], "--s is 9, larger than --n 6"),
+    (["--betas", "0"], "--betas is 0"),
+    (["--betas", "nan"], "--betas is nan"),
+    (["--lambdas", "-1"], "--lambdas is -1"),
+    (["--lambdas", "inf"], "--lambdas is inf"),
+    (["--tol", "0"], "--tol is 0"),
+    (["--tol=-1e-6"], "--tol is -1e-06"),
+    (["--solutions", "0"], "--solutions is 0"),
+    (["--betas", "4", "4"], "--betas has duplicates"),
+    (["--solvers", "newton"], "--solvers has 'newton'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("extra, needle", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_setting_is_one_line_exit_2(extra, needle, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main_linear.main(TINY + ["--results-dir", str(tmp_path / "r")] + extra)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0] and "Traceback" not in err[0]
+
+
+def test_grid_writes_tables_figures_resumes_and_refuses_other_settings(tmp_path, capsys):
+    root = tmp_path / "r"
+    main_linear.main(TINY + ["--results-dir", str(root)])
+    out = capsys.readouterr().out
+    assert "0 of 4 cells already done" in out and str(root / "results.csv") in out
+    rows = main_linear.read_csv(root / "results.csv")
+    assert len(rows) == 2 * 2 * 2 and {r["status"] for r in rows} <= {"converged", "done"}
+    for name in ("summary.csv", "summary.txt", "Sigma_V_n6_m2_s2.npz", "Gamma_Sigma_Y_n6_m2_s2.npz",
+                 "boxplots_betavae_n6_m2_s2.png", "heatmap_lambda_betavae_n6_m2_s2.png",
+                 "collapse_vs_beta_n6_m2_s2.png"):
+        assert (root / name).exists(), name
+    before = {f.name: f.stat().st_mtime_ns for f in (root / "cells").glob("*.csv")}
+
+    main_linear.main(TINY + ["--results-dir", str(root)])
+    assert "4 of 4 cells already done" in capsys.readouterr().out
+    assert before == {f.name: f.stat().st_mtime_ns for f in (root / "cells").glob("*.csv")}
+
+    with pytest.raises(SystemExit) as exit_:
+        main_linear.main(TINY + ["--results-dir", str(root), "--solutions", "3"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was made with solutions=2, not 3" in err[0]
