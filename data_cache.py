@@ -122,10 +122,10 @@ def problem(path: Path, spec: CacheSpec) -> str | None:
         return "incomplete (no record of a finished build)"
     except (OSError, ValueError) as err:
         return f"unreadable record ({err})"
-    if record.get("format") != RECORD_FORMAT or record.get("shape") != list(spec.shape):
-        return "built for another shape or format"
     if record.get("fingerprint") != json.loads(json.dumps(spec.fingerprint)):
         return f"stale ({spec.source.name} changed since the cache was built)"
+    if record.get("format") != RECORD_FORMAT or record.get("shape") != list(spec.shape):
+        return "built for another shape or format"
     try:
         shape, dtype, fortran, offset = _header(path)
         size = path.stat().st_size

@@ -45,7 +45,7 @@ def write_dsprites(folder, sizes=DSPRITES_SIZES, compressed=True, **replace):
     return arrays
 
 
-def write_shapes3d(folder, sizes=SHAPES3D_SIZES, labels=None, images=None):
+def write_shapes3d(folder, sizes=SHAPES3D_SIZES, labels=None, images=None, chunks=(8, 64, 64, 3)):
     n = int(np.prod(sizes))
     if labels is None:
         classes = grid_classes(sizes)
@@ -54,8 +54,8 @@ def write_shapes3d(folder, sizes=SHAPES3D_SIZES, labels=None, images=None):
     if images is None:
         images = np.random.default_rng(2).integers(0, 256, (n, 64, 64, 3), dtype=np.uint8)
     with h5py.File(folder / data_files.SHAPES3D_FILE, "w") as f:
-        # Chunked and compressed like the published file.
-        f.create_dataset("images", data=images, chunks=(8, 64, 64, 3), compression="gzip")
+        # Compressed like the published file; chunks=None: contiguous, uncompressed.
+        f.create_dataset("images", data=images, chunks=chunks, compression="gzip" if chunks else None)
         f.create_dataset("labels", data=labels)
     return images, labels
 
