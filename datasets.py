@@ -26,6 +26,7 @@ import argparse
 import functools
 import hashlib
 import os
+import pickle
 import sys
 import zipfile
 import zlib
@@ -33,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-import standins
 import data_cache
 import data_files
+import standins
 from data_cache import CACHE_DIR_ENV
 from data_files import (CELEBA_DIR, DATA_DIR_ENV, DSPRITES_FILE, SHAPES3D_FILE, LazyHandle, cache_images, check_choice,
                         corrupt, download, how_to_get, image_file, missing_key, mpi3d_path, open_h5, open_images,
@@ -110,17 +111,47 @@ def _grid_sizes(name: str, factor_sizes) -> tuple[int, ...]:
     return sizes
 
 
+# What a NumPy object array of dicts, strings and arrays pickles to (numpy.lib.format
+# stores object arrays as a pickle); numpy 2 renamed numpy.core to numpy._core.
+_METADATA_GLOBALS = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray")
+                     for n in ("_reconstruct", "scalar")} | {("numpy", "ndarray"), ("numpy", "dtype")}
+
+
+class _MetadataUnpickler(pickle.Unpickler):
+    """Unpickles data only: no global but NumPy's array reconstruction may be loaded, so a
+    crafted file cannot run code."""
+
+    def find_class(self, module, name):
+        if (module, name) in _METADATA_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
+def _read_dsprites_metadata(path: Path):
+    """The dSprites ``metadata`` member: a Python-2 pickle of a dict (hence latin1), in a 0-d object array."""
+    try:
+        with zipfile.ZipFile(path) as zf, zf.open("metadata.npy") as member:
+            dtype = data_files._read_npy_header(member)[0]
+            if dtype != object:
+                raise DataError(f"{path}: key 'metadata' has dtype {dtype}, expected a pickled object")
+            metadata = _MetadataUnpickler(member, encoding="latin1").load()
+    except (pickle.UnpicklingError, AttributeError, ImportError, EOFError, ValueError, OSError,
+            zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: key 'metadata' is not a plain pickle of data ({err}); download the file "
+                        f"again") from err
+    return metadata[()] if isinstance(metadata, np.ndarray) and metadata.shape == () else metadata
+
+
 def _load_dsprites(root: Path, sizes, variant, data_dir, cache_dir) -> FileDataset:
     path = root / DSPRITES_FILE
     require(path, "dsprites", variant, data_dir)
     try:
-        # The metadata is a Python-2 pickle: it needs allow_pickle and latin1 to load.
-        npz = np.load(path, allow_pickle=True, encoding="latin1")
+        npz = np.load(path)         # no pickles: the arrays are plain
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise corrupt(path, "npz", err) from err
     with npz:
         classes = _read_npz_array(npz, path, "latents_classes")
-        metadata = _read_npz_array(npz, path, "metadata")[()] if "metadata" in npz.files else {}
+        metadata = _read_dsprites_metadata(path) if "metadata" in npz.files else {}
     n = int(np.prod(sizes))
     if classes.dtype.kind not in "iu" or classes.shape != (n, len(sizes) + 1):
         raise DataError(f"{path}: key 'latents_classes' has dtype {classes.dtype} and shape {classes.shape}, "
@@ -256,8 +287,18 @@ class _CelebAJpegs:
         return out
 
     def blocks(self, rows: int = 1024):
-        for start in range(0, len(self.members), rows):
-            yield self.decode(np.arange(start, min(start + rows, len(self.members))))
+        """All images in order, in blocks, decoded by one thread per core."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        workers = len(os.sched_getaffinity(0))
+        # One BLAS thread each: OpenBLAS's own threads made each small resize 8x slower on a
+        # busy 2-core machine. JPEG decoding and the matrix products release the GIL.
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            for start in range(0, len(self.members), rows):
+                parts = np.array_split(np.arange(start, min(start + rows, len(self.members))), workers)
+                yield np.concatenate(list(pool.map(self.decode, parts)))
 
     def cache_spec(self) -> data_cache.CacheSpec:
         """Valid while the images (names; the zip's size and mtime, or the folder's mtime) and the crop stay."""

@@ -450,3 +450,16 @@ def test_every_standin_factor_is_visible(name):
         changed = changed_pixels(ds.images_from_factors(a), ds.images_from_factors(b))
         worst = a[changed.argmin()]
         assert changed.min() >= 10, f"{ds.factor_names[factor]} nearly invisible at {worst.tolist()}"
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("code ran",))
+
+
+def test_dsprites_metadata_pickle_cannot_run_code(tmp_path, capsys):
+    write_dsprites(tmp_path, metadata=np.array({"latents_sizes": _Payload()}, dtype=object))
+    with pytest.raises(DataError, match=r"dsprites.*npz: key 'metadata' is not a plain pickle of data "
+                                        r"\(global builtins\.print is not allowed\)"):
+        load_dataset("dsprites", "real", tmp_path, factor_sizes=DSPRITES_SIZES)
+    assert "code ran" not in capsys.readouterr().out
