@@ -18,7 +18,7 @@ complete and renamed into place: it holds the source's fingerprint (size, mtime,
 settings the rows depend on), the shape, the file size and a sha256 of sample rows
 taken from the source while streaming it. Before use, the header, the exact file size,
 the fingerprint and the sample rows are checked (a millisecond); a cache that fails is
-rebuilt with a one-line message. A build writes ``<cache>.npy.part-<pid>`` and renames
+rebuilt with a one-line message. A build writes ``<cache>.npy.part-<host>-<pid>`` and renames
 it only once complete and verified, so an interrupted build never leaves a file that a
 later run could take for complete; the source is only ever opened for reading.
 """
@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -193,22 +194,35 @@ def _build_lock(path: Path):
         except BlockingIOError:
             print(f"{path}: another process is building this cache; waiting for it", file=sys.stderr)
             fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as err:
+            # Some cluster file systems (Lustre without -o flock) have no flock: build unlocked;
+            # concurrent builders then write separate .part files and the last rename wins.
+            if err.errno not in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
         yield
     finally:
         lock.unlink(missing_ok=True)
         os.close(fd)
 
 
+def _part_path(path: Path) -> Path:
+    """The file a build writes: named by host and process, so that leftovers of killed
+    builds can be told from a build in progress, also on a shared file system."""
+    return path.with_name(f"{path.name}.part-{socket.gethostname()}-{os.getpid()}")
+
+
 def _leftovers(path: Path) -> list[Path]:
-    """Files of builds whose process is gone (killed): never renamed, never trusted."""
-    found = []
+    """Files of builds on this host whose process is gone (killed): never renamed, never trusted."""
+    found, prefix = [], f"{path.name}.part-{socket.gethostname()}-"
     for part in path.parent.glob(path.name + ".part-*"):
-        pid = part.name.rsplit("-", 1)[1]
+        pid = part.name[len(prefix):] if part.name.startswith(prefix) else ""
+        if not pid.isdigit():
+            continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             found.append(part)
-        except (ValueError, PermissionError):
+        except PermissionError:     # alive, someone else's
             pass
     return found
 
@@ -244,7 +258,7 @@ def _write(spec: CacheSpec, path: Path) -> None:
     n, row_bytes = spec.shape[0], spec.nbytes // spec.shape[0]
     rows = sample_rows(n)
     sampled = {}
-    tmp = path.with_name(f"{path.name}.part-{os.getpid()}")
+    tmp = _part_path(path)
     try:
         with open(tmp, "xb") as out, tqdm(total=n, unit="img", unit_scale=True, dynamic_ncols=True,
                                           desc=f"caching {spec.source.name} -> {path.name}") as bar:
@@ -292,7 +306,7 @@ def _write_all(out, data: memoryview) -> None:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f"{path.name}.part-{os.getpid()}")
+    tmp = _part_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)

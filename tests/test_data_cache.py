@@ -5,6 +5,7 @@ import errno
 import hashlib
 import os
 import re
+import socket
 import zipfile
 
 import h5py
@@ -122,7 +123,7 @@ def test_an_interrupted_build_leaves_nothing_to_trust(tmp_path, monkeypatch):
     assert writes[0] > 0 and files(tmp_path) == ["3dshapes.h5"]
     monkeypatch.undo()
     # A build killed outright (SIGKILL) leaves its .part file; the next build removes it.
-    dead = tmp_path / f"{CACHE}.part-{2 ** 22 + 12345}"
+    dead = tmp_path / f"{CACHE}.part-{socket.gethostname()}-{2 ** 22 + 12345}"
     dead.write_bytes(b"\x93NUMPY half a file")
     ds = load_shapes3d(tmp_path)
     assert files(tmp_path) == ["3dshapes.h5", CACHE, CACHE + ".json"]
@@ -315,3 +316,14 @@ def test_h5_blocks_are_whole_bands_of_chunks(tmp_path):
                                       block_bytes=20 * 64 * 64 * 3)
     lengths = [len(b) for b in blocks]
     assert lengths == [30] * 9 + [18]
+
+
+def test_a_file_system_without_flock_still_builds(tmp_path, monkeypatch):
+    images, _ = write_shapes3d(tmp_path, chunks=REAL_LIKE_CHUNKS)
+
+    def no_flock(fd, operation):       # Lustre mounted without -o flock
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(data_cache.fcntl, "flock", no_flock)
+    ds = load_shapes3d(tmp_path)
+    np.testing.assert_array_equal(ds.images([0, 287]), hwc_to_chw(images[[0, 287]]))
