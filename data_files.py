@@ -230,8 +230,9 @@ class LazyHandle:
 
 
 class RawRows(LazyHandle):
-    """Rows of a C-order uint8 array stored raw in a file at a byte offset (a plain .npy,
-    or an uncompressed npz member), read with ``os.preadv`` straight into the batch:
+    """Rows of a C-order uint8 array stored raw in a file at a byte offset (a plain .npy
+    such as a cache, an uncompressed npz member, a contiguous HDF5 dataset), read with
+    ``os.preadv`` straight into the batch (the page cache is shared between processes):
     nothing is mapped or cached, so memory stays one batch whatever the file size."""
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...]):
