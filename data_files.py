@@ -407,18 +407,23 @@ def open_images(path: Path, key: str, sizes: tuple[int, ...], row_shape: tuple[i
         return RawRows(path, offset, shape)
     if binary:
         return _PackedBinaryRows(path, key, shape)
-    cache, offset = data_cache.open_cache(image_cache_spec(path, key, shape, name, variant, data_dir), cache_dir)
-    return RawRows(cache, offset, shape)
+    spec = image_cache_spec(path, key, shape, name, variant, data_dir)
+    cache, offset = data_cache.open_cache(spec, cache_dir)
+    return RawRows(cache, offset, spec.shape)
 
 
 def image_cache_spec(path: Path, key: str, shape: tuple[int, ...], name: str, variant: str,
                      data_dir) -> data_cache.CacheSpec:
-    """The cache of the image array ``key`` of ``path``: valid while the file keeps its size and mtime."""
+    """The cache of the image array ``key`` of ``path`` (N, H, W, C), stored (N, C, H, W): the
+    layout batches are handed out in, so a read is one gather, no transposing copy (that
+    copy cost more than the reads). Valid while the file keeps its size and mtime."""
     stat = path.stat()
+    chw = (shape[0], shape[3], shape[1], shape[2])
     return data_cache.CacheSpec(
-        source=path, stem=f"{path.stem}_{key}", shape=tuple(shape),
+        source=path, stem=f"{path.stem}_{key}_nchw", shape=chw,
         fingerprint={"file": path.name, "key": key, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns},
-        blocks=lambda: _image_blocks(path, key, shape), command=_command("cache", name, variant, data_dir))
+        blocks=lambda: (block.transpose(0, 3, 1, 2) for block in _image_blocks(path, key, shape)),
+        command=_command("cache", name, variant, data_dir))
 
 
 def cache_images(name: str, data_dir=None, variant: str = "real", cache_dir=None) -> Path:

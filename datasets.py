@@ -97,7 +97,10 @@ class FileDataset(GroundTruthDataset):
         rows = self._store.read(indices)
         if self._binary:
             rows *= 255     # 0/1 -> 0/255, so every dataset converts with x / 255
-        return rows[:, None] if rows.ndim == 3 else rows.transpose(0, 3, 1, 2)
+        if rows.ndim == 3:
+            return rows[:, None]
+        # Published files are (N, H, W, C); caches are stored (N, C, H, W) already.
+        return rows if rows.shape[1:] == (self.channels, IMAGE_SIZE, IMAGE_SIZE) else rows.transpose(0, 3, 1, 2)
 
 
 def _grid_sizes(name: str, factor_sizes) -> tuple[int, ...]:
@@ -213,7 +216,7 @@ CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}    # list_eval_partition.txt
 class CelebA(GroundTruthDataset):
     """Aligned CelebA (178x218 JPEGs in ``img_align_celeba/`` or ``img_align_celeba.zip``)
     center-cropped to ``crop`` and area-resized to 64x64 once, into a raw uint8 cache
-    (N, 64, 64, 3) that batches are read from (``data_cache``); the 40 binary attributes
+    (N, 3, 64, 64) that batches are read from (``data_cache``); the 40 binary attributes
     from ``list_attr_celeba.txt`` and the official partition from
     ``list_eval_partition.txt`` when present. File layouts: the CelebA page (CELEBA_PAGE),
     folders Img/, Anno/ and Eval/. No factor grid."""
@@ -227,7 +230,7 @@ class CelebA(GroundTruthDataset):
         self.attribute_names, self._attributes = _read_celeba_attributes(root / "list_attr_celeba.txt", names)
         self.partition = _read_celeba_partition(root / "list_eval_partition.txt", names)
         path, offset = data_cache.open_cache(self.jpegs.cache_spec(), cache_dir)
-        self._rows = data_files.RawRows(path, offset, (len(names), IMAGE_SIZE, IMAGE_SIZE, 3))
+        self._rows = data_files.RawRows(path, offset, (len(names), 3, IMAGE_SIZE, IMAGE_SIZE))
         self.read_from = str(path)
 
     def __len__(self) -> int:
@@ -248,10 +251,10 @@ class CelebA(GroundTruthDataset):
 
     def decode(self, indices) -> np.ndarray:
         """The images (n, 3, 64, 64) decoded from the JPEGs themselves, not the cache."""
-        return self.jpegs.decode(self._check_indices(indices)).transpose(0, 3, 1, 2)
+        return self.jpegs.decode(self._check_indices(indices))
 
     def _images(self, indices):
-        return self._rows.read(indices).transpose(0, 3, 1, 2)
+        return self._rows.read(indices)
 
 
 class _CelebAJpegs:
@@ -277,13 +280,13 @@ class _CelebAJpegs:
         self.command = "python datasets.py cache celeba" + (f" --data-dir {data_dir}" if data_dir else "")
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
-        """uint8 images (n, 64, 64, 3) of the JPEGs at ``indices``."""
-        out = np.empty((len(indices), IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+        """uint8 images (n, 3, 64, 64) of the JPEGs at ``indices``."""
+        out = np.empty((len(indices), 3, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
         for i, index in enumerate(np.asarray(indices).tolist()):
             member = self.members[index]
             where = f"{self.source}:{member}" if self._archive else str(self.source / member)
             data = self._archive.read(member) if self._archive else Path(where).read_bytes()
-            out[i] = _crop_resize(_decode_jpeg(data, where), self.crop).transpose(1, 2, 0)
+            out[i] = _crop_resize(_decode_jpeg(data, where), self.crop)
         return out
 
     def blocks(self, rows: int = 1024):
@@ -309,8 +312,8 @@ class _CelebAJpegs:
         if self._archive:
             fingerprint["bytes"] = stat.st_size
         return data_cache.CacheSpec(
-            source=self.source, stem=f"img_align_celeba_crop{self.crop}_64x64",
-            shape=(len(self.members), IMAGE_SIZE, IMAGE_SIZE, 3), fingerprint=fingerprint, blocks=self.blocks,
+            source=self.source, stem=f"img_align_celeba_crop{self.crop}_nchw",
+            shape=(len(self.members), 3, IMAGE_SIZE, IMAGE_SIZE), fingerprint=fingerprint, blocks=self.blocks,
             command=self.command)
 
 

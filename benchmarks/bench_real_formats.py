@@ -195,8 +195,8 @@ CACHE_BYTES = {"dsprites": 0, "shapes3d": 5.9e9, "mpi3d": 0, "celeba": 2.5e9}
 # --- the measurement, in a fresh process per dataset --------------------------------------
 def cache_files(name: str, folder: Path) -> list[Path]:
     where = folder / data_files.CELEBA_DIR if name == "celeba" else folder
-    stems = {"dsprites": "dsprites_*_imgs", "shapes3d": "3dshapes_images", "mpi3d": "mpi3d_real_images",
-             "celeba": "img_align_celeba_crop*_64x64"}[name]
+    stems = {"dsprites": "dsprites_*_imgs", "shapes3d": "3dshapes_images_nchw", "mpi3d": "mpi3d_real_images_nchw",
+             "celeba": "img_align_celeba_crop*_nchw"}[name]
     return list(where.glob(stems + ".npy")) + list(where.glob(stems + ".npy.json"))
 
 
@@ -224,6 +224,8 @@ def measure(name: str, folder: Path, batches: int, steps: int, repeats: int, reu
 
     import torch
 
+    if steps == 0:      # --steps 0: the data side only
+        return {**out, "train_real": [], "train_standin": [], "ratios": []}
     import functools
 
     import training
@@ -265,8 +267,10 @@ def run_measurement(name: str, folder: Path, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def spread(values) -> str:
-    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+def spread(values, digits: int = 0) -> str:
+    if not values:
+        return "-"
+    return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}-{max(values):,.{digits}f})"
 
 
 def main() -> None:
@@ -275,7 +279,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(ground_truth.DATASET_NAMES),
                         choices=ground_truth.DATASET_NAMES)
     parser.add_argument("--batches", type=int, default=2000, help="random batches of 64 timed")
-    parser.add_argument("--steps", type=int, default=200, help="training steps per timed run")
+    parser.add_argument("--steps", type=int, default=200, help="training steps per timed run (0: no training)")
     parser.add_argument("--repeats", type=int, default=3, help="real/stand-in training pairs")
     parser.add_argument("--reuse-cache", action="store_true", help="keep an existing cache (no build timing)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
@@ -296,18 +300,23 @@ def main() -> None:
         print(f"{name}: files in the real format")
         WRITERS[name](folder)
         results.append(run_measurement(name, folder, args))
-    print(f"\nload: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f} on "
-          f"{os.cpu_count()} CPUs; training {args.steps} steps of {BATCH}, {args.repeats} repeats: median (min-max)")
+        print(f"{name}: {json.dumps(results[-1])}")       # each as it comes: a long run may be cut short
+        print(f"  {row(results[-1])}")
+    print(f"\nload: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs; training "
+          f"{args.steps} steps of {BATCH}, {args.repeats} repeats: median (min-max)")
     print("| dataset | cache build | build peak anon | open | batches of 64 /s | peak anon (batches) | VmRSS / VmHWM "
           "| train img/s real | train img/s stand-in | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        build = f"{r['build_s']:.0f} s" if r["cache"] else "none needed"
-        ratios = r["ratios"]
-        print(f"| {r['name']} | {build} | {r['build_anon_mib']:.0f} MiB | {r['open_s']:.2f} s | "
-              f"{r['batches_per_s']:,.0f} | {r['batches_anon_mib']:.0f} MiB | {r['vm_rss_mib']:.0f} / "
-              f"{r['vm_hwm_mib']:.0f} MiB | {spread(r['train_real'])} | {spread(r['train_standin'])} | "
-              f"{statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |")
+        print(row(r))
+
+
+def row(r: dict) -> str:
+    build = f"{r['build_s']:.0f} s" if r["cache"] else "none needed"
+    return (f"| {r['name']} | {build} | {r['build_anon_mib']:.0f} MiB | {r['open_s']:.2f} s | "
+            f"{r['batches_per_s']:,.0f} | {r['batches_anon_mib']:.0f} MiB | {r['vm_rss_mib']:.0f} / "
+            f"{r['vm_hwm_mib']:.0f} MiB | {spread(r['train_real'])} | {spread(r['train_standin'])} | "
+            f"{spread(r['ratios'], 2)} |")
 
 
 if __name__ == "__main__":

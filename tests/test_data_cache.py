@@ -22,7 +22,7 @@ from test_datasets import (MPI3D_SIZES, SHAPES3D_SIZES, hwc_to_chw, write_attrib
 # The published 3dshapes.h5 stores its images gzip-compressed in chunks of (15000, 4, 4, 1);
 # the same layout, scaled to the reduced grid (288 images: 19 whole bands and a partial one).
 REAL_LIKE_CHUNKS = (15, 4, 4, 1)
-CACHE = "3dshapes_images.npy"
+CACHE = "3dshapes_images_nchw.npy"
 
 
 def fingerprint(path):
@@ -55,7 +55,7 @@ def test_chunked_gzip_h5_is_cached_once_and_reads_the_source_bytes(tmp_path, cap
     np.testing.assert_array_equal(ds.images(idx), hwc_to_chw(direct[idx]))
     np.testing.assert_array_equal(direct, images)
     assert fingerprint(source) == before
-    assert np.load(tmp_path / CACHE, mmap_mode="r").shape == images.shape     # a plain .npy
+    assert np.load(tmp_path / CACHE, mmap_mode="r").shape == (288, 3, 64, 64)     # a plain .npy, NCHW
     assert "caching 3dshapes.h5" in capsys.readouterr().err                     # the progress bar
 
 
@@ -161,7 +161,7 @@ def test_read_only_data_folder_says_where_and_how_to_point_the_cache_elsewhere(t
     # Pointed elsewhere: by argument, or by the environment variable.
     ds = load_shapes3d(data, cache_dir=cache_dir)
     [cached] = [p for p in cache_dir.iterdir() if p.suffix == ".npy"]
-    assert cached.name.startswith("3dshapes_images.") and ds.read_from == str(cached)
+    assert cached.name.startswith("3dshapes_images_nchw.") and ds.read_from == str(cached)
     np.testing.assert_array_equal(ds.images(np.arange(288)), hwc_to_chw(images))
     monkeypatch.setenv(data_cache.CACHE_DIR_ENV, str(cache_dir))
     assert load_shapes3d(data).read_from == str(cached)
@@ -225,7 +225,7 @@ def test_contiguous_h5_and_stored_npz_are_read_in_place(tmp_path, capsys):
 def test_compressed_npz_cache_equals_the_source(tmp_path):
     images = write_mpi3d(tmp_path, compressed=True)
     path = datasets.cache("mpi3d", tmp_path)
-    assert path == tmp_path / "mpi3d_real_images.npy"
+    assert path == tmp_path / "mpi3d_real_images_nchw.npy"
     ds = load_dataset("mpi3d", "real", tmp_path, factor_sizes=MPI3D_SIZES)
     idx = np.random.default_rng(1).integers(0, len(ds), 100)
     with zipfile.ZipFile(tmp_path / "mpi3d_real.npz") as zf:      # deflated, as written
@@ -247,7 +247,7 @@ def write_celeba(tmp_path, count=5, partition=True):
 def test_celeba_cache_matches_the_jpegs_with_attributes_and_partition(tmp_path, capsys):
     root = write_celeba(tmp_path)
     ds = load_dataset("celeba", "real", tmp_path)
-    assert ds.read_from == str(root / "img_align_celeba_crop148_64x64.npy")
+    assert ds.read_from == str(root / "img_align_celeba_crop148_nchw.npy")
     idx = np.random.default_rng(0).integers(0, 5, 20)
     np.testing.assert_array_equal(ds.images(idx), ds.decode(idx))
     assert ds.images(idx).std() > 10                                  # not blank
@@ -291,7 +291,7 @@ def test_cli_cache_and_info(tmp_path, capsys):
     assert f"cache: {tmp_path / CACHE} (0.00 GB, valid)" in capsys.readouterr().out
     write_celeba(tmp_path)
     assert datasets.main(["cache", "celeba", "--data-dir", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.strip() == str(tmp_path / "celeba" / "img_align_celeba_crop148_64x64.npy")
+    assert capsys.readouterr().out.strip() == str(tmp_path / "celeba" / "img_align_celeba_crop148_nchw.npy")
     assert datasets.main(["info", "celeba", "--data-dir", str(tmp_path)]) == 0
     assert "(5 JPEGs)" in capsys.readouterr().out
 

@@ -115,7 +115,7 @@ def test_mpi3d_compressed_npz_is_read_through_a_cache(tmp_path):
     images = write_mpi3d(tmp_path, "toy", compressed=True)
     ds = load_dataset("mpi3d", "real", tmp_path, variant="toy", factor_sizes=MPI3D_SIZES)
     assert ds.location == str(tmp_path / "mpi3d_toy.npz")
-    assert ds.read_from == str(tmp_path / "mpi3d_toy_images.npy")
+    assert ds.read_from == str(tmp_path / "mpi3d_toy_images_nchw.npy")
     np.testing.assert_array_equal(ds.images(np.arange(len(ds))), hwc_to_chw(images))
 
 
