@@ -1,11 +1,14 @@
 """Where the real dataset files live, how to get them, and how their bytes are read.
 
-Real image arrays are never loaded whole: ``open_images`` returns a row reader
-(``os.preadv`` at the array's byte offset inside a plain .npy or an uncompressed npz
-member, h5py slices for HDF5, a bit-packed copy in memory for binary images in a
-compressed npz), checked against the expected dtype, shape and row count first.
-``convert`` streams a compressed image array to a plain .npy once. File formats:
-docs/datasets.md.
+Real image arrays are never loaded whole: ``open_images`` returns a row reader, checked
+against the expected dtype, shape and row count first: ``os.preadv`` at the array's byte
+offset where the rows are stored raw (a plain .npy, an uncompressed npz member, a
+contiguous uncompressed HDF5 dataset), a bit-packed copy in memory for binary images in a
+compressed npz (dSprites), and otherwise (chunked or compressed HDF5 such as Shapes3D's,
+a compressed npz member) ``os.preadv`` from a raw .npy cache built once by
+``data_cache``. ``cache_images`` builds that cache ahead of time. File formats:
+docs/datasets.md; the .npy format: ``numpy.lib.format``; zip local headers: PKWARE's
+APPNOTE.TXT section 4.3.7.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.lib.format as npy_format
 
+import data_cache
 from ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, DataError
 
 DATA_DIR_ENV = "DISENT_DATA_DIR"
@@ -82,11 +86,18 @@ def _mpi3d_candidates(root: Path, variant: str) -> list[Path]:
 
 
 def mpi3d_path(root: Path, variant: str) -> Path:
-    """The MPI3D npz in use: the first candidate present (or converted), else the default name."""
+    """The MPI3D npz in use: the first candidate present, else the default name."""
     for path in _mpi3d_candidates(root, variant):
-        if path.exists() or _converted_path(path, "images").exists():
+        if path.exists():
             return path
     return _mpi3d_candidates(root, variant)[0]
+
+
+def image_file(name: str, root: Path, variant: str = "real") -> tuple[Path, str]:
+    """(file, key) of the image array of a real factor dataset."""
+    return {"dsprites": lambda: (root / DSPRITES_FILE, "imgs"),
+            "shapes3d": lambda: (root / SHAPES3D_FILE, "images"),
+            "mpi3d": lambda: (mpi3d_path(root, variant), "images")}[name]()
 
 
 def missing_files(name: str, data_dir=None, variant: str = "real") -> list[str]:
@@ -98,10 +109,7 @@ def missing_files(name: str, data_dir=None, variant: str = "real") -> list[str]:
         folder = root / CELEBA_DIR
         present = (folder / "img_align_celeba").is_dir() or (folder / "img_align_celeba.zip").exists()
         return [] if present else [str(folder / "img_align_celeba.zip")]
-    if name == "mpi3d":
-        path = mpi3d_path(root, variant)
-        return [] if path.exists() or _converted_path(path, "images").exists() else [str(path)]
-    path = root / remote_file(name).filename
+    path = image_file(name, root, variant)[0]
     return [] if path.exists() else [str(path)]
 
 
@@ -221,9 +229,10 @@ class LazyHandle:
         self.__dict__.update(state, _lock=threading.Lock())
 
 
-class _RawRows(LazyHandle):
-    """Rows of a C-order uint8 array stored raw in a file at a byte offset (a plain .npy,
-    or an uncompressed npz member), read with ``os.preadv`` straight into the batch:
+class RawRows(LazyHandle):
+    """Rows of a C-order uint8 array stored raw in a file at a byte offset (a plain .npy
+    such as a cache, an uncompressed npz member, a contiguous HDF5 dataset), read with
+    ``os.preadv`` straight into the batch (the page cache is shared between processes):
     nothing is mapped or cached, so memory stays one batch whatever the file size."""
 
     def __init__(self, path: Path, offset: int, shape: tuple[int, ...]):
@@ -251,28 +260,6 @@ class _RawRows(LazyHandle):
                 if got == 0:
                     raise DataError(f"{self.path}: file ends inside row {first}: truncated")
                 view, at = view[got:], at + got
-        return out
-
-
-class _H5Rows(LazyHandle):
-    """Rows of an HDF5 dataset; contiguous runs are read as slices (h5py is slow on
-    scattered single rows of chunked data)."""
-
-    def __init__(self, path: Path, key: str, shape: tuple[int, ...]):
-        super().__init__()
-        self.path, self.key, self.shape = path, key, tuple(shape)
-
-    def _open(self):
-        return open_h5(self.path)
-
-    def read(self, indices: np.ndarray) -> np.ndarray:
-        out = np.empty((len(indices),) + self.shape[1:], np.uint8)
-        dataset = self._handle_open()[self.key]
-        try:
-            for pos, first, count in _runs(indices):
-                dataset.read_direct(out, np.s_[first:first + count], np.s_[pos:pos + count])
-        except (OSError, ValueError, RuntimeError) as err:
-            raise DataError(f"{self.path}: cannot read key {self.key!r} rows ({err}): corrupt file?") from err
         return out
 
 
@@ -337,9 +324,13 @@ def _image_header(path: Path, key: str):
             with open_h5(path) as f:
                 if key not in f:
                     raise missing_key(path, key, f.keys())
-                if not hasattr(f[key], "dtype"):
+                dataset = f[key]
+                if not hasattr(dataset, "dtype"):
                     raise DataError(f"{path}: key {key!r} is an HDF5 group, expected an array")
-                return f[key].dtype, f[key].shape, False, None
+                # Contiguous and unfiltered: the C-order rows lie raw at one offset (None
+                # until written), readable in place like a .npy.
+                raw = dataset.chunks is None and dataset.compression is None and not dataset.external
+                return dataset.dtype, dataset.shape, False, dataset.id.get_offset() if raw else None
         with zipfile.ZipFile(path) as zf:
             try:
                 info = zf.getinfo(key + ".npy")
@@ -363,14 +354,24 @@ def _image_header(path: Path, key: str):
 
 
 def _image_blocks(path: Path, key: str, shape: tuple[int, ...], block_bytes: int = 8 << 20):
-    """Stream the image array ``key`` in blocks of rows (decompressing as it goes)."""
+    """Stream the image array ``key`` in blocks of rows (decompressing as it goes). A block
+    is valid until the next one is asked for (HDF5 blocks share one buffer)."""
     row_bytes = int(np.prod(shape[1:]))
     rows_per_block = max(1, block_bytes // row_bytes)
     try:
         if path.suffix == ".h5":
             with open_h5(path) as f:
+                dataset = f[key]
+                if dataset.chunks:
+                    # Whole bands of chunks along the rows: each chunk is decompressed once
+                    # (Shapes3D's chunks span 15,000 rows: 184 MB blocks).
+                    band = dataset.chunks[0]
+                    rows_per_block = -(-rows_per_block // band) * band
+                buffer = np.empty((min(rows_per_block, shape[0]),) + tuple(shape[1:]), np.uint8)
                 for start in range(0, shape[0], rows_per_block):
-                    yield f[key][start:start + rows_per_block]
+                    count = min(rows_per_block, shape[0] - start)
+                    dataset.read_direct(buffer, np.s_[start:start + count], np.s_[:count])
+                    yield buffer[:count]
             return
         with zipfile.ZipFile(path) as zf, zf.open(key + ".npy") as member:
             _read_npy_header(member)
@@ -381,7 +382,7 @@ def _image_blocks(path: Path, key: str, shape: tuple[int, ...], block_bytes: int
                     raise DataError(f"{path}: key {key!r} ends at row {start + len(raw) // row_bytes} "
                                     f"of {shape[0]}: truncated")
                 yield np.frombuffer(raw, np.uint8).reshape((count,) + tuple(shape[1:]))
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error) as err:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error, RuntimeError) as err:
         raise corrupt(path, path.suffix.lstrip("."), err) from err
 
 
@@ -394,78 +395,72 @@ def open_h5(path: Path):
         raise corrupt(path, "HDF5", err) from err
 
 
-def _converted_path(path: Path, key: str) -> Path:
-    """The plain .npy that ``python datasets.py convert`` writes next to ``path``."""
-    return path.with_name(f"{path.stem}_{key}.npy")
-
-
 def require(path: Path, name: str, variant: str, data_dir) -> None:
     if not path.exists():
         raise DataError(f"{path} is missing: {how_to_get(name, variant, data_dir)}")
 
 
 def open_images(path: Path, key: str, sizes: tuple[int, ...], row_shape: tuple[int, ...], *,
-                 name: str, variant: str, data_dir, binary: bool = False):
-    """A row reader for the image array ``key`` of ``path`` (or of its converted .npy)."""
-    converted = _converted_path(path, key)
-    source = converted if converted.exists() else path
-    require(source, name, variant, data_dir)
-    dtype, shape, fortran, offset = _image_header(source, key)
+                 name: str, variant: str, data_dir, binary: bool = False, cache_dir=None):
+    """A row reader for the image array ``key`` of ``path``: in place where its rows are
+    stored raw, as bits in memory for binary images, else from a raw .npy cache, which is
+    built first (once) when there is no valid one (``data_cache``)."""
+    require(path, name, variant, data_dir)
+    dtype, shape, fortran, offset = _image_header(path, key)
     expected = int(np.prod(sizes))
     if dtype != np.uint8:
-        raise DataError(f"{source}: key {key!r} has dtype {dtype}, expected uint8")
+        raise DataError(f"{path}: key {key!r} has dtype {dtype}, expected uint8")
     if tuple(shape[1:]) != row_shape or len(shape) != len(row_shape) + 1:
-        raise DataError(f"{source}: key {key!r} has shape {tuple(shape)}, expected (N, "
+        raise DataError(f"{path}: key {key!r} has shape {tuple(shape)}, expected (N, "
                         f"{', '.join(map(str, row_shape))}) images")
     if shape[0] != expected:
-        raise DataError(f"{source}: key {key!r} holds {shape[0]} images, but the factor sizes "
+        raise DataError(f"{path}: key {key!r} holds {shape[0]} images, but the factor sizes "
                         f"{tuple(sizes)} multiply to {expected}")
     if fortran:
-        raise DataError(f"{source}: key {key!r} is stored in Fortran order; expected C order")
+        raise DataError(f"{path}: key {key!r} is stored in Fortran order; expected C order")
     if offset is not None:
-        return _RawRows(source, offset, shape)
-    if source.suffix == ".h5":
-        return _H5Rows(source, key, shape)
+        return RawRows(path, offset, shape)
     if binary:
-        return _PackedBinaryRows(source, key, shape)
-    raise DataError(f"{source}: key {key!r} is stored compressed, so its {shape[0] * np.prod(row_shape) / 1e9:.1f} "
-                    f"GB cannot be read row by row; run `{_command('convert', name, variant, data_dir)}` "
-                    f"once (it writes a plain {converted.name})")
+        return _PackedBinaryRows(path, key, shape)
+    spec = image_cache_spec(path, key, shape, name, variant, data_dir)
+    cache, offset = data_cache.open_cache(spec, cache_dir)
+    return RawRows(cache, offset, spec.shape)
 
 
-def convert(name: str, data_dir=None, variant: str = "real") -> Path:
-    """Stream the image array of a real file to a plain .npy next to it (atomic), which
-    the loader then reads row by row: needed for a compressed MPI3D npz, a speed-up
-    (a cache) for Shapes3D's chunked HDF5."""
-    from tqdm import tqdm
+def image_cache_spec(path: Path, key: str, shape: tuple[int, ...], name: str, variant: str,
+                     data_dir) -> data_cache.CacheSpec:
+    """The cache of the image array ``key`` of ``path`` (N, H, W, C), stored (N, C, H, W): the
+    layout batches are handed out in, so a read is one gather, no transposing copy (that
+    copy cost more than the reads). Valid while the file keeps its size and mtime."""
+    stat = path.stat()
+    chw = (shape[0], shape[3], shape[1], shape[2])
+    return data_cache.CacheSpec(
+        source=path, stem=f"{path.stem}_{key}_nchw", shape=chw,
+        fingerprint={"file": path.name, "key": key, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+        blocks=lambda: (block.transpose(0, 3, 1, 2) for block in _image_blocks(path, key, shape)),
+        command=_command("cache", name, variant, data_dir))
 
+
+def cache_images(name: str, data_dir=None, variant: str = "real", cache_dir=None) -> Path:
+    """Build the cache of a real factor dataset's images ahead of time (``python datasets.py
+    cache NAME``) and return it; return the source itself where its rows are read in place
+    or held in memory (a stored npz member, a contiguous HDF5 dataset, dSprites' bits)."""
     check_choice("dataset", name, FACTOR_DATASETS)
     check_choice("MPI3D variant", variant, MPI3D_VARIANTS)
-    root = resolve_data_dir(data_dir)
-    path, key = {"dsprites": (root / DSPRITES_FILE, "imgs"), "shapes3d": (root / SHAPES3D_FILE, "images"),
-                 "mpi3d": (mpi3d_path(root, variant), "images")}[name]
+    path, key = image_file(name, resolve_data_dir(data_dir), variant)
     require(path, name, variant, data_dir)
-    dest = _converted_path(path, key)
     dtype, shape, fortran, offset = _image_header(path, key)
     if dtype != np.uint8 or fortran:
         raise DataError(f"{path}: key {key!r} has dtype {dtype}{' in Fortran order' if fortran else ''}, "
                         f"expected C-order uint8")
     if offset is not None:
-        print(f"{path}: key {key!r} is stored uncompressed and is read in place; nothing to convert")
+        print(f"{path}: key {key!r} is stored raw and is read in place; no cache needed")
         return path
-    tmp = dest.with_name(dest.name + ".part")
-    try:
-        with open(tmp, "wb") as out, tqdm(total=shape[0], unit="img", desc=f"{path.name} -> {dest.name}") as bar:
-            npy_format.write_array_header_1_0(
-                out, {"descr": npy_format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False,
-                      "shape": tuple(shape)})
-            for block in _image_blocks(path, key, shape):
-                out.write(np.ascontiguousarray(block, np.uint8).data)
-                bar.update(len(block))
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+    if name == "dsprites":
+        print(f"{path}: binary images are held in memory as bits ({np.prod(shape) / 8e9:.2f} GB); no cache needed")
+        return path
+    spec = image_cache_spec(path, key, tuple(shape), name, variant, data_dir)
+    return data_cache.open_cache(spec, cache_dir)[0]
 
 
 # =====================================================================================

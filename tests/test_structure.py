@@ -49,8 +49,8 @@ def test_find_cycle_sees_a_cycle():
 
 def test_layers():
     # The data layer and the metrics never need torch-side or study code.
-    for module in ("ground_truth", "data_files", "datasets", "standins", "metrics", "config", "utils"):
-        assert project_imports(module) <= {"ground_truth", "data_files", "standins", "utils"}, module
+    for module in ("ground_truth", "data_files", "data_cache", "datasets", "standins", "metrics", "config", "utils"):
+        assert project_imports(module) <= {"ground_truth", "data_files", "data_cache", "standins", "utils"}, module
     # The launcher is generic: each study hands it what it needs.
     assert project_imports("launcher") <= {"runs", "utils"}
     # Neither model family's study module leans on the other's.
