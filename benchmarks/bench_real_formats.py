@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -44,6 +43,8 @@ import numpy.lib.format as npy_format
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench_data import PeakAnon, status_kib  # noqa: E402  (RssAnon sampling, as bench_data measures it)
+
 import data_files  # noqa: E402
 import datasets  # noqa: E402
 import ground_truth  # noqa: E402
@@ -53,33 +54,6 @@ CELEBA_IMAGES = 202_599
 CELEBA_SPLIT = (162_770, 19_867, 19_962)        # train, valid, test of list_eval_partition.txt
 CELEBA_ATTRIBUTES = 40
 MPI3D_SHAPE = (1_036_800, 64, 64, 3)
-
-
-# --- memory ------------------------------------------------------------------------------
-def status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-class PeakAnon(threading.Thread):
-    """Samples RssAnon every millisecond while running."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self._done = status_kib("RssAnon"), threading.Event()
-        self.start()
-
-    def run(self):
-        while not self._done.wait(0.001):
-            self.peak = max(self.peak, status_kib("RssAnon"))
-
-    def stop_mib(self) -> float:
-        self._done.set()
-        self.join()
-        return max(self.peak, status_kib("RssAnon")) / 1024
 
 
 # --- writing full-size files in the real formats (tmp + rename: a half-written file is never reused) ---
@@ -206,8 +180,9 @@ def measure(name: str, folder: Path, batches: int, steps: int, repeats: int, reu
         for path in cache_files(name, folder):
             path.unlink()
     sampler, tic = PeakAnon(), time.perf_counter()
+    sampler.start()
     cached = datasets.cache(name, folder)
-    out.update(build_s=time.perf_counter() - tic, build_anon_mib=sampler.stop_mib(),
+    out.update(build_s=time.perf_counter() - tic, build_anon_mib=sampler.stop() / 1024,
                cache=str(cached) if cached.suffix == ".npy" else None)
 
     tic = time.perf_counter()
@@ -217,9 +192,10 @@ def measure(name: str, folder: Path, batches: int, steps: int, repeats: int, reu
     ds.images(rng.integers(0, len(ds), BATCH))
     out["anon_before_batches_mib"] = status_kib("RssAnon") / 1024
     sampler, tic = PeakAnon(), time.perf_counter()
+    sampler.start()
     for _ in range(batches):
         ds.images(rng.integers(0, len(ds), BATCH))
-    out.update(batches_per_s=batches / (time.perf_counter() - tic), batches_anon_mib=sampler.stop_mib(),
+    out.update(batches_per_s=batches / (time.perf_counter() - tic), batches_anon_mib=sampler.stop() / 1024,
                vm_rss_mib=status_kib("VmRSS") / 1024, vm_hwm_mib=status_kib("VmHWM") / 1024)
 
     import torch
@@ -230,7 +206,8 @@ def measure(name: str, folder: Path, batches: int, steps: int, repeats: int, reu
 
     import training
     from config import Config
-    from training import RunSpec, train_pack
+    from runs import RunSpec
+    from training import train
 
     training.tqdm = functools.partial(training.tqdm, disable=True)     # 12 step bars would bury the table
 
@@ -242,7 +219,7 @@ def measure(name: str, folder: Path, batches: int, steps: int, repeats: int, reu
         with tempfile.TemporaryDirectory() as run_dir:
             spec = RunSpec("beta", name, 4.0, 0.0, seed=seed, steps=n_steps, run_dir=Path(run_dir))
             tic = time.perf_counter()
-            train_pack([spec], cfg, dataset, device, position=0)
+            train(spec, cfg, dataset, device, position=0)
             return n_steps * BATCH / (time.perf_counter() - tic)
 
     images_per_s(standin, 99, 20)       # warm-up: allocator, kernels
