@@ -77,7 +77,8 @@ class Config(_Settings):
     precision: str = "fp32"                  # "fp32", or "bf16" autocast of the forward pass
     compile: bool = False                    # torch.compile the packed training step
     figures: bool = True
-    demo: bool = False
+    demo: bool = False                       # the same as preset="demo"
+    preset: str = ""                         # "", or a name of PRESETS: its overrides, then the flags given
 
 
 # The demo runs the whole study on the procedural stand-ins in minutes on a 2-core CPU
@@ -104,6 +105,37 @@ DEMO_OVERRIDES = dict(
 )
 # The λ demo continues a subset of the β demo's runs to stay within its 5 minutes.
 DEMO_LAMBDA_OVERRIDES = dict(betas=(1.0, 16.0), seeds=(0,))
+
+# The evidence preset (docs/evidence.md): is the paper's effect (I(factors; latents)
+# collapsing with β, λ·L2 restoring it) larger than the seed spread on a stand-in, with
+# both stages within 45 minutes on a 2-core CPU? Every setting below was chosen from
+# `python scripts/evidence_budget.py` (MIG, I_m and active latents against steps at
+# β = 1 and 16, docs/evidence_budget.csv), not by taste; the reasons, one per setting:
+EVIDENCE_OVERRIDES = dict(
+    datasets=("dsprites",),        # 1 channel, the cheapest stand-in, and the dataset of the paper's SAP numbers
+    source="standin",              # no downloads; procedural images with dSprites' factor grid
+    betas=(1.0, 4.0, 8.0, 16.0, 32.0),   # the paper's grid: the peak (4-8) and the collapse regime (16, 32)
+    lambdas=(0.0, 8.0),            # the control and the paper's strongest repair
+    seeds=(0, 1, 2),               # three seeds: the least that gives a seed std per cell
+    steps=2000,                    # where MIG / I_m / active latents have left the shuffled-factor floor at β = 1
+    lambda_steps=500,              # a quarter of the β budget, as the paper's 50k of 150k (a third)
+    lr=1e-3,                       # lr 1e-4 leaves the mean image within a few thousand steps
+    batch_size=32,                 # twice the demo's: less gradient noise for the same wall time per image
+    loss_window=100,               # the train-window loss over the last 100 steps, not 5,000 of 2,000
+    log_interval=100,              # learning curves with 20 points per run
+    checkpoint_interval=500,       # a killed run loses at most a few minutes
+    metric_train_points=5_000,     # halves the histogram bias floor of the demo's 2,000 (it falls as 1/n)
+    metric_test_points=1_000,      # SAP scoring; its LinearSVC fit dominates the evaluation time
+    heldout_eval_points=500,       # the held-out NLL to ~1 %, in seconds
+)
+# The λ stage continues β 1, 8 and 32 (the baseline, the paper's MIG cell and its SAP/I_m cell).
+EVIDENCE_LAMBDA_OVERRIDES = dict(betas=(1.0, 8.0, 32.0))
+
+# Each preset: (β-stage overrides, λ-stage overrides on top, results folder).
+PRESETS = {
+    "demo": (DEMO_OVERRIDES, DEMO_LAMBDA_OVERRIDES, "demo_results"),
+    "evidence": (EVIDENCE_OVERRIDES, EVIDENCE_LAMBDA_OVERRIDES, "evidence_results"),
+}
 
 # A run's identity beyond its grid cell (dataset, β, λ, seed): every setting that changes
 # its numbers. The run's own config.json stores them, and a run is reused (resumed, or
@@ -216,6 +248,10 @@ def validate(cfg: Config) -> Config:
         _bad("pack_size", f"is {cfg.pack_size}: use 0 (chosen from the device) or a positive number of runs")
     if cfg.precision not in PRECISIONS:
         _bad("precision", f"is {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+    if cfg.preset not in ("", *PRESETS):
+        _bad("preset", f"is {cfg.preset!r}: choose from {', '.join(PRESETS)}")
+    if cfg.demo and cfg.preset != "demo":
+        _bad("preset", f"is {cfg.preset!r} with --demo: --demo is --preset demo; give one of them")
     return cfg
 
 
@@ -262,12 +298,15 @@ HELP = {
     "num_bins": "equal-width histogram bins per latent for the MI metrics (2..metric_train_points)",
     "heldout_fraction": "fraction of images never trained on, for the held-out NLL (0..0.5; 0 trains on all)",
     "heldout_eval_points": "held-out images the held-out NLL is computed on (0: none)",
-    "results_dir": "folder of the results trees (default: the current folder; demo_results with --demo)",
+    "results_dir": "folder of the results trees (default: the current folder; demo_results with --demo, "
+                   "evidence_results with --preset evidence)",
     "device": "auto, cpu, cuda or cuda:N",
     "pack_size": "runs trained together in one step (0: chosen from the device)",
     "precision": "fp32, or bf16 autocast of the forward pass (part of a run's identity)",
     "compile": "torch.compile the packed training step",
     "figures": "draw per-run and aggregate figures",
+    "preset": "a named set of settings (demo: minutes on a CPU; evidence: the paper's effect against the seed "
+              "spread on the dSprites stand-in, about 45 minutes on a 2-core CPU; config.py says why each is set)",
     "num_factors": "learned factor queries of the cross-attention",
     "factor_dim": "width of each factor query",
     "attention_dim": "width of the cross-attention",
@@ -330,14 +369,26 @@ def given_settings(args: argparse.Namespace, cls) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
 
+def preset_settings(name: str, stage: str = "beta") -> dict:
+    """The settings a preset sets for a stage (the λ stage's on top of the β stage's)."""
+    beta, lam, _ = PRESETS[name]
+    return {**beta, **(lam if stage == "lambda" else {}), "preset": name, "demo": name == "demo"}
+
+
 def from_args(args: argparse.Namespace, base: Config | None = None, stage: str = "beta") -> Config:
-    """Config from parsed flags: the demo preset first (if --demo), then explicit flags."""
+    """Config from parsed flags: the preset first (--preset NAME; --demo is --preset demo),
+    then explicit flags."""
     base = base or Config()
     given = given_settings(args, Config)
-    if given.get("demo", base.demo):
-        base = base.replace(**DEMO_OVERRIDES, demo=True)
-        if stage == "lambda":
-            base = base.replace(**DEMO_LAMBDA_OVERRIDES)
+    preset = given.pop("preset", base.preset)
+    if given.pop("demo", base.demo):
+        if preset not in ("", "demo"):
+            raise ConfigError(f"config: --demo and --preset {preset}: --demo is --preset demo; give one of them")
+        preset = "demo"
+    if preset:
+        if preset not in PRESETS:
+            _bad("preset", f"is {preset!r}: choose from {', '.join(PRESETS)}")
+        base = base.replace(**preset_settings(preset, stage))
     return validate(base.replace(**given))
 
 

@@ -71,6 +71,30 @@ def encode(model, dataset: GroundTruthDataset, indices: np.ndarray, device, batc
     return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim), np.float32)
 
 
+ACTIVE_KL_NATS = 0.1            # a latent is active when its mean KL to N(0, 1) exceeds this
+
+
+@torch.no_grad()
+def kl_per_latent(model, images_uint8: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
+    """Mean over images of each latent's KL(q(z_d | x) || N(0, 1)), nats, shape (latent_dim,).
+
+    A latent the encoder ignores sits at the prior (mu = 0, logvar = 0) for every image and
+    has KL 0; its sum is the mean total KL, an upper bound on I(x; z) (Hoffman & Johnson
+    2016: the mean KL = I(x; z) + KL(q(z) || p(z)))."""
+    model.eval()
+    total = torch.zeros(model.latent_dim, dtype=torch.float64)
+    for i in range(0, len(images_uint8), batch_size):
+        mu, logvar = model.encoder(_batch(images_uint8[i:i + batch_size], device))
+        kl = 0.5 * (mu.double() ** 2 + logvar.double().exp() - 1 - logvar.double())
+        total += kl.sum(0).cpu()
+    return (total / max(len(images_uint8), 1)).numpy()
+
+
+def latent_columns(kl: np.ndarray) -> dict:
+    """The per-latent columns of a results row from ``kl_per_latent``."""
+    return {"active_latents": int((kl > ACTIVE_KL_NATS).sum()), "i_xz_upper": float(kl.sum())}
+
+
 @torch.no_grad()
 def heldout_nll(model, dataset: GroundTruthDataset, indices: np.ndarray, device, seed: int,
                 mean_image: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
@@ -123,6 +147,9 @@ def definitions(cfg, steps: int, heldout_images: int) -> dict:
                             f"never trained on (heldout_fraction={cfg.heldout_fraction})",
         "i_m": "max-weight one-to-one factor-latent matching of MI, nats (unnormalised)",
         "i_m_normalized": "i_m divided by the sum of factor entropies",
+        "kl_per_latent": "mean KL(q(z_d|x) || N(0,1)) per latent d, nats, over the metric train points",
+        "active_latents": f"latents whose kl_per_latent exceeds {ACTIVE_KL_NATS} nats",
+        "i_xz_upper": "sum of kl_per_latent: the mean KL, an upper bound on I(x; z) in nats",
     }
 
 
@@ -149,7 +176,7 @@ def evaluate(spec, cfg, dataset: GroundTruthDataset, model: BetaVAE, window: dic
              wall_time_s: float) -> dict:
     """The λβ-VAE's scores: the contents of its metrics.json (``row`` is its results-table
     row). MIG, SAP and I_m (metrics.study_metrics) on the codes of the seed's metric points."""
-    bar = progress(spec, ("codes", "MIG, SAP, I_m", "held-out NLL"))
+    bar = progress(spec, ("codes", "MIG, SAP, I_m", "held-out NLL", "KL per latent"))
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     codes = {k: encode(model, dataset, points[k], device) for k in ("train", "test")}
     bar.next()
@@ -159,13 +186,16 @@ def evaluate(spec, cfg, dataset: GroundTruthDataset, model: BetaVAE, window: dic
     bar.next()
     heldout = heldout_columns(model, dataset, points, cfg, spec.seed, device)
     bar.next()
+    # On the metric (train) points, the images whose codes I_m and MIG read.
+    kl = kl_per_latent(model, dataset.images(points["train"]), device)
+    bar.next()
     row = {
         "stage": spec.stage, "dataset": spec.dataset, "source": cfg.source, "beta": spec.beta,
         "lambda": spec.lam, "seed": spec.seed, "steps": steps, "status": "done",
         **train_window_columns(window), **heldout,
         "mig": scores["mig"], "sap": scores["sap"], "i_m": scores["i_m"],
-        "i_m_normalized": scores["i_m_normalized"], "wall_time_s": wall_time_s,
+        "i_m_normalized": scores["i_m_normalized"], **latent_columns(kl), "wall_time_s": wall_time_s,
     }
-    return {"row": row, "mi": scores["mi"], "factor_names": dataset.factor_names,
+    return {"row": row, "mi": scores["mi"], "kl_per_latent": kl.tolist(), "factor_names": dataset.factor_names,
             "metric_settings": scores["settings"],
             "definitions": definitions(cfg, steps, heldout["heldout_images"])}

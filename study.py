@@ -195,9 +195,10 @@ def _postfix(row: dict) -> str:
 def _grid_flags(cfg: Config) -> str:
     """The flags that make main_beta.py train the β runs this λ grid continues: the grid,
     where it lives, and every β run-defining setting that differs from its preset."""
-    base = from_args(argparse.Namespace(demo=cfg.demo))
+    base = from_args(argparse.Namespace(demo=cfg.demo, preset=cfg.preset or None))
+    lead = ("--demo",) if cfg.demo else (f"--preset {cfg.preset}",) if cfg.preset else ()
     return runs.command_flags(cfg, base, always=("datasets", "betas", "seeds"),
-                              keys=("results_dir", "data_dir") + RUN_DEFINING, lead=("--demo",) if cfg.demo else ())
+                              keys=("results_dir", "data_dir") + RUN_DEFINING, lead=lead)
 
 
 # --- tables -----------------------------------------------------------------------------
