@@ -27,7 +27,7 @@ import datasets  # noqa: E402
 import metrics  # noqa: E402
 import visualizations as vis  # noqa: E402
 from config import Config, validate  # noqa: E402
-from evaluation import encode, kl_per_latent, latent_columns, metric_indices  # noqa: E402
+from evaluation import encode, encode_moments, kl_from_moments, latent_columns, metric_indices  # noqa: E402
 from models import BetaVAE  # noqa: E402
 from runs import RunSpec  # noqa: E402
 from training import ImageFeed, train_pack  # noqa: E402
@@ -38,12 +38,13 @@ def score(model, dataset, cfg: Config, seed: int, device) -> dict:
     """The study's metrics of one model, their shuffled-factor floors and the per-latent KL."""
     points = metric_indices(len(dataset), seed, cfg.metric_train_points, cfg.metric_test_points)
     f_train, f_test = dataset.index_to_factors(points["train"]), dataset.index_to_factors(points["test"])
-    codes = {k: encode(model, dataset, points[k], device) for k in ("train", "test")}
+    train_codes, logvar = encode_moments(model, dataset, points["train"], device)
+    codes = {"train": train_codes, "test": encode(model, dataset, points["test"], device)}
     s = metrics.study_metrics(f_train, codes["train"], f_test, codes["test"], num_bins=cfg.num_bins, seed=seed)
     shuffled = np.stack([np.random.default_rng(seed).permutation(f) for f in f_train.T], axis=1)
     floor_mig = metrics.mig(shuffled, codes["train"], cfg.num_bins)["mig"]
     floor_im = metrics.i_m(shuffled, codes["train"], cfg.num_bins)["i_m"]
-    kl = kl_per_latent(model, dataset.images(points["train"]), device)
+    kl = kl_from_moments(train_codes, logvar)
     return {"mig": s["mig"], "sap": s["sap"], "i_m": s["i_m"], "mig_floor": floor_mig, "i_m_floor": floor_im,
             **latent_columns(kl)}
 

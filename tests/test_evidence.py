@@ -92,3 +92,92 @@ def test_shuffled_floor_is_near_zero_for_independent_and_below_true_mi():
     assert floor.shape == mi.shape == (2, 2)
     assert floor[0, 0] < 0.1 * mi[0, 0]                 # the link is broken by the shuffle
     assert np.all(floor > 0) and np.all(floor < 0.05)   # the plug-in bias: positive, small at n = 2000
+
+
+def tiny_table():
+    """Results rows of one dataset: β 1, 8, 32 × λ 0, 8 × 3 seeds, numbers from a seeded rng."""
+    rng = np.random.default_rng(0)
+    return [{"status": "done", "dataset": "dsprites", "beta": b, "lambda": lam, "seed": s,
+             "active_latents": int(rng.integers(0, 10)), "i_xz_upper": rng.uniform(0, 20),
+             "i_m": rng.uniform(0, 3), "mig": rng.uniform(0, 0.3), "sap": rng.uniform(0, 0.2),
+             "train_window_nll": rng.uniform(100, 2000)}
+            for b in (1.0, 8.0, 32.0) for lam in (0.0, 8.0) for s in range(3)]
+
+
+def test_collapse_figure_is_drawn_from_a_tiny_table(tmp_path):
+    import imageio.v3 as iio
+
+    import visualizations as vis
+    path = tmp_path / "collapse_across_datasets.png"
+    vis.collapse_figure(tiny_table(), path)
+    image = iio.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 300 and path.stat().st_size < 300_000   # a small PNG
+
+
+def test_collapse_figure_draws_one_line_per_lambda_with_its_seed_spread(tmp_path, monkeypatch):
+    import visualizations as vis
+    drawn = []
+    real = vis.plt.Axes.plot
+    monkeypatch.setattr(vis.plt.Axes, "plot", lambda ax, *a, **k: drawn.append((a, k)) or real(ax, *a, **k))
+    rows = tiny_table()
+    vis.collapse_figure(rows, tmp_path / "c.png")
+    assert len(drawn) == 2 * len(vis.COLLAPSE_METRICS)               # λ = 0 and λ = 8 in every panel
+    (x, y), _ = drawn[2 * [k for k, _ in vis.COLLAPSE_METRICS].index("mig")]
+    expected = [np.mean([r["mig"] for r in rows if r["beta"] == b and r["lambda"] == 0.0]) for b in x]
+    assert np.allclose(y, expected)
+
+
+def test_heatmap_greys_cells_within_one_seed_std_of_the_baseline():
+    import visualizations as vis
+    mean = np.array([[1.0, 1.05, 3.0]])
+    std = np.array([[0.1, 0.02, 0.1]])
+    assert vis.within_noise(mean, std, (0, 0)).tolist() == [[True, True, False]]   # the baseline's own std counts
+    assert not vis.within_noise(mean, np.full_like(mean, np.nan), (0, 0)).any()  # one seed: no claim either way
+
+
+@pytest.mark.parametrize("values, text", [([1527.0, 1530.0], ["1527", "1530"]), ([0.034, 0.031], ["0.0340", "0.0310"])])
+def test_heatmap_numbers_tell_close_cells_apart(values, text):
+    import visualizations as vis
+    digits = vis.panel_digits(values)
+    assert [f"{v:.{digits}f}" for v in values] == text
+
+
+def test_lambda_heatmaps_and_boxplots_draw_from_a_tiny_table(tmp_path):
+    import visualizations as vis
+    vis.lambda_heatmaps(tiny_table(), tmp_path / "h.png")
+    vis.metric_boxplots([r for r in tiny_table() if r["lambda"] == 0.0], tmp_path / "b.png")
+    assert (tmp_path / "h.png").stat().st_size > 0 and (tmp_path / "b.png").stat().st_size > 0
+
+
+def effect_rows(sap_32_lam0_shift: float, std: float):
+    """λ-stage rows where SAP at (β=32, λ=0) sits ``sap_32_lam0_shift`` from every other cell,
+    each cell's three seeds spread by ``std``."""
+    rows = []
+    for b in (1.0, 8.0, 32.0):
+        for lam in (0.0, 8.0):
+            centre = 0.2 + (sap_32_lam0_shift if (b, lam) == (32.0, 0.0) else 0.0)
+            for s, d in enumerate((-std, 0.0, std)):
+                rows.append({"status": "done", "dataset": "dsprites", "beta": b, "lambda": lam, "seed": s,
+                             "sap": centre + d, "mig": 0.1 + d, "i_m": 1.0 + d, "active_latents": 5,
+                             "i_xz_upper": 10.0, "train_window_nll": 500.0})
+    return rows
+
+
+@pytest.mark.parametrize("shift, std, expected", [(-0.1, 0.01, True), (-0.1, 0.2, False), (+0.1, 0.01, False)])
+def test_paper_effect_appears_only_in_its_direction_and_beyond_the_seed_std(shift, std, expected):
+    import evidence
+    _, seen = evidence.paper_table(effect_rows(shift, std), "dsprites")
+    names = [(k, b, lam) for k, b, lam, *_ in evidence.PAPER_EFFECTS]
+    assert seen[names.index(("sap", 32.0, 0.0))] is expected
+    # λ = 8 at β = 32 repairs SAP exactly when λ = 0 fell there beyond the noise
+    assert seen[names.index(("sap", 32.0, 8.0))] is expected
+
+
+def test_change_table_gives_percent_change_and_seed_std_per_cell():
+    import evidence
+    rows = effect_rows(-0.1, 0.01)
+    lines = evidence.change_table(rows, "dsprites")
+    sap = [ln for ln in lines if ln.startswith("| SAP | 32 | 0 |")]
+    base = np.mean([r["sap"] for r in rows if (r["beta"], r["lambda"]) == (1.0, 0.0)])
+    cell = np.mean([r["sap"] for r in rows if (r["beta"], r["lambda"]) == (32.0, 0.0)])
+    assert len(sap) == 1 and f"{100 * (cell - base) / base:+.1f} %" in sap[0] and "yes" in sap[0]
