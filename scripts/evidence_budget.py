@@ -7,8 +7,9 @@ the measurement the evidence preset's budget (config.EVIDENCE_OVERRIDES) was cho
 Trains the runs as one pack with the study's own training loop (training.train_pack),
 stopping at each milestone (a run resumes from its checkpoint, so the segments give the
 same weights as one long run) to score it as the study does. Prints one table row per
-(β, seed, step) and writes budget.csv and learning_curves.png to --out. The noise floor
-of MIG and I_m is the same metric with the factors shuffled (true MI 0).
+(β, seed, step) and writes evidence_budget.csv and evidence_learning_curves.png to --out.
+The noise floor of MIG and I_m is the same metric with the factors shuffled (true MI 0).
+``--from-log LOG`` rebuilds both files from the table a run printed (one stopped early).
 """
 from __future__ import annotations
 
@@ -74,6 +75,27 @@ def learning_curves(rows: list[dict], path: Path, title: str) -> None:
     vis._save_figure(fig, path)
 
 
+COLUMNS = ("beta", "seed", "step", "mig", "mig_floor", "sap", "i_m", "i_m_floor", "active_latents", "i_xz_upper",
+           "wall_s")
+
+
+def rows_from_log(path: Path, dataset: str) -> list[dict]:
+    """The table rows a run printed (progress-bar debris before a row is dropped)."""
+    rows = []
+    for line in path.read_text().replace("\r", "\n").splitlines():
+        parts = line.replace("\x1b[A", " ").split()
+        if len(parts) != len(COLUMNS):
+            continue
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            continue
+        row = dict(zip(COLUMNS, values))
+        rows.append({"dataset": dataset, **row, "seed": int(row["seed"]), "step": int(row["step"]),
+                     "active_latents": int(row["active_latents"])})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="dsprites")
@@ -84,7 +106,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--metric-train-points", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--from-log", type=Path, help="rebuild the CSV and figure from a run's printed table")
     args = parser.parse_args()
+    if args.from_log:
+        rows = rows_from_log(args.from_log, args.dataset)
+        write_csv(args.out / "evidence_budget.csv", rows)
+        learning_curves(rows, args.out / "evidence_learning_curves.png",
+                        f"{args.dataset} stand-in: batch {args.batch_size}, lr {args.lr:g}")
+        print(f"{len(rows)} rows from {args.from_log} -> {args.out}")
+        return
     cfg = validate(Config(datasets=(args.dataset,), source="standin", batch_size=args.batch_size, lr=args.lr,
                           loss_window=50, log_interval=250, checkpoint_interval=250,
                           metric_train_points=args.metric_train_points, metric_test_points=1000))
