@@ -173,10 +173,12 @@ def write_report(lambda_rows: list[dict], lambda_root: Path, beta_root: Path, cf
         shown[f"rec_{b}"] = _copy(run / "originals_vs_reconstructions.png", figs,
                                   f"reconstructions_beta_{fmt_number(b)}.png")
     t_beta, t_lambda = stage_wall_time(beta_root), stage_wall_time(lambda_root)
-    settings = ", ".join(f"{k}={' '.join(map(fmt_number, v)) if isinstance(v, tuple) and k != 'datasets' else v}"
-                         for k, v in cfg.to_dict().items() if k in ("datasets", "betas", "lambdas", "seeds", "steps",
-                                                                    "lambda_steps", "batch_size", "lr",
-                                                                    "metric_train_points"))
+    def grid(rows, key):
+        return ", ".join(fmt_number(v) if isinstance(v, float) else str(v) for v in sorted({r[key] for r in rows}))
+    settings = (f"datasets {', '.join(datasets)}; β stage: β ∈ {{{grid(beta_done, 'beta')}}}, seeds "
+                f"{{{grid(beta_done, 'seed')}}}, {cfg.steps} steps; λ stage: β ∈ {{{grid(lam_rows, 'beta')}}}, "
+                f"λ ∈ {{{grid(lam_rows, 'lambda')}}}, {cfg.lambda_steps} further steps (fresh Adam); batch "
+                f"{cfg.batch_size}, lr {cfg.lr:g}, {cfg.metric_train_points:,} metric points")
     out = ["# Evidence on a CPU: does mutual information collapse with β, and does λ repair it?", "",
            "Written by `python main_lambda.py --preset evidence` (and rewritten by "
            "`python main_lambda.py --preset evidence --collect`) from `evidence_results/`. "

@@ -181,3 +181,22 @@ def test_change_table_gives_percent_change_and_seed_std_per_cell():
     base = np.mean([r["sap"] for r in rows if (r["beta"], r["lambda"]) == (1.0, 0.0)])
     cell = np.mean([r["sap"] for r in rows if (r["beta"], r["lambda"]) == (32.0, 0.0)])
     assert len(sap) == 1 and f"{100 * (cell - base) / base:+.1f} %" in sap[0] and "yes" in sap[0]
+
+
+def test_report_page_is_written_from_results_tables(tmp_path):
+    """docs/evidence.md from a λ stage's rows and a β stage's results.csv, into a temporary docs folder."""
+    import evidence
+    import visualizations as vis
+    from runs import RESULT_COLUMNS
+    from utils import write_csv
+    beta_root, lambda_root, docs = tmp_path / "beta", tmp_path / "lambda", tmp_path / "docs"
+    lam_rows = effect_rows(-0.1, 0.01)
+    beta_rows = [{**r, "stage": "beta"} for r in lam_rows if r["lambda"] == 0.0]
+    beta_root.mkdir()
+    write_csv(beta_root / "results.csv", beta_rows, RESULT_COLUMNS)
+    vis.collapse_figure(beta_rows, beta_root / "collapse_across_datasets.png")
+    cfg = parse(["--preset", "evidence"], "lambda")
+    page = evidence.write_report(lam_rows, lambda_root, beta_root, cfg, docs=docs).read_text()
+    assert "| SAP | 32 | 0 |" in page and "effects appeared" in page
+    assert "![" in page and (docs / "evidence" / "collapse_beta_stage.png").exists()
+    assert "evidence/collapse_lambda_stage.png" not in page          # not drawn: not shown
