@@ -254,9 +254,10 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -
         write_csv(root / "percent_change.csv", change)
         write_text(root / "percent_change.txt", percent_change_text(change))
     analysis.draw(pooled, root, stage, specs, figures=cfg.figures)
-    if stage == "lambda" and cfg.preset == "evidence" and not cfg.results_dir:
-        # The page lives in the repository (docs/evidence.md); a run elsewhere must not overwrite it.
-        evidence.write_report(pooled, root, runs.output_root(stage_root(cfg, "beta")), cfg)
+    if stage == "lambda" and cfg.preset == "evidence" and not cfg.results_dir and root == stage_root(cfg, stage):
+        # The page lives in the repository (docs/evidence.md): a run in another results folder,
+        # or a --collect --out elsewhere, must not overwrite it.
+        evidence.write_report(pooled, root, stage_root(cfg, "beta"), cfg)
     runs.report_missing(rows, specs)
     return root
 

@@ -200,3 +200,20 @@ def test_report_page_is_written_from_results_tables(tmp_path):
     assert "| SAP | 32 | 0 |" in page and "effects appeared" in page
     assert "![" in page and (docs / "evidence" / "collapse_beta_stage.png").exists()
     assert "evidence/collapse_lambda_stage.png" not in page          # not drawn: not shown
+
+
+@pytest.mark.parametrize("figure", ["lambda_heatmaps", "percent_change_heatmaps"])
+def test_heatmaps_mask_cells_within_noise_and_keep_real_effects(tmp_path, monkeypatch, figure):
+    """SAP at (β=32, λ=0) is 10 seed stds below the baseline; every other cell equals it."""
+    import analysis
+    import visualizations as vis
+    shown = []
+    real = vis.plt.Axes.imshow
+    monkeypatch.setattr(vis.plt.Axes, "imshow", lambda ax, a, *args, **k: shown.append(a) or real(ax, a, *args, **k))
+    draw = vis.lambda_heatmaps if figure == "lambda_heatmaps" else analysis.percent_change_heatmaps
+    draw(effect_rows(-0.1, 0.01), tmp_path / "h.png")
+    sap = shown[[k for k, _ in vis.STUDY_METRICS].index("sap")]
+    mask = np.ma.getmaskarray(sap)                  # rows λ = 0, 8; columns β = 1, 8, 32
+    assert not mask[0, 2]                           # (β=32, λ=0): a real effect, coloured
+    assert not mask[0, 0]                           # the baseline itself, coloured
+    assert mask[1, 0] and mask[1, 2] and mask[0, 1]   # equal to the baseline: greyed out
