@@ -221,10 +221,16 @@ def write_report(lambda_rows: list[dict], lambda_root: Path, beta_root: Path, cf
     for key, caption in captions:
         if shown.get(key):
             out += [f"![{caption}]({shown[key]})", "", caption, ""]
+    budget = read_csv(docs / "evidence_budget.csv") if (docs / "evidence_budget.csv").exists() else []
+    reached = max((r["step"] for r in budget), default=0)
     out += ["## Budget: how the metrics evolve with training steps", "",
-            "Measured before choosing the preset (`python scripts/evidence_budget.py`; dSprites stand-in, batch 32, "
-            "lr 1e-3, 5,000 metric points, two seeds). The preset's step count is the cheapest at which MIG, I_m "
-            "and the active latents had left their floor.", "",
+            f"Measured before choosing the preset, up to {reached:,} steps (`python scripts/evidence_budget.py "
+            f"--milestones 0 300 1000 2000 3000`, stopped after the {reached:,}-step row to free the CPU for the "
+            f"preset run; `--from-log` rebuilt the table and figure from its printed rows). dSprites stand-in, "
+            f"batch 32, lr 1e-3, 5,000 metric points, two seeds per β. The preset's step count is the cheapest "
+            f"measured one at which every run had left the mean image and MIG its shuffled-factor floor. "
+            f"Whether an effect that did not appear needs more steps can be read from these curves: where a "
+            f"metric still rises at the last milestone, the budget was too short for it.", "",
             "![learning curves](evidence_learning_curves.png)", "", *_budget_table(docs), ""]
     path = docs / "evidence.md"
     write_text(path, "\n".join(out))
