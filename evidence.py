@@ -37,7 +37,9 @@ PAPER_EFFECTS = (
     ("i_m", 32.0, 0.0, -44.0, "MPI3D", "I_m collapses at large β"),
     ("mig", 8.0, 0.0, +3.3, "MPI3D", "MIG at β = 8 without λ"),
     ("mig", 8.0, 8.0, +88.5, "MPI3D", "λ = 8 raises MIG at β = 8 far above λ = 0"),
+    ("i_xz_upper", 32.0, 8.0, None, "", "the mechanism: λ = 8 keeps I(x; z) alive at β = 32"),
 )
+NAMES = {"sap": "SAP", "mig": "MIG", "i_m": "I_m", "i_xz_upper": "mean KL (≥ I(x; z))"}
 
 
 def cell_stats(rows: list[dict], dataset: str, key: str, beta: float, lam: float) -> tuple[float, float, int]:
@@ -63,6 +65,11 @@ def _f(v: float, digits: int = 3) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
+def _pp(v: float) -> str:
+    """A percentage without exponent notation: 0 decimals from 10 % up, 1 below."""
+    return "n/a" if not math.isfinite(v) else f"{v:.0f}" if abs(v) >= 10 else f"{v:.1f}"
+
+
 def _p(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:+.1f} %"
 
@@ -83,7 +90,7 @@ def change_table(rows: list[dict], dataset: str, baseline_rows: list[dict] | Non
             verdict = "baseline" if is_base else ("yes" if distinguishable(c, base) else "no (noise)")
             std_pct = 100 * c[1] / abs(base[0]) if math.isfinite(c[1]) and base[0] else math.nan
             lines.append(f"| {label} | {fmt_number(beta)} | {fmt_number(lam)} | {_f(c[0])} ± {_f(c[1], 2)} ({c[2]}) "
-                         f"| {'—' if is_base else _p(pct(c[0], base[0]))} | {_f(std_pct, 2)} % | {verdict} |")
+                         f"| {'—' if is_base else _p(pct(c[0], base[0]))} | {_pp(std_pct)} % | {verdict} |")
     return lines
 
 
@@ -100,15 +107,16 @@ def paper_table(rows: list[dict], dataset: str) -> tuple[list[str], list[bool]]:
         # λ = 0: the claim is the change with β, so compare with the baseline.
         ref_label, ref = ("(β=1, λ=0)", base) if lam == 0 else (f"(β={fmt_number(beta)}, λ=0)",
                                                                 cell_stats(rows, dataset, key, beta, 0.0))
-        paper_sign = np.sign(paper) if lam == 0 else 1.0
+        paper_sign = np.sign(paper) if lam == 0 and paper is not None else 1.0
         measured = cell[0] - ref[0]
         ok = bool(np.isfinite(measured) and np.sign(measured) == paper_sign and distinguishable(cell, ref))
         seen.append(ok)
         spread = 100 * cell[1] / abs(base[0]) if math.isfinite(cell[1]) and base[0] else math.nan
         direction = {1.0: "up", -1.0: "down", 0.0: "flat"}[float(paper_sign)]
-        lines.append(f"| {what}: {key.upper() if key != 'i_m' else 'I_m'} at β={fmt_number(beta)}, "
-                     f"λ={fmt_number(lam)} | {paper:+.1f} % ({paper_ds}); {direction} against {ref_label} "
-                     f"| {_p(pct(cell[0], base[0]))} ± {_f(spread, 2)} % (n={cell[2]}) | {ref_label}: "
+        claim = "claimed, no number" if paper is None else f"{paper:+.1f} % ({paper_ds})"
+        lines.append(f"| {what}: {NAMES[key]} at β={fmt_number(beta)}, "
+                     f"λ={fmt_number(lam)} | {claim}; {direction} against {ref_label} "
+                     f"| {_p(pct(cell[0], base[0]))} ± {_pp(spread)} % (n={cell[2]}) | {ref_label}: "
                      f"{_p(pct(ref[0], base[0]))} | {'**yes**' if ok else 'no'} |")
     return lines, seen
 
