@@ -217,3 +217,18 @@ def test_heatmaps_mask_cells_within_noise_and_keep_real_effects(tmp_path, monkey
     assert not mask[0, 2]                           # (β=32, λ=0): a real effect, coloured
     assert not mask[0, 0]                           # the baseline itself, coloured
     assert mask[1, 0] and mask[1, 2] and mask[0, 1]   # equal to the baseline: greyed out
+
+
+@pytest.mark.parametrize("argv, written", [(["--preset", "evidence"], True), (["--demo"], False),
+                                           (["--preset", "evidence", "--results-dir", "elsewhere"], False)])
+def test_lambda_summary_rewrites_the_page_for_the_evidence_preset_only(tmp_path, monkeypatch, argv, written):
+    import evidence
+    import study
+    calls = []
+    monkeypatch.setattr(evidence, "write_report", lambda *a, **k: calls.append(a))
+    monkeypatch.chdir(tmp_path)
+    cfg = parse(argv, "lambda").replace(figures=False)
+    study.summarize([], [], cfg, "lambda")
+    assert bool(calls) is written
+    if written:     # from the λ stage's folder, with the β stage's folder next to it
+        assert calls[0][1] == study.stage_root(cfg, "lambda") and calls[0][2] == study.stage_root(cfg, "beta")
