@@ -273,8 +273,9 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             why = "" if math.isfinite(base) and base != 0 else (
                 "\nbaseline (β=1, λ=0) missing" if not math.isfinite(base) else "\nbaseline is 0")
             ax.set_title((panel_title(ds) if row_i == 0 else "") + why, fontsize=9)
-    fig.suptitle("λβ-VAE: % change of the seed mean against (β=1, λ=0) (boxed); red = worse for that metric;\n"
-                 "grey = within one seed std of the baseline (not distinguishable with these seeds)", fontsize=9)
+    fig.suptitle("λβ-VAE: % change of the seed mean against (β=1, λ=0) (boxed); rows λ, λ = 0 on top; columns β;\n"
+                 "red = worse for that metric; grey = within one seed std of the baseline (not distinguishable)",
+                 fontsize=9)
     return _save(fig, path)
 
 

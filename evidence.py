@@ -35,7 +35,7 @@ PAPER_EFFECTS = (
     ("sap", 32.0, 0.0, -29.6, "dSprites", "SAP falls at large β (collapse)"),
     ("sap", 32.0, 8.0, +3.5, "dSprites", "λ = 8 brings SAP at β = 32 back to the baseline"),
     ("i_m", 32.0, 0.0, -44.0, "MPI3D", "I_m collapses at large β"),
-    ("mig", 8.0, 0.0, +3.3, "MPI3D", "MIG at β = 8 without λ"),
+    ("mig", 8.0, 0.0, +3.3, "MPI3D", "reference for the next row, not a claim: MIG at β = 8 without λ"),
     ("mig", 8.0, 8.0, +88.5, "MPI3D", "λ = 8 raises MIG at β = 8 far above λ = 0"),
     ("i_xz_upper", 32.0, 8.0, None, "", "the mechanism: λ = 8 keeps I(x; z) alive at β = 32"),
 )
@@ -98,7 +98,7 @@ def paper_table(rows: list[dict], dataset: str) -> tuple[list[str], list[bool]]:
     """Markdown: each effect the paper names, its number and direction, this run's % change
     ± the cell's std (as % of the baseline), and whether it appeared."""
     lines = ["| effect | paper (dataset): % vs (β=1, λ=0) | this run: % vs (β=1, λ=0), ± seed std | "
-             "compared with | appeared? |", "|---|---|---|---|---|"]
+             "compared with | appeared? | seeds per cell to see the paper's size |", "|---|---|---|---|---|---|"]
     seen = []
     for key, beta, lam, paper, paper_ds, what in PAPER_EFFECTS:
         base = cell_stats(rows, dataset, key, 1.0, 0.0)
@@ -110,15 +110,36 @@ def paper_table(rows: list[dict], dataset: str) -> tuple[list[str], list[bool]]:
         paper_sign = np.sign(paper) if lam == 0 and paper is not None else 1.0
         measured = cell[0] - ref[0]
         ok = bool(np.isfinite(measured) and np.sign(measured) == paper_sign and distinguishable(cell, ref))
-        seen.append(ok)
+        reference = what.startswith("reference")
+        if not reference:
+            seen.append(ok)
         spread = 100 * cell[1] / abs(base[0]) if math.isfinite(cell[1]) and base[0] else math.nan
         direction = {1.0: "up", -1.0: "down", 0.0: "flat"}[float(paper_sign)]
+        # The paper's difference between the two cells, in this run's units (% of this baseline).
+        paper_delta = math.nan
+        if paper is not None and math.isfinite(base[0]):
+            ref_paper = 0.0 if lam == 0 else next((p for k, b, lm, p, *_ in PAPER_EFFECTS
+                                                   if (k, b, lm) == (key, beta, 0.0)), math.nan)
+            paper_delta = (paper - ref_paper) / 100 * abs(base[0])
+        n_needed = math.nan if what.startswith("reference") else seeds_needed(cell[1], ref[1], paper_delta)
         claim = "claimed, no number" if paper is None else f"{paper:+.1f} % ({paper_ds})"
         lines.append(f"| {what}: {NAMES[key]} at β={fmt_number(beta)}, "
                      f"λ={fmt_number(lam)} | {claim}; {direction} against {ref_label} "
                      f"| {_p(pct(cell[0], base[0]))} ± {_pp(spread)} % (n={cell[2]}) | {ref_label}: "
-                     f"{_p(pct(ref[0], base[0]))} | {'**yes**' if ok else 'no'} |")
+                     f"{_p(pct(ref[0], base[0]))} | {'—' if reference else '**yes**' if ok else 'no'} "
+                     f"| {'n/a' if not math.isfinite(n_needed) else n_needed} |")
     return lines, seen
+
+
+Z_SUM = 1.959964 + 0.841621        # two-sided 5 % test with 80 % power: z_0.975 + z_0.8
+
+
+def seeds_needed(std_a: float, std_b: float, delta: float) -> float:
+    """Seeds per cell for a two-sample test (5 %, power 80 %) to detect a difference
+    ``delta`` between two cells with these seed stds (normal approximation)."""
+    if not (math.isfinite(std_a) and math.isfinite(std_b) and math.isfinite(delta)) or delta == 0:
+        return math.nan
+    return math.ceil(Z_SUM ** 2 * (std_a ** 2 + std_b ** 2) / delta ** 2)
 
 
 def stage_wall_time(root: Path) -> float:
@@ -204,7 +225,10 @@ def write_report(lambda_rows: list[dict], lambda_root: Path, beta_root: Path, cf
                 "For a λ = 8 effect the question is the repair, so it is compared with λ = 0 at the same β. "
                 "*Appeared* means: the paper's direction, and a difference larger than one seed std (the larger "
                 "of the two cells). With 3 seeds that is a weak test; a 'no' says the effect is not "
-                "distinguishable from seed noise within this budget, not that it is absent.", "", *lines, "",
+                "distinguishable from seed noise within this budget, not that it is absent. The last column is "
+                "the number of seeds per cell a two-sample test (5 %, power 80 %) would need to see a difference "
+                "of the paper's size with this run's seed stds (n/a where the paper gives no number; for the "
+                "SAP repair the paper's difference is +3.5 − (−29.6) points of the baseline).", "", *lines, "",
                 f"**{n_seen} of {len(seen)} effects appeared.**" + (
                     " The others did not appear within this budget: see the learning curves below for how far "
                     "the metrics had moved from their floor." if n_seen < len(seen) else ""), ""]
@@ -232,13 +256,12 @@ def write_report(lambda_rows: list[dict], lambda_root: Path, beta_root: Path, cf
     budget = read_csv(docs / "evidence_budget.csv") if (docs / "evidence_budget.csv").exists() else []
     reached = max((r["step"] for r in budget), default=0)
     out += ["## Budget: how the metrics evolve with training steps", "",
-            f"Measured before choosing the preset, up to {reached:,} steps (`python scripts/evidence_budget.py "
-            f"--milestones 0 300 1000 2000 3000`, stopped after the {reached:,}-step row to free the CPU for the "
-            f"preset run; `--from-log` rebuilt the table and figure from its printed rows). dSprites stand-in, "
-            f"batch 32, lr 1e-3, 5,000 metric points, two seeds per β. The preset's step count is the cheapest "
-            f"measured one at which every run had left the mean image and MIG its shuffled-factor floor. "
-            f"Whether an effect that did not appear needs more steps can be read from these curves: where a "
-            f"metric still rises at the last milestone, the budget was too short for it.", "",
+            f"`python scripts/evidence_budget.py --milestones 0 300 1000 2000 3000` (dSprites stand-in, batch 32, "
+            f"lr 1e-3, 5,000 metric points, two seeds per β), measured up to {reached:,} steps; the preset trains "
+            f"{cfg.steps:,}. `config.py` says why that budget was chosen: the cheapest measured one at which every "
+            f"run had left the mean image and MIG its shuffled-factor floor. Where a metric still rises at the "
+            f"last milestone, more steps would move it; where it is flat and the seeds stay apart, more seeds, "
+            f"not more steps, are what an effect of that size needs.", "",
             "![learning curves](evidence_learning_curves.png)", "", *_budget_table(docs), ""]
     path = docs / "evidence.md"
     write_text(path, "\n".join(out))
