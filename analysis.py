@@ -207,11 +207,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _annotate(ax, grid: np.ndarray, fmt: str, light_if) -> None:
+def _annotate(ax, grid: np.ndarray, fmt: str, light_if, black=None) -> None:
+    """Each cell's number; white on dark cells, black on light ones and on the ``black``
+    cells (greyed out)."""
     for (r, c), v in np.ndenumerate(grid):
         text = "NaN" if not np.isfinite(v) else format(v, fmt)
-        ax.text(c, r, text, ha="center", va="center", fontsize=7,
-                color="white" if np.isfinite(v) and light_if(v) else "black")
+        dark = np.isfinite(v) and light_if(v) and not (black is not None and black[r, c])
+        ax.text(c, r, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
 
 
 def _box(ax, cells, color="black") -> None:
@@ -252,8 +254,17 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             half = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
             # RdBu runs red (low) to blue (high): reversed for NLL, where a rise is the bad change.
             cmap = plt.get_cmap("RdBu" if HIGHER_IS_BETTER[key] else "RdBu_r").with_extremes(bad="0.85")
-            im = ax.imshow(np.ma.masked_invalid(change), cmap=cmap, vmin=-half, vmax=half, aspect="auto")
-            _annotate(ax, change, ".2f", lambda v, h=half: abs(v) > 0.6 * h)
+            # Cells within one seed std of the baseline are greyed out: with these seeds they
+            # are not distinguishable from it, and a colour would read as an effect.
+            _, _, mean = vis.seed_mean_grid(rows, ds, key)
+            _, _, std = vis.seed_mean_grid(rows, ds, key, reduce=vis._sample_std)
+            base_cell = (lambdas.index(0.0), betas.index(1.0)) if 1.0 in betas and 0.0 in lambdas else None
+            grey = vis.within_noise(mean, std, base_cell)
+            if base_cell is not None:
+                grey[base_cell] = False
+            im = ax.imshow(np.ma.masked_array(change, mask=~np.isfinite(change) | grey), cmap=cmap, vmin=-half,
+                           vmax=half, aspect="auto")
+            _annotate(ax, change, ".2f", lambda v, h=half: abs(v) > 0.6 * h, black=grey)
             if 1.0 in betas and 0.0 in lambdas:
                 _box(ax, [(lambdas.index(0.0), betas.index(1.0))])
             _grid_axes(ax, lambdas, betas, row_i == len(vis.STUDY_METRICS) - 1, f"{label}\nλ" if col == 0 else "λ")
@@ -262,8 +273,9 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             why = "" if math.isfinite(base) and base != 0 else (
                 "\nbaseline (β=1, λ=0) missing" if not math.isfinite(base) else "\nbaseline is 0")
             ax.set_title((panel_title(ds) if row_i == 0 else "") + why, fontsize=9)
-    fig.suptitle("λβ-VAE: % change of the seed mean against (β=1, λ=0) (boxed); rows λ, λ = 0 on top; "
-                 "columns β; red = worse for that metric")
+    fig.suptitle("λβ-VAE: % change of the seed mean against (β=1, λ=0) (boxed); rows λ, λ = 0 on top; columns β;\n"
+                 "red = worse for that metric; grey = within one seed std of the baseline (not distinguishable)",
+                 fontsize=9)
     return _save(fig, path)
 
 

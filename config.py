@@ -77,7 +77,8 @@ class Config(_Settings):
     precision: str = "fp32"                  # "fp32", or "bf16" autocast of the forward pass
     compile: bool = False                    # torch.compile the packed training step
     figures: bool = True
-    demo: bool = False
+    demo: bool = False                       # the same as preset="demo"
+    preset: str = ""                         # "", or a name of PRESETS: its overrides, then the flags given
 
 
 # The demo runs the whole study on the procedural stand-ins in minutes on a 2-core CPU
@@ -87,23 +88,58 @@ class Config(_Settings):
 # Measured at β=1 on the dSprites stand-in: batch 32 × 300 steps left seed 1 at the mean
 # image; batch 16 × 600 steps (same compute) drew the sprites for seeds 0 and 1.
 DEMO_OVERRIDES = dict(
-    source="standin",
-    betas=(1.0, 4.0, 16.0),
-    lambdas=(0.0, 4.0, 8.0),
-    seeds=(0, 1),
-    steps=600,
-    lambda_steps=200,
-    lr=1e-3,
-    batch_size=16,
-    loss_window=100,
-    log_interval=100,
-    checkpoint_interval=100,
-    metric_train_points=2_000,
-    metric_test_points=1_000,
-    heldout_eval_points=500,
+    source="standin",              # no downloads
+    betas=(1.0, 4.0, 16.0),        # low, middle and high β in three runs per seed
+    lambdas=(0.0, 4.0, 8.0),       # the control and two strengths
+    seeds=(0, 1),                  # two seeds: the least that shows a spread
+    steps=600,                     # minutes per dataset on a CPU (see above for batch × steps)
+    lambda_steps=200,              # a third of the β budget, as the paper's 50k after 150k
+    lr=1e-3,                       # at 1e-4 a few hundred steps leave the mean image
+    batch_size=16,                 # more updates for the same compute (see above)
+    loss_window=100,               # a window shorter than the run
+    log_interval=100,              # six log rows per run
+    checkpoint_interval=100,       # a killed demo loses seconds
+    metric_train_points=2_000,     # seconds per evaluation
+    metric_test_points=1_000,      # seconds per SAP fit
+    heldout_eval_points=500,       # the held-out NLL in seconds
 )
 # The λ demo continues a subset of the β demo's runs to stay within its 5 minutes.
 DEMO_LAMBDA_OVERRIDES = dict(betas=(1.0, 16.0), seeds=(0,))
+
+# The evidence preset (docs/evidence.md): is the paper's effect (I(factors; latents)
+# collapsing with β, λ·L2 restoring it) larger than the seed spread on a stand-in, within
+# 45 minutes for both stages on a 2-core CPU? The budget was chosen from
+# `python scripts/evidence_budget.py` (docs/evidence_budget.csv: MIG, I_m and active latents
+# against steps at β = 1 and 16, two seeds, batch 32, lr 1e-3), not by taste. At 300 steps
+# one β = 1 seed was still at the mean image (0 active latents, MIG 0.006); at 1,000 steps
+# every run had left the shuffled-factor floor (MIG 0.027-0.065 against 0.000-0.001) and
+# β = 16 had switched off half the latents (4-5 active against 10 at β = 1, mean KL 8 against
+# 23 nats). One setting per line, with its reason:
+EVIDENCE_OVERRIDES = dict(
+    datasets=("dsprites",),        # 1 channel, the cheapest stand-in; the dataset of the paper's SAP numbers
+    source="standin",              # no downloads; procedural images with dSprites' factor grid
+    betas=(1.0, 4.0, 8.0, 32.0),   # the baseline, the rise (4, 8: the paper's MIG cell) and the collapse (32)
+    lambdas=(0.0, 8.0),            # the control and the paper's strongest repair
+    seeds=(0, 1, 2),               # three seeds: the fewest that give a seed std per cell
+    steps=1000,                    # the cheapest measured budget where every run left the floor (300 did not)
+    lambda_steps=250,              # a quarter of the β budget, about the paper's 50k after 150k
+    lr=1e-3,                       # lr 1e-4 leaves the mean image only after thousands of steps
+    batch_size=32,                 # twice the demo's 16, whose 600 steps left MIG at 0.01-0.05 (README)
+    loss_window=100,               # the train-window loss over the last 100 steps, not 5,000 of 1,000
+    log_interval=100,              # loss curves with 10 points per run
+    checkpoint_interval=250,       # a killed run loses at most a few minutes
+    metric_train_points=5_000,     # the histogram MI's bias falls as 1/n: 2.5x below the demo's 2,000
+    metric_test_points=1_000,      # SAP scoring, as in the demo
+    heldout_eval_points=500,       # the held-out NLL in seconds, as in the demo
+)
+# The λ stage continues β 1, 8 and 32: the baseline, the paper's MIG cell and its SAP / I_m cell.
+EVIDENCE_LAMBDA_OVERRIDES = dict(betas=(1.0, 8.0, 32.0))
+
+# Each preset: (β-stage overrides, λ-stage overrides on top, results folder).
+PRESETS = {
+    "demo": (DEMO_OVERRIDES, DEMO_LAMBDA_OVERRIDES, "demo_results"),
+    "evidence": (EVIDENCE_OVERRIDES, EVIDENCE_LAMBDA_OVERRIDES, "evidence_results"),
+}
 
 # A run's identity beyond its grid cell (dataset, β, λ, seed): every setting that changes
 # its numbers. The run's own config.json stores them, and a run is reused (resumed, or
@@ -216,6 +252,10 @@ def validate(cfg: Config) -> Config:
         _bad("pack_size", f"is {cfg.pack_size}: use 0 (chosen from the device) or a positive number of runs")
     if cfg.precision not in PRECISIONS:
         _bad("precision", f"is {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+    if cfg.preset not in ("", *PRESETS):
+        _bad("preset", f"is {cfg.preset!r}: choose from {', '.join(PRESETS)}")
+    if cfg.demo and cfg.preset != "demo":
+        _bad("preset", f"is {cfg.preset!r} with --demo: --demo is --preset demo; give one of them")
     return cfg
 
 
@@ -262,12 +302,15 @@ HELP = {
     "num_bins": "equal-width histogram bins per latent for the MI metrics (2..metric_train_points)",
     "heldout_fraction": "fraction of images never trained on, for the held-out NLL (0..0.5; 0 trains on all)",
     "heldout_eval_points": "held-out images the held-out NLL is computed on (0: none)",
-    "results_dir": "folder of the results trees (default: the current folder; demo_results with --demo)",
+    "results_dir": "folder of the results trees (default: the current folder; demo_results with --demo, "
+                   "evidence_results with --preset evidence)",
     "device": "auto, cpu, cuda or cuda:N",
     "pack_size": "runs trained together in one step (0: chosen from the device)",
     "precision": "fp32, or bf16 autocast of the forward pass (part of a run's identity)",
     "compile": "torch.compile the packed training step",
     "figures": "draw per-run and aggregate figures",
+    "preset": "a named set of settings (demo: minutes on a CPU; evidence: the paper's effect against the seed "
+              "spread on the dSprites stand-in, about 45 minutes on a 2-core CPU; config.py says why each is set)",
     "num_factors": "learned factor queries of the cross-attention",
     "factor_dim": "width of each factor query",
     "attention_dim": "width of the cross-attention",
@@ -330,14 +373,26 @@ def given_settings(args: argparse.Namespace, cls) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
 
 
+def preset_settings(name: str, stage: str = "beta") -> dict:
+    """The settings a preset sets for a stage (the λ stage's on top of the β stage's)."""
+    beta, lam, _ = PRESETS[name]
+    return {**beta, **(lam if stage == "lambda" else {}), "preset": name, "demo": name == "demo"}
+
+
 def from_args(args: argparse.Namespace, base: Config | None = None, stage: str = "beta") -> Config:
-    """Config from parsed flags: the demo preset first (if --demo), then explicit flags."""
+    """Config from parsed flags: the preset first (--preset NAME; --demo is --preset demo),
+    then explicit flags."""
     base = base or Config()
     given = given_settings(args, Config)
-    if given.get("demo", base.demo):
-        base = base.replace(**DEMO_OVERRIDES, demo=True)
-        if stage == "lambda":
-            base = base.replace(**DEMO_LAMBDA_OVERRIDES)
+    preset = given.pop("preset", base.preset)
+    if given.pop("demo", base.demo):
+        if preset not in ("", "demo"):
+            raise ConfigError(f"config: --demo and --preset {preset}: --demo is --preset demo; give one of them")
+        preset = "demo"
+    if preset:
+        if preset not in PRESETS:
+            _bad("preset", f"is {preset!r}: choose from {', '.join(PRESETS)}")
+        base = base.replace(**preset_settings(preset, stage))
     return validate(base.replace(**given))
 
 

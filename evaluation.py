@@ -71,6 +71,53 @@ def encode(model, dataset: GroundTruthDataset, indices: np.ndarray, device, batc
     return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim), np.float32)
 
 
+ACTIVE_KL_NATS = 0.1            # a latent is active when its mean KL to N(0, 1) exceeds this
+
+
+def kl_from_moments(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Mean over images of each latent's KL(N(mu, e^logvar) || N(0, 1)), nats, shape (latent_dim,).
+
+    A latent the encoder ignores sits at the prior (mu = 0, logvar = 0) for every image and
+    has KL 0; the sum over latents is the mean total KL, an upper bound on I(x; z) (Hoffman
+    & Johnson 2016: mean KL = I(x; z) + KL(q(z) || p(z)))."""
+    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    if len(mu) == 0:
+        return np.zeros(mu.shape[1])
+    return (0.5 * (mu ** 2 + np.exp(logvar) - 1 - logvar)).mean(0)
+
+
+@torch.no_grad()
+def encode_moments(model, dataset: GroundTruthDataset, indices: np.ndarray, device,
+                   batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder means and log-variances (each (n, latent_dim), float32) of the images at
+    ``indices``: one pass gives the codes the metrics read and the per-latent KL."""
+    model.eval()
+    mus, logvars = [], []
+    for i in range(0, len(indices), batch_size):
+        mu, logvar = model.encoder(_batch(dataset.images(indices[i:i + batch_size]), device))
+        mus.append(mu.float().cpu())
+        logvars.append(logvar.float().cpu())
+    if not mus:
+        empty = np.zeros((0, model.latent_dim), np.float32)
+        return empty, empty
+    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+
+
+@torch.no_grad()
+def kl_per_latent(model, images_uint8: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
+    """``kl_from_moments`` of the encoder's outputs on uint8 images (n, C, 64, 64)."""
+    model.eval()
+    out = [model.encoder(_batch(images_uint8[i:i + batch_size], device)) for i in range(0, len(images_uint8),
+                                                                                         batch_size)]
+    return kl_from_moments(torch.cat([m for m, _ in out]).double().cpu().numpy(),
+                           torch.cat([v for _, v in out]).double().cpu().numpy())
+
+
+def latent_columns(kl: np.ndarray) -> dict:
+    """The per-latent columns of a results row from ``kl_per_latent``."""
+    return {"active_latents": int((kl > ACTIVE_KL_NATS).sum()), "i_xz_upper": float(kl.sum())}
+
+
 @torch.no_grad()
 def heldout_nll(model, dataset: GroundTruthDataset, indices: np.ndarray, device, seed: int,
                 mean_image: torch.Tensor, batch_size: int = 128) -> dict[str, float]:
@@ -123,6 +170,10 @@ def definitions(cfg, steps: int, heldout_images: int) -> dict:
                             f"never trained on (heldout_fraction={cfg.heldout_fraction})",
         "i_m": "max-weight one-to-one factor-latent matching of MI, nats (unnormalised)",
         "i_m_normalized": "i_m divided by the sum of factor entropies",
+        "mi_floor": "the mi matrix with each factor shuffled (true MI 0): the histogram estimator's bias",
+        "kl_per_latent": "mean KL(q(z_d|x) || N(0,1)) per latent d, nats, over the metric train points",
+        "active_latents": f"latents whose kl_per_latent exceeds {ACTIVE_KL_NATS} nats",
+        "i_xz_upper": "sum of kl_per_latent: the mean KL, an upper bound on I(x; z) in nats",
     }
 
 
@@ -151,11 +202,15 @@ def evaluate(spec, cfg, dataset: GroundTruthDataset, model: BetaVAE, window: dic
     row). MIG, SAP and I_m (metrics.study_metrics) on the codes of the seed's metric points."""
     bar = progress(spec, ("codes", "MIG, SAP, I_m", "held-out NLL"))
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
-    codes = {k: encode(model, dataset, points[k], device) for k in ("train", "test")}
+    codes, logvar = encode_moments(model, dataset, points["train"], device)
+    codes = {"train": codes, "test": encode(model, dataset, points["test"], device)}
+    kl = kl_from_moments(codes["train"], logvar)       # on the images whose codes I_m and MIG read
     bar.next()
-    scores = metrics.study_metrics(dataset.index_to_factors(points["train"]), codes["train"],
+    train_factors = dataset.index_to_factors(points["train"])
+    scores = metrics.study_metrics(train_factors, codes["train"],
                                    dataset.index_to_factors(points["test"]), codes["test"],
                                    num_bins=cfg.num_bins, seed=spec.seed)
+    floor = metrics.shuffled_mi_floor(train_factors, codes["train"], num_bins=cfg.num_bins, seed=spec.seed)
     bar.next()
     heldout = heldout_columns(model, dataset, points, cfg, spec.seed, device)
     bar.next()
@@ -164,8 +219,9 @@ def evaluate(spec, cfg, dataset: GroundTruthDataset, model: BetaVAE, window: dic
         "lambda": spec.lam, "seed": spec.seed, "steps": steps, "status": "done",
         **train_window_columns(window), **heldout,
         "mig": scores["mig"], "sap": scores["sap"], "i_m": scores["i_m"],
-        "i_m_normalized": scores["i_m_normalized"], "wall_time_s": wall_time_s,
+        "i_m_normalized": scores["i_m_normalized"], **latent_columns(kl), "wall_time_s": wall_time_s,
     }
-    return {"row": row, "mi": scores["mi"], "factor_names": dataset.factor_names,
+    return {"row": row, "mi": scores["mi"], "mi_floor": floor, "kl_per_latent": kl.tolist(),
+            "factor_names": dataset.factor_names,
             "metric_settings": scores["settings"],
             "definitions": definitions(cfg, steps, heldout["heldout_images"])}

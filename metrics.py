@@ -195,6 +195,17 @@ def mutual_info_matrix(factors, codes, num_bins=NUM_BINS) -> np.ndarray:
     return _mi_tables(factors, discretize(codes, num_bins))[0]
 
 
+def shuffled_mi_floor(factors, codes, num_bins=NUM_BINS, seed=0) -> np.ndarray:
+    """The histogram estimator's bias floor, shape (L, K): :func:`mutual_info_matrix` with
+    each factor column permuted, which breaks every link between factors and latents, so
+    the true MI is 0 and what is left is the plug-in estimator's upward bias (about
+    (bins_z - 1)(values_f - 1) / 2n nats for n points)."""
+    factors, codes = check_inputs(factors, codes)
+    rng = np.random.default_rng(seed)
+    shuffled = np.stack([rng.permutation(f) for f in factors.T], axis=1)
+    return _mi_tables(shuffled, discretize(codes, num_bins))[0]
+
+
 def factor_entropies(factors) -> np.ndarray:
     """H(factor_j) in nats, shape (K,): ``mutual_info_score(f_j, f_j)`` as in disentanglement_lib."""
     factors = _check_factors(factors)

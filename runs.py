@@ -38,7 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 import data_files
-from config import STAGE_RUN_DEFINING, ConfigError
+from config import PRESETS, STAGE_RUN_DEFINING, ConfigError
 from ground_truth import DataError
 from utils import (
     LockHeld,
@@ -63,7 +63,8 @@ CONFIG = "config.json"
 RESULT_COLUMNS = ["stage", "dataset", "source", "origin", "beta", "lambda", "seed", "steps", "status",
                   "train_window_nll", "train_window_kl", "train_window_l2", "train_window_total",
                   "heldout_neg_elbo", "heldout_recon", "heldout_kl", "heldout_mean_image_nll", "heldout_images",
-                  "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "pack_size", "reason"]
+                  "mig", "sap", "i_m", "i_m_normalized", "wall_time_s", "pack_size", "reason",
+                  "active_latents", "i_xz_upper"]
 
 # Final weights are named as the original code named its checkpoints, so published
 # weights and ours are interchangeable.
@@ -137,10 +138,12 @@ class RunSpec:
 
 # --- the stage root -------------------------------------------------------------------------
 def stage_root(cfg, root_name: str) -> Path:
-    """Where a stage's results live; demo results never mix with real-data results."""
+    """Where a stage's results live; a preset's results (demo_results, evidence_results)
+    never mix with real-data results or another preset's."""
     if cfg.results_dir:
         return Path(cfg.results_dir) / root_name
-    return Path("demo_results" if cfg.demo else ".") / root_name
+    preset = "demo" if cfg.demo else getattr(cfg, "preset", "")
+    return Path(PRESETS[preset][2] if preset in PRESETS else ".") / root_name
 
 
 def setting_text(value) -> str:
@@ -622,6 +625,9 @@ def train_here(specs: list[RunSpec], cfg, run_grid, summarize, parser: argparse.
     if cfg.demo:
         print("--demo: procedural stand-ins and the demo preset of small, short runs (--help lists what it "
               "sets; flags given on the command line win)")
+    elif getattr(cfg, "preset", ""):
+        print(f"--preset {cfg.preset}: config.py sets its settings and says why (flags given on the command "
+              f"line win)")
     check_data_present(cfg)
     tic = time.perf_counter()
     try:

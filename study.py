@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 import analysis
 import datasets
+import evidence
 import import_original
 import launcher
 import runs
@@ -158,16 +159,16 @@ def complete_run(result: RunResult, cfg: Config, dataset, device, pack_size: int
     scores = evaluate(spec, cfg, dataset, result.model, result.window_means(), result.step, device, wall_time_s)
     scores["row"]["pack_size"] = pack_size
     if cfg.figures:
-        draw_run_figures(spec, cfg, dataset, result.model, device, scores["mi"])
+        draw_run_figures(spec, cfg, dataset, result.model, device, scores["mi"], scores["mi_floor"])
     return runs.mark_done(spec, scores)
 
 
-def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device, mi) -> None:
+def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device, mi, mi_floor=None) -> None:
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     vis.save_reconstructions(model, dataset.images(points["test"][:64]), spec.run_dir, device)
     vis.save_traversal_gif(model, dataset.images(points["distinct"]), spec.run_dir / "traversal.gif", device)
     vis.save_mi_heatmap(np.asarray(mi), dataset.factor_names, spec.run_dir / "mi_heatmap.png",
-                        title=f"I(factor; latent), {spec.name}")
+                        title=f"I(factor; latent), {spec.name}", floor=mi_floor, num_bins=cfg.num_bins)
 
 
 def default_pack_size(device) -> int:
@@ -195,9 +196,10 @@ def _postfix(row: dict) -> str:
 def _grid_flags(cfg: Config) -> str:
     """The flags that make main_beta.py train the β runs this λ grid continues: the grid,
     where it lives, and every β run-defining setting that differs from its preset."""
-    base = from_args(argparse.Namespace(demo=cfg.demo))
+    base = from_args(argparse.Namespace(demo=cfg.demo, preset=cfg.preset or None))
+    lead = ("--demo",) if cfg.demo else (f"--preset {cfg.preset}",) if cfg.preset else ()
     return runs.command_flags(cfg, base, always=("datasets", "betas", "seeds"),
-                              keys=("results_dir", "data_dir") + RUN_DEFINING, lead=("--demo",) if cfg.demo else ())
+                              keys=("results_dir", "data_dir") + RUN_DEFINING, lead=lead)
 
 
 # --- tables -----------------------------------------------------------------------------
@@ -246,11 +248,16 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -
             vis.metric_boxplots(pooled, root / "metric_boxplots_across_datasets.png")
         else:
             vis.lambda_heatmaps(pooled, root / "metric_heatmaps_across_datasets.png")
+        vis.collapse_figure(pooled, root / "collapse_across_datasets.png")
     if stage == "lambda":
         change = percent_change_rows(pooled)
         write_csv(root / "percent_change.csv", change)
         write_text(root / "percent_change.txt", percent_change_text(change))
     analysis.draw(pooled, root, stage, specs, figures=cfg.figures)
+    if stage == "lambda" and cfg.preset == "evidence" and not cfg.results_dir and root == stage_root(cfg, stage):
+        # The page lives in the repository (docs/evidence.md): a run in another results folder,
+        # or a --collect --out elsewhere, must not overwrite it.
+        evidence.write_report(pooled, root, stage_root(cfg, "beta"), cfg)
     runs.report_missing(rows, specs)
     return root
 

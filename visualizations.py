@@ -65,13 +65,27 @@ def _to_uint8(probs: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def save_reconstructions(model, images: np.ndarray, out_dir, device) -> None:
-    """8×8 grids of the first 64 ``images`` (originals.png) and their reconstructions
-    from the encoder means (reconstructions.png)."""
+    """8×8 grids of the first 64 ``images`` (originals.png), their reconstructions from the
+    encoder means (reconstructions.png), and both in one picture, originals on the left
+    (originals_vs_reconstructions.png)."""
     images = images[:64]
     model.eval()
     recon = model.reconstruct(to_float(torch.from_numpy(images).to(device)))
-    _save_png(tile(images, 8), out_dir / "originals.png")
-    _save_png(tile(_to_uint8(recon), 8), out_dir / "reconstructions.png")
+    originals, decoded = tile(images, 8), tile(_to_uint8(recon), 8)
+    _save_png(originals, out_dir / "originals.png")
+    _save_png(decoded, out_dir / "reconstructions.png")
+    _save_png(side_by_side(originals, decoded), out_dir / "originals_vs_reconstructions.png")
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 12) -> np.ndarray:
+    """Two uint8 (H, W, 3) tiles next to each other, a white gap and a grey rule between,
+    so that each reconstruction sits at the same place as its original on the left."""
+    h = max(left.shape[0], right.shape[0])
+    out = np.full((h, left.shape[1] + gap + right.shape[1], 3), 255, np.uint8)
+    out[:left.shape[0], :left.shape[1]] = left
+    out[:, left.shape[1] + gap // 2] = 128
+    out[:right.shape[0], left.shape[1] + gap:] = right
+    return out
 
 
 @torch.no_grad()
@@ -106,19 +120,37 @@ def save_traversal_gif(model, images: np.ndarray, path, device, frames: int = 11
         f.write(buf.getvalue())
 
 
-def save_mi_heatmap(mi: np.ndarray, factor_names, path, title: str = "") -> None:
-    """Mutual information (nats) between each factor (rows) and latent (columns)."""
+def save_mi_heatmap(mi: np.ndarray, factor_names, path, title: str = "", floor: np.ndarray | None = None,
+                    num_bins: int = 20) -> None:
+    """Mutual information (nats) between each factor (rows) and latent (columns).
+
+    With ``floor`` (metrics.shuffled_mi_floor: the same estimate with the factor shuffled,
+    whose true MI is 0), each cell shows MI minus its floor, clipped at 0, and the title
+    says so: the histogram estimator's upward bias would otherwise read as information."""
     mi = np.asarray(mi, dtype=float).T                                  # (K, L)
-    fig, ax = plt.subplots(figsize=(0.55 * mi.shape[1] + 2.5, 0.45 * mi.shape[0] + 1.5), layout="constrained")
-    im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0)
+    what = "MI"
+    if floor is not None:
+        floor = np.asarray(floor, dtype=float).T
+        mi = np.clip(mi - floor, 0, None)
+        what = "MI − shuffled-factor floor"
+    fig, ax = plt.subplots(figsize=(0.55 * mi.shape[1] + 2.8, 0.45 * mi.shape[0] + 1.9), layout="constrained")
+    im = ax.imshow(mi, cmap="viridis", aspect="auto", vmin=0, vmax=max(float(mi.max()), 1e-9))
     ax.set_xticks(range(mi.shape[1]), [f"z{i}" for i in range(mi.shape[1])])
     ax.set_yticks(range(mi.shape[0]), factor_names)
     for (r, c), v in np.ndenumerate(mi):
-        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if v < 0.6 * mi.max() else "black")
-    fig.colorbar(im, ax=ax, label="MI (nats, 20-bin histogram of encoder means)")
-    ax.set_title(title or "I(factor; latent)")
+        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7, color=text_color(im.cmap(im.norm(v))))
+    fig.colorbar(im, ax=ax, label=f"{what} (nats, {num_bins}-bin\nhistogram of encoder means;\n"
+                                  f"higher = more informative)")
+    sub = "" if floor is None else (f"\nfloor (factor shuffled) subtracted: mean {floor.mean():.2f}, "
+                                    f"max {floor.max():.2f} nats")
+    ax.set_title((title or "I(factor; latent)") + sub, fontsize=9)
     _save_figure(fig, path)
+
+
+def text_color(rgba) -> str:
+    """Black on light cells, white on dark ones (relative luminance of the cell colour)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
 
 
 def _done(rows):
@@ -141,14 +173,14 @@ def metric_boxplots(rows: list[dict], path) -> None:
         for row_i, (key, label) in enumerate(STUDY_METRICS):
             ax = axes[row_i, col]
             data = [[r[key] for r in by_beta[b] if r.get(key) is not None] for b in betas]
-            ax.boxplot(data, tick_labels=[fmt_number(b) for b in betas])
+            ax.boxplot(data, tick_labels=[f"{fmt_number(b)}\nn={len(d)}" for b, d in zip(betas, data)])
             if row_i == len(STUDY_METRICS) - 1:
                 ax.set_xlabel("β")
             if col == 0:
                 ax.set_ylabel(label)
             if row_i == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds))
-    fig.suptitle("β-VAE: metrics over seeds")
+    fig.suptitle("β-VAE: metrics over seeds\n(n = seeds per box)", fontsize=10)
     _save_figure(fig, path)
 
 
@@ -167,31 +199,126 @@ def seed_mean_grid(rows: list[dict], dataset: str, key: str, reduce=np.mean):
     return lambdas, betas, grid
 
 
+# Which way is better, for the colour-bar labels and the greying of noise.
+HIGHER_IS_BETTER = {"train_window_nll": False, "sap": True, "mig": True, "i_m": True, "active_latents": True,
+                    "i_xz_upper": True}
+
+
+def panel_digits(values) -> int:
+    """Decimals that give the largest value of a panel three significant digits (1527 and
+    1530 print as 1527 and 1530, not both 1.53e+03; 0.034 as 0.0340)."""
+    finite = np.abs(np.asarray(values, dtype=float))
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    if not finite.size:
+        return 2
+    return int(min(6, max(0, 2 - math.floor(math.log10(finite.max())))))
+
+
+def within_noise(mean: np.ndarray, std: np.ndarray, base_index) -> np.ndarray:
+    """Cells whose seed mean is within one seed std (the larger of the cell's and the
+    baseline's) of the baseline cell: not distinguishable from it with these seeds.
+    Cells with a single seed have no std and are never marked."""
+    if base_index is None:
+        return np.zeros(mean.shape, bool)
+    base, base_std = mean[base_index], std[base_index]
+    spread = np.fmax(std, base_std)
+    return np.isfinite(mean) & np.isfinite(spread) & (np.abs(mean - base) <= spread)
+
+
 def lambda_heatmaps(rows: list[dict], path) -> None:
-    """Rows the four metrics, columns datasets, cells λ × β seed means; the (β=1, λ=0)
-    baseline cell is boxed."""
+    """Rows the four metrics, columns datasets, cells λ × β: seed mean ± seed std (sample
+    std) and n. Cells within one std of the (β=1, λ=0) baseline (boxed) are greyed out:
+    with these seeds they cannot be told apart from it."""
     datasets = list(dict.fromkeys(r["dataset"] for r in _done(rows)))
-    fig, axes = plt.subplots(len(STUDY_METRICS), max(1, len(datasets)), squeeze=False,
-                             figsize=(3.8 * max(1, len(datasets)), 3.0 * len(STUDY_METRICS)),
-                             layout="constrained")
+    ncol = max(1, len(datasets))
+    fig, axes = plt.subplots(len(STUDY_METRICS), ncol, squeeze=False,
+                             figsize=(max(5.2, 4.2 * ncol), 2.9 * len(STUDY_METRICS)), layout="constrained")
     for col, ds in enumerate(datasets):
         for row_i, (key, label) in enumerate(STUDY_METRICS):
             ax = axes[row_i, col]
             lambdas, betas, grid = seed_mean_grid(rows, ds, key)
-            im = ax.imshow(grid, cmap="viridis", origin="lower", aspect="auto")
+            _, _, std = seed_mean_grid(rows, ds, key, reduce=_sample_std)
+            _, _, count = seed_mean_grid(rows, ds, key, reduce=len)
+            base = (lambdas.index(0.0), betas.index(1.0)) if 1.0 in betas and 0.0 in lambdas else None
+            grey = within_noise(grid, std, base)
+            if base is not None:
+                grey[base] = False
+            cmap = plt.get_cmap("viridis" if HIGHER_IS_BETTER[key] else "viridis_r").with_extremes(bad="0.85")
+            shown = np.ma.masked_array(grid, mask=~np.isfinite(grid) | grey)
+            im = ax.imshow(shown, cmap=cmap, origin="lower", aspect="auto")
             ax.set_xticks(range(len(betas)), [fmt_number(b) for b in betas])
             ax.set_yticks(range(len(lambdas)), [fmt_number(v) for v in lambdas])
             if row_i == len(STUDY_METRICS) - 1:
                 ax.set_xlabel("β")
             ax.set_ylabel(f"{label}\nλ" if col == 0 else "λ")
+            digits = panel_digits(grid)
             for (r, c), v in np.ndenumerate(grid):
-                if np.isfinite(v):
-                    ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=7, color="white")
-            if 1.0 in betas and 0.0 in lambdas:
-                ax.add_patch(plt.Rectangle((betas.index(1.0) - 0.5, lambdas.index(0.0) - 0.5), 1, 1,
+                if not np.isfinite(v):
+                    continue
+                spread = f"\n±{std[r, c]:.{digits}f}" if np.isfinite(std[r, c]) else ""
+                color = "black" if grey[r, c] else text_color(im.cmap(im.norm(v)))
+                ax.text(c, r, f"{v:.{digits}f}{spread}\nn={int(count[r, c])}", ha="center", va="center",
+                        fontsize=6.5, color=color)
+            if base is not None:
+                ax.add_patch(plt.Rectangle((base[1] - 0.5, base[0] - 0.5), 1, 1,
                                            fill=False, edgecolor="red", linewidth=2))
-            fig.colorbar(im, ax=ax, fraction=0.046)
+            better = "higher" if HIGHER_IS_BETTER[key] else "lower"
+            fig.colorbar(im, ax=ax, fraction=0.046, label=f"{label}, seed mean\n({better} is better)")
             if row_i == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds))
-    fig.suptitle("λβ-VAE: seed means (red box: β=1, λ=0 baseline)")
+    fig.suptitle("λβ-VAE: seed mean ± seed std (n seeds) per cell; red box: β=1, λ=0 baseline;\n"
+                 "grey: within one seed std of the baseline (no distinguishable effect)", fontsize=9)
+    _save_figure(fig, path)
+
+
+def _sample_std(values) -> float:
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+# The collapse figure: (results-table column, label), drawn against β.
+COLLAPSE_METRICS = (
+    ("active_latents", "active latents\n(KL > 0.1 nats)"),
+    ("i_xz_upper", "mean KL ≥ I(x; z)\n(nats)"),
+    ("i_m", "I_m (nats)"),
+    ("mig", "MIG"),
+)
+
+
+def collapse_figure(rows: list[dict], path) -> None:
+    """Mutual-information collapse at a glance: active latents, the I(x; z) bound, I_m and
+    MIG against β (log axis), one line per λ, the seed mean with ± one seed std shaded;
+    columns datasets."""
+    rows = _done(rows)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    ncol = max(1, len(datasets))
+    fig, axes = plt.subplots(len(COLLAPSE_METRICS), ncol, squeeze=False, sharex=True,
+                             figsize=(max(4.6, 3.6 * ncol), 2.1 * len(COLLAPSE_METRICS)), layout="constrained")
+    for col, ds in enumerate(datasets):
+        for row_i, (key, label) in enumerate(COLLAPSE_METRICS):
+            ax = axes[row_i, col]
+            lambdas, betas, mean = seed_mean_grid(rows, ds, key)
+            _, _, std = seed_mean_grid(rows, ds, key, reduce=_sample_std)
+            _, _, count = seed_mean_grid(rows, ds, key, reduce=len)
+            for i, lam in enumerate(lambdas):
+                ok = np.isfinite(mean[i])
+                if not ok.any():
+                    continue
+                x = np.array(betas)[ok]
+                n = sorted({int(c) for c in count[i][ok]})
+                line, = ax.plot(x, mean[i][ok], marker="o", ms=3,
+                                label=f"λ = {fmt_number(lam)} (n = {'/'.join(map(str, n))})")
+                sd = np.nan_to_num(std[i][ok])
+                ax.fill_between(x, mean[i][ok] - sd, mean[i][ok] + sd, alpha=0.2, color=line.get_color())
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(betas, [fmt_number(b) for b in betas])
+            ax.minorticks_off()
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+            if row_i == 0:
+                ax.set_title(DATASET_TITLES.get(ds, ds), fontsize=9)
+            if row_i == len(COLLAPSE_METRICS) - 1:
+                ax.set_xlabel("β")
+            if row_i == 0 and col == 0:
+                ax.legend(fontsize=6.5, title="seed mean ± std; n = seeds", title_fontsize=6.5)
+    fig.suptitle("Mutual-information collapse with β (higher is more information kept)", fontsize=9)
     _save_figure(fig, path)

@@ -31,7 +31,8 @@ def test_beta_stage_writes_runs_table_and_figures(beta_root):
     table = rows(root / "results.csv")
     assert [(r["beta"], r["status"]) for r in table] == [("1.0", "done"), ("4.0", "done")]
     for r in table:
-        for key in ("mig", "sap", "i_m", "i_m_normalized", "train_window_nll", "heldout_neg_elbo"):
+        for key in ("mig", "sap", "i_m", "i_m_normalized", "train_window_nll", "heldout_neg_elbo", "active_latents",
+                    "i_xz_upper"):
             assert r[key] != "", key
         assert 0 <= float(r["mig"]) <= 1 and 0 <= float(r["i_m_normalized"]) <= 1
     run = root / "dsprites" / "beta_4" / "seed_0"
@@ -39,7 +40,8 @@ def test_beta_stage_writes_runs_table_and_figures(beta_root):
         assert (run / name).exists(), name
     assert [int(r["step"]) for r in rows(run / "train_log.csv")] == [3, 6]
     for png in (run / "originals.png", run / "reconstructions.png", run / "mi_heatmap.png",
-                root / "metric_boxplots_across_datasets.png"):
+                run / "originals_vs_reconstructions.png", root / "metric_boxplots_across_datasets.png",
+                root / "collapse_across_datasets.png"):
         assert iio.imread(png).ndim == 3, png
     gif = iio.imread(run / "traversal.gif")
     assert gif.shape[0] == 11                                   # 11 frames
