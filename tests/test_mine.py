@@ -261,4 +261,6 @@ def test_celeba_trains_with_traversals_and_empty_metric_cells(tmp_path):
     assert row["status"] == "done" and row["dataset"] == "celeba"
     assert row["mig"] == row["z_diff"] == row["irs"] == ""
     assert row["mine_mi_posthoc"] != "" and row["train_window_nll"] != ""
-    assert iio.imread(root / "celeba" / "full" / "seed_0" / "traversal.gif").shape[0] == 11
+    # Pillow merges identical consecutive frames: a decoder 4 steps old may not change between some.
+    gif = iio.imread(root / "celeba" / "full" / "seed_0" / "traversal.gif")
+    assert 1 <= gif.shape[0] <= 11 and gif.shape[2] > 64 * 9, gif.shape      # one column per latent
