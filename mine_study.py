@@ -651,15 +651,19 @@ class FactorTraversalView:
         t = ((self._base[1] - self.mean) * self.axis).sum(-1) / self.std   # (n, K)
         return t, torch.zeros_like(t)
 
-    def decoder(self, t):
+    def moved(self, t):
+        """(codes, embeddings) of the rows ``traversal_frames`` asks for: each image's code
+        and embeddings, with every embedding moved to its coordinate in ``t`` (n·K, K)."""
         mu, e = self._base
         n, k = e.shape[:2]
         if t.shape != (n * k, k):
             raise RuntimeError(f"FactorTraversalView expects ({n * k}, {k}) coordinates, got {tuple(t.shape)}")
         t0 = ((e - self.mean) * self.axis).sum(-1) / self.std               # (n, K)
-        shift = (t - t0.repeat_interleave(k, dim=0)) * self.std             # (n·K, K)
-        moved = e.repeat_interleave(k, dim=0) + shift[..., None] * self.axis
-        return self.model.decoder(self.model.attention(mu.repeat_interleave(k, dim=0), moved)[0])
+        shift = (t - t0.repeat_interleave(k, dim=0)) * self.std             # (n·K, K): 0 where not traversed
+        return mu.repeat_interleave(k, dim=0), e.repeat_interleave(k, dim=0) + shift[..., None] * self.axis
+
+    def decoder(self, t):
+        return self.model.decoder(self.model.attention(*self.moved(t))[0])
 
     def reconstruct(self, x):
         return self.model.reconstruct(x)
