@@ -362,6 +362,24 @@ def test_factor_weights_are_the_embedding_spread_by_hand():
     assert model.factor_weights().double().numpy() == pytest.approx(c / c.mean(), rel=1e-5)
 
 
+def test_factor_target_feeds_each_factor_embedding_to_its_own_estimator():
+    torch.manual_seed(0)
+    estimator = FactorMutualInformation(latent_dim=4, num_factors=3, factor_dim=2, hidden=8)
+    z, e = torch.randn(16, 4), torch.randn(16, 3, 2)
+    got = mine_study.mine_estimates(estimator, z, e, torch.Generator().manual_seed(5), update_ema=False)
+    g = torch.Generator().manual_seed(5)
+    by_hand = [estimator.estimators[k](e[:, k], z, g, update_ema=False)["mi"] for k in range(3)]
+    assert torch.allclose(got, torch.stack(by_hand))
+
+
+def test_the_learning_rate_decay_reaches_the_optimiser(tmp_path):
+    cfg = mine_study.mine_from_args(mine_study_args(FAST)).replace(lr_decay=0.5, sample_interval=0)
+    spec = mine_study.RunSpec("mine", "squares", cfg.kl_weight, 0.0, 0, 4, tmp_path / "run", variant="full")
+    state = mine_study.train(spec, cfg, Squares(), torch.device("cpu"))
+    # 48 training images, batch 16: step 3 (the fourth) draws from epoch 1.
+    assert state.optimizer.param_groups[0]["lr"] == cfg.lr * 0.5
+
+
 def test_inner_attention_steps_are_sgd_on_the_attention_only():
     torch.manual_seed(0)
     model = MINEDisentangleVAE(channels=1, latent_dim=4, num_factors=2, factor_dim=4, attention_dim=8)
@@ -440,8 +458,8 @@ def test_factor_target_mine_matches_closed_form_mi_of_correlated_gaussians(one_t
 
 
 def progress_cfg(**changes):
-    return mine_study.mine_from_args(mine_study_args(FAST)).replace(sample_interval=1, checkpoint_interval=3,
-                                                                    log_interval=3, **changes)
+    settings = {"sample_interval": 1, "checkpoint_interval": 3, "log_interval": 3, **changes}
+    return mine_study.mine_from_args(mine_study_args(FAST)).replace(**settings)
 
 
 def test_progress_images_appear_at_the_right_steps_and_leave_training_alone(tmp_path):
@@ -478,7 +496,7 @@ def test_progress_images_survive_a_kill_and_resume_without_duplicates(tmp_path, 
     with pytest.raises(runs.Interrupted):
         mine_study.train(spec, cfg, Squares(), torch.device("cpu"))
     samples = spec.run_dir / "samples"
-    (samples / ".step_5.png.abc123.tmp").write_bytes(b"half a png")      # a write the kill cut short
+    (samples / ".step_5.png.abc12345.tmp").write_bytes(b"half a png")      # a write the kill cut short
     mtimes = {p.name: p.stat().st_mtime_ns for p in samples.glob("step_*.png")}
     monkeypatch.setattr(mine_study, "vae_step", step)
     mine_study.train(spec, cfg, Squares(), torch.device("cpu"))        # resumes from step 3
@@ -498,6 +516,10 @@ def test_factor_traversal_moves_one_factor_allocation_at_a_time():
     view = mine_study.FactorTraversalView(model, reference)
     with torch.no_grad():
         t, _ = view.encoder(images)                                       # (2 images, 3 factors)
+        codes, same = view.moved(t.repeat_interleave(3, dim=0))         # at its own coordinates: unmoved
+        mu = model.encoder(images)[0]
+        assert torch.equal(codes, mu.repeat_interleave(3, dim=0))
+        assert torch.allclose(same, model.factor_encoder(mu).repeat_interleave(3, dim=0), atol=1e-5)
         rows = t.repeat_interleave(3, dim=0)                              # row i·3 + k: image i, factor k moved
         rows[torch.arange(6), torch.arange(6) % 3] = 2.0
         base = model.attention(*view.moved(t.repeat_interleave(3, dim=0)))[1]
