@@ -248,16 +248,20 @@ def test_eval_only_of_a_missing_file_is_one_line(tmp_path):
     assert err.value.code == 2
 
 
-def test_celeba_trains_with_traversals_and_empty_metric_cells(tmp_path):
+@pytest.mark.parametrize("partition", [False, True], ids=["no partition file", "official partition"])
+def test_celeba_trains_with_traversals_and_empty_metric_cells(tmp_path, partition):
     folder = tmp_path / "data" / "celeba" / "img_align_celeba"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for i in range(12):
         iio.imwrite(folder / f"{i + 1:06d}.jpg", rng.integers(0, 255, (218, 178, 3), dtype=np.uint8),
                     extension=".jpg")
+    if partition:       # images 11 and 12 are the official test partition
+        (folder.parent / "list_eval_partition.txt").write_text(
+            "".join(f"{i + 1:06d}.jpg {0 if i < 9 else 1 if i < 10 else 2}\n" for i in range(12)))
     root = mine_study.main(FAST + ["--source", "real", "--data-dir", str(tmp_path / "data"), "--datasets", "celeba",
                                    "--variants", "full", "--results-dir", str(tmp_path / "r"),
-                                   "--batch-size", "8"])     # at most the 12 images
+                                   "--batch-size", "8", "--heldout-fraction", "0.2"])     # at most the 12 images
     (row,) = rows(root / "results.csv")
     assert row["status"] == "done" and row["dataset"] == "celeba"
     assert row["mig"] == row["z_diff"] == row["irs"] == ""
@@ -265,6 +269,12 @@ def test_celeba_trains_with_traversals_and_empty_metric_cells(tmp_path):
     # Pillow merges identical consecutive frames: a decoder 4 steps old may not change between some.
     gif = iio.imread(root / "celeba" / "full" / "seed_0" / "traversal.gif")
     assert 1 <= gif.shape[0] <= 11 and gif.shape[2] > 64 * 9, gif.shape      # one column per latent
+    # PSNR and SSIM on the official test partition when it is there, else on the held-out split (2 of 12).
+    assert row["recon_eval_split"] == ("official test partition" if partition else "held-out split")
+    assert row["recon_eval_images"] == "2"
+    assert 0 < float(row["psnr"]) < 100 and -1 <= float(row["ssim"]) <= 1
+    saved = json.loads((root / "celeba" / "full" / "seed_0" / "metrics.json").read_text())
+    assert "psnr" in saved["definitions"] and "ssim" in saved["definitions"]
 
 
 # --- issue 21: the sparsity penalty, the original's objective, progress images, PSNR/SSIM -----------
