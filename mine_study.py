@@ -4,7 +4,9 @@ Model: ``models.MINEDisentangleVAE`` (docs/mine.md) – the λβ study's conv en
 and decoder with learned factor queries that cross-attend over the latent slots, a
 Gaussian-fit complexity per latent, and ``models.MutualInformationEstimator``: one
 MINE (Belghazi et al., ICML 2018; ``mine.py``) per latent part estimating the
-redundancy I(z_p; z_rest).
+redundancy I(z_p; z_rest) (``mine_target`` redundancy), or
+``models.FactorMutualInformation``: one MINE per factor estimating I(z; e_k), the
+original's target (``mine_target`` factor).
 
 Bi-level training, one round = ``vae_steps`` VAE steps then ``mine_steps``
 statistics-network steps:
@@ -13,7 +15,9 @@ statistics-network steps:
   with every statistics network T frozen (no gradient into T);
 - MINE step: every T maximises its DV bound on fresh codes (encoder frozen), with
   the moving-average gradient correction (eq. 12). T is trained in every variant,
-  so ``no_mine`` runs still report the redundancy they did not penalise.
+  so ``no_mine`` runs still report the redundancy they did not penalise;
+- with ``bilevel`` inner_attention, every VAE step is followed by ``inner_steps`` SGD
+  steps on the cross-attention (the original's inner loop; ``inner_attention_steps``).
 ``steps`` counts VAE steps; after VAE step s with s % vae_steps == 0 come the
 round's MINE steps, so the state after any step s is well defined and checkpoints
 (every ``checkpoint_interval`` VAE steps) resume bit-for-bit.
@@ -26,7 +30,8 @@ within-batch shuffles that give MINE its marginal samples).
 Results tree (``mine_results/``, ``demo_results/mine_results/`` with --demo, or under
 ``--results-dir``):
     <dataset>/<variant>/seed_<s>/  config.json checkpoint.pt mine_vae_<variant>_seed_<s>.pth
-        train_log.csv traversal.gif originals.png reconstructions.png mi_heatmap.png
+        train_log.csv traversal.gif factor_traversal.gif originals.png reconstructions.png mi_heatmap.png
+        samples/step_<k>.png (progress images every sample_interval steps, while training)
         metrics.json (written last: the run's done marker) or failed.json
     results.csv  ablation.csv  ablation.txt  config.json
 ``results.csv`` starts with the λβ study's columns (``runs.RESULT_COLUMNS``) so the
@@ -580,7 +585,8 @@ def definitions(cfg: MineConfig, steps, heldout_images: int, has_factors: bool, 
             "z_min_var": f"FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on {cfg.sampled_metric_eval} "
                          f"eval points of {cfg.sampled_metric_batch} images; higher is better "
                          "(the review's rescaled direction)",
-            "z_min_var_error": "1 − z_min_var: the lower-is-better direction of the MINE-VAE repository's table",
+            "z_min_var_error": "1 − z_min_var: the lower-is-better direction of the 3DShapes table an earlier "
+                               "(since removed) README of the MINE-VAE repository showed",
             "irs": "IRS (Suter et al. 2019), diff_quantile 0.99, metric train points; higher is better",
             "jemmig": "normalised JEMMIG (Do & Tran 2020), 1 − JEMMIG/(H(f)+log bins); higher is better",
             "jemmig_raw": "raw JEMMIG in nats; lower is better",
