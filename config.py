@@ -444,7 +444,8 @@ class MineConfig(_Settings):
     steps: int = 150_000                     # VAE optimizer steps per run
     vae_steps: int = 5                       # bi-level round: VAE steps (repository: bi_level_outer_steps)...
     mine_steps: int = 3                      # ...then statistics-network steps (bi_level_inner_steps)
-    # Alternate: the statistics networks need steps of their own to estimate MI at all.
+    # Alternate: the original's inner SGD steps on the attention see only recon, L_sparse and L_ent,
+    # which the outer Adam step already minimises.
     bilevel: str = "alternate"
     inner_steps: int = 3                     # bilevel inner_attention: SGD steps on the cross-attention...
     inner_lr: float = 0.01                   # ...at this learning rate (this project's reading of the original)
