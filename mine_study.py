@@ -739,7 +739,7 @@ def run_grid(specs: list[RunSpec], cfg: MineConfig, retry_failed: bool = False) 
         runs.check_batch_fits(cfg, name, len(heldout_split(len(dataset), cfg.heldout_fraction)[0]))
         model, estimator = build_models(cfg, dataset.channels, 0, "cpu")
         print(f"{name}: {dataset!r}; MINE-VAE {num_parameters(model):,} parameters, "
-              f"{cfg.mine_parts} statistics networks {num_parameters(estimator):,}")
+              f"{len(estimator.estimators)} statistics networks ({cfg.mine_target}) {num_parameters(estimator):,}")
     with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
         for name, dataset in data.items():
             for spec in (s for s in todo if s.dataset == name):
