@@ -577,6 +577,9 @@ def validate_mine(cfg: MineConfig) -> MineConfig:
         _bad("lr_decay", f"is {cfg.lr_decay}: use a factor per epoch in (0, 1], 1 for none")
     if not math.isfinite(cfg.grad_clip) or cfg.grad_clip < 0:
         _bad("grad_clip", f"is {cfg.grad_clip}: use a norm > 0, or 0 for no clipping")
+    if cfg.bilevel == "inner_attention" and cfg.grad_clip == 0:
+        _bad("bilevel", "inner_attention needs --grad-clip > 0 (e.g. 1.0, the original's): unclipped SGD steps at "
+                        "--inner-lr on the summed-pixel reconstruction diverge")
     if cfg.sample_interval < 0:
         _bad("sample_interval", f"is {cfg.sample_interval}: use a number of steps >= 0 (0: no progress images)")
     if cfg.mine_steps < 0:

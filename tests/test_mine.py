@@ -337,7 +337,7 @@ def test_mine_vae_loss_terms_match_a_hand_computation(loss_scale):
 
 VARIANT_SETTINGS = [dict(mine_target="redundancy", bilevel="alternate"),
                     dict(mine_target="factor", bilevel="alternate"),
-                    dict(mine_target="redundancy", bilevel="inner_attention"),
+                    dict(mine_target="redundancy", bilevel="inner_attention", grad_clip=1.0),
                     dict(mine_target="factor", bilevel="inner_attention", loss_scale="batch_sum", weight_decay=1e-4,
                          lr_decay=0.5, grad_clip=1.0)]
 
@@ -390,24 +390,27 @@ def test_the_learning_rate_decay_reaches_the_optimiser(tmp_path):
     assert state.optimizer.param_groups[0]["lr"] == cfg.lr * 0.5
 
 
-def test_inner_attention_steps_are_sgd_on_the_attention_only():
+@pytest.mark.parametrize("clip", [0.0, 1e-3], ids=["unclipped", "clipped"])
+def test_inner_attention_steps_are_sgd_on_the_attention_only(clip):
     torch.manual_seed(0)
     model = MINEDisentangleVAE(channels=1, latent_dim=4, num_factors=2, factor_dim=4, attention_dim=8)
     torch.nn.init.normal_(model.attention.out.weight, std=0.1)          # let the attention reach the decoder
     x = torch.rand(4, 1, 64, 64, generator=torch.Generator().manual_seed(1))
     out = model.run(x, generator=torch.Generator().manual_seed(2))
     estimates, weights = torch.tensor([0.2, 0.4]), torch.ones(2)
-    cfg = MineConfig(inner_steps=1, inner_lr=0.01)
+    cfg = MineConfig(inner_steps=1, inner_lr=0.01, grad_clip=clip)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     attended, attention = model.attention(out["z"].detach(), model.factor_encoder(out["z"].detach()))
     by_hand = (lambda t: t["recon"] + t["kl"] + t["redundancy"] + 0.1 * t["sparse"] + 0.05 * t["ent"])(
         mine_vae_loss(model.decoder(attended), x, out["mu"], out["logvar"], attention, estimates, weights))
     grads = dict(zip([n for n, _ in model.attention.named_parameters()],
                      torch.autograd.grad(by_hand, list(model.attention.parameters()))))
+    norm = float(torch.sqrt(sum(g.pow(2).sum() for g in grads.values())))
+    factor = min(1.0, clip / (norm + 1e-6)) if clip else 1.0          # clip_grad_norm_'s global rescaling
     mine_study.inner_attention_steps(model, x, out, estimates, weights, cfg, (True, True, True))
     for name, value in model.state_dict().items():
         if name.startswith("attention."):
-            expected = before[name] - 0.01 * grads[name[len("attention."):]]
+            expected = before[name] - 0.01 * factor * grads[name[len("attention."):]]
             assert torch.allclose(value, expected, atol=1e-7), name
         else:
             assert torch.equal(value, before[name]), name
@@ -435,6 +438,7 @@ def test_original_preset_and_variant_settings():
                                           ("--loss-scale sum", "--loss-scale"), ("--inner-lr 0", "--inner-lr"),
                                           ("--lr-decay 1.5", "--lr-decay"), ("--grad-clip -1", "--grad-clip"),
                                           ("--preset paper", "--preset"),
+                                          ("--bilevel inner_attention", "--bilevel inner_attention needs --grad-clip"),
                                           ("--sample-interval -1", "--sample-interval")])
 def test_bad_objective_settings_are_one_line_errors(flag, needle, capsys):
     with pytest.raises(SystemExit) as err:
