@@ -37,24 +37,43 @@ def lambda_beta_loss(logits, x, mu, logvar, beta, lam=0.0) -> dict[str, torch.Te
 
 
 # =====================================================================================
-# The MINE disentangling VAE (docs/mine.md): reconstruction, KL, MINE redundancy,
+# The MINE disentangling VAE (docs/mine.md): reconstruction, KL, the MINE penalty,
 # L_sparse and L_ent, each switchable.
 # =====================================================================================
 MINE_LOSS_KEYS = ("total", "recon", "kl", "l2", "redundancy", "sparse", "ent")
+LOSS_SCALES = ("batch_mean", "batch_sum")
 
 
-def attention_sparsity(attention):
-    """L_sparse: the L2 penalty on the attention weights, taken on each latent's load.
+def attention_sparsity(weights):
+    """L_sparse: the entropy of each latent's normalised attention load, weighted by that load.
 
-    ``attention`` (n, K, L) has rows that sum to 1 (each factor's capacity over the
-    latents). The load of latent i is Σ_k A[k, i]; L_sparse = Σ_i load_i² / K, mean over
-    the batch. Why the load and not Σ A²: on softmax rows the plain L2 norm is smallest
-    for *uniform* attention, the opposite of sparse; the L2 of the loads penalises a
-    latent shared by several factors (it is K when all factors share one latent and 1
-    when each factor has latents of its own), so together with L_ent (peaked rows) it
-    favours a one-to-one allocation of factors to latents."""
-    load = attention.sum(dim=1)
-    return load.pow(2).sum(dim=1).mean() / attention.shape[1]
+    ``weights`` (n, K, L) has rows that sum to 1 (factor k's unit capacity over the L
+    latents). Latent i's load is l_i = Σ_k A[k, i]; normalised over the factors that
+    share it, p(k | i) = A[k, i] / l_i. The penalty is
+
+        L_sparse = Σ_i (l_i / K) · H(p(· | i)) = -(1/K) Σ_{k,i} A[k, i] log(A[k, i] / l_i),
+
+    mean over the batch: the conditional entropy H(factor | latent) in nats under the
+    joint allocation A / K. It is 0 exactly when every latent serves at most one factor
+    (each column of A has one nonzero, so at most L of the K·L weights are nonzero: a
+    one-to-one allocation is such a minimum) and log K, its maximum, when a latent is
+    shared evenly by all factors, which uniform attention is (log 10 = 2.30 at K = 10).
+    Together with L_ent = H(latent | factor) (``attention_entropy``) the sum is the
+    variation of information between factor and latent, 0 only for one-to-one attention.
+
+    Why not an L2 norm: on rows that sum to 1 the plain L2 of the weights is smallest for
+    uniform attention, and so is the L2 of the loads (Σ_i l_i² / K: 0.078 uniform,
+    1 one-to-one, 10 all factors on one latent at K = 10, L = 128; ``attention_load_l2``),
+    the penalty this repository used before; both push attention towards uniform."""
+    load = weights.sum(dim=1, keepdim=True)
+    log_share = weights.clamp_min(1e-12).log() - load.clamp_min(1e-12).log()
+    return -(weights * log_share).sum(dim=(1, 2)).mean() / weights.shape[1]
+
+
+def attention_load_l2(weights):
+    """The previous L_sparse, Σ_i (Σ_k A[k, i])² / K, mean over the batch; kept to show
+    why it was replaced (its minimum, K / L, is uniform attention); not used in training."""
+    return weights.sum(dim=1).pow(2).sum(dim=1).mean() / weights.shape[1]
 
 
 def attention_entropy(attention):
@@ -66,22 +85,30 @@ def attention_entropy(attention):
 def mine_vae_loss(logits, x, mu, logvar, attention, redundancy, part_weights, *, kl_weight: float = 1.0,
                   disentanglement_weight: float = 1.0, attention_reg_weight: float = 0.1,
                   entropy_reg_weight: float = 0.05, use_mine: bool = True, use_sparse: bool = True,
-                  use_ent: bool = True) -> dict[str, torch.Tensor]:
-    """Loss terms of the MINE-VAE, averaged over the batch, as 0-d tensors.
+                  use_ent: bool = True, loss_scale: str = "batch_mean") -> dict[str, torch.Tensor]:
+    """Loss terms of the MINE-VAE as 0-d tensors; every logged term is a per-image mean.
 
     recon, kl, l2: as in ``lambda_beta_loss`` (l2 is reported, never optimised here);
-    redundancy:    Σ_p w_p Î(z_p; z_rest) / P, the MINE estimates of the parts
-                   (``redundancy`` (P,)) weighted by the Gaussian-fit weights w (mean 1);
+    redundancy:    Σ_j w_j Î_j / J, the J MINE estimates (``redundancy`` (J,): one per
+                   latent part, I(z_p; z_rest), or one per factor, I(z; e_k)) weighted by
+                   the complexity weights w (mean 1);
     sparse, ent:   ``attention_sparsity`` and ``attention_entropy``;
-    total:         recon + kl_weight·kl + [disentanglement_weight·redundancy]
+    total:         s·(recon + kl_weight·kl) + [disentanglement_weight·redundancy]
                    + [attention_reg_weight·sparse] + [entropy_reg_weight·ent],
-                   a bracketed term only when its switch is on (the ablation variants).
+                   a bracketed term only when its switch is on (the ablation variants);
+                   s = 1 for ``loss_scale="batch_mean"`` (this repository: every term a
+                   per-image mean) and s = n, the batch size, for ``"batch_sum"`` (the
+                   original's scale: reconstruction and KL summed over the batch, the
+                   regularisers not).
     Every term is computed even when switched off, so each run reports all of them."""
+    if loss_scale not in LOSS_SCALES:
+        raise ValueError(f"loss_scale must be one of {', '.join(LOSS_SCALES)}, got {loss_scale!r}")
     terms = lambda_beta_loss(logits, x, mu, logvar, beta=kl_weight)
+    scale = x.shape[0] if loss_scale == "batch_sum" else 1
     terms["redundancy"] = (part_weights.detach() * redundancy).mean()
     terms["sparse"] = attention_sparsity(attention)
     terms["ent"] = attention_entropy(attention)
-    total = terms["total"]
+    total = scale * terms["total"]
     if use_mine:
         total = total + disentanglement_weight * terms["redundancy"]
     if use_sparse:

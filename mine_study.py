@@ -4,7 +4,9 @@ Model: ``models.MINEDisentangleVAE`` (docs/mine.md) – the λβ study's conv en
 and decoder with learned factor queries that cross-attend over the latent slots, a
 Gaussian-fit complexity per latent, and ``models.MutualInformationEstimator``: one
 MINE (Belghazi et al., ICML 2018; ``mine.py``) per latent part estimating the
-redundancy I(z_p; z_rest).
+redundancy I(z_p; z_rest) (``mine_target`` redundancy), or
+``models.FactorMutualInformation``: one MINE per factor estimating I(z; e_k), the
+original's target (``mine_target`` factor).
 
 Bi-level training, one round = ``vae_steps`` VAE steps then ``mine_steps``
 statistics-network steps:
@@ -13,7 +15,9 @@ statistics-network steps:
   with every statistics network T frozen (no gradient into T);
 - MINE step: every T maximises its DV bound on fresh codes (encoder frozen), with
   the moving-average gradient correction (eq. 12). T is trained in every variant,
-  so ``no_mine`` runs still report the redundancy they did not penalise.
+  so ``no_mine`` runs still report the redundancy they did not penalise;
+- with ``bilevel`` inner_attention, every VAE step is followed by ``inner_steps`` SGD
+  steps on the cross-attention (the original's inner loop; ``inner_attention_steps``).
 ``steps`` counts VAE steps; after VAE step s with s % vae_steps == 0 come the
 round's MINE steps, so the state after any step s is well defined and checkpoints
 (every ``checkpoint_interval`` VAE steps) resume bit-for-bit.
@@ -26,7 +30,8 @@ within-batch shuffles that give MINE its marginal samples).
 Results tree (``mine_results/``, ``demo_results/mine_results/`` with --demo, or under
 ``--results-dir``):
     <dataset>/<variant>/seed_<s>/  config.json checkpoint.pt mine_vae_<variant>_seed_<s>.pth
-        train_log.csv traversal.gif originals.png reconstructions.png mi_heatmap.png
+        train_log.csv traversal.gif factor_traversal.gif originals.png reconstructions.png mi_heatmap.png
+        samples/step_<k>.png (progress images every sample_interval steps, while training)
         metrics.json (written last: the run's done marker) or failed.json
     results.csv  ablation.csv  ablation.txt  config.json
 ``results.csv`` starts with the λβ study's columns (``runs.RESULT_COLUMNS``) so the
@@ -54,6 +59,7 @@ import runs
 import visualizations as vis
 from config import (
     MINE_RUN_DEFINING,
+    MINE_VARIANT_SETTINGS,
     MINE_VARIANTS,
     ConfigError,
     MineConfig,
@@ -61,6 +67,7 @@ from config import (
     given_settings,
     mine_from_args,
     mine_from_dict,
+    mine_variant_config,
     validate_mine,
 )
 from evaluation import (
@@ -74,31 +81,41 @@ from evaluation import (
 )
 from losses import MINE_LOSS_KEYS, mine_vae_loss
 from mine import estimate_mi
-from models import MINEDisentangleVAE, MutualInformationEstimator, latent_parts, num_parameters, to_float
+from models import (
+    FactorMutualInformation,
+    MINEDisentangleVAE,
+    MutualInformationEstimator,
+    latent_parts,
+    num_parameters,
+    to_float,
+)
 from runs import METRICS, RESULT_COLUMNS, BatchOrder, RunFailed, RunSpec, window_means
-from utils import atomic_write, read_csv, resolve_device, write_csv, write_json, write_text
+from utils import atomic_write, read_csv, remove_stale_temporaries, resolve_device, write_csv, write_json, write_text
 
 STAGE = "mine"
 ROOT_NAME = "mine_results"
 # Per VAE step: the loss terms, then the mean unweighted MINE estimate over parts.
 LOG_KEYS = MINE_LOSS_KEYS + ("mine_mi",)
-# (use_mine, use_sparse, use_ent) of each ablation variant.
+# (use_mine, use_sparse, use_ent) of each ablation variant; the variants that change a
+# setting instead (config.MINE_VARIANT_SETTINGS) keep every term, as the full model.
 VARIANT_SWITCHES = {"full": (True, True, True), "no_mine": (False, True, True),
-                    "no_sparse": (True, False, True), "no_ent": (True, True, False)}
+                    "no_sparse": (True, False, True), "no_ent": (True, True, False),
+                    **{v: (True, True, True) for v in MINE_VARIANT_SETTINGS}}
 # The MINE steps read their own data order: BatchOrder seeded with seed + this offset.
 MINE_ORDER_OFFSET = 1_000_003
 MINE_COLUMNS = ["model", "variant", "kl_weight", "z_diff", "z_diff_train", "z_min_var", "z_min_var_error",
                 "irs", "jemmig", "jemmig_raw", "mine_mi_posthoc", "train_window_mine_mi",
                 "train_window_redundancy", "train_window_sparse", "train_window_ent", "active_latents",
-                "latent_dim"]
+                "latent_dim", "psnr", "ssim", "recon_eval_split", "recon_eval_images", "progress_images_s"]
 COLUMNS = RESULT_COLUMNS + [c for c in MINE_COLUMNS if c not in RESULT_COLUMNS]
 ABLATION_METRICS = ("z_diff", "z_min_var", "irs", "jemmig", "mig", "sap", "mine_mi_posthoc",
-                    "heldout_recon", "train_window_sparse", "train_window_ent")
+                    "heldout_recon", "psnr", "ssim", "train_window_sparse", "train_window_ent")
 
 
 # --- the grid ---------------------------------------------------------------------------
 def mine_root(cfg: MineConfig) -> Path:
-    return runs.stage_root(cfg, ROOT_NAME)
+    """The stage root; the original's preset gets its own, since its settings define other runs."""
+    return runs.stage_root(cfg, ROOT_NAME + (f"_{cfg.preset}" if cfg.preset else ""))
 
 
 def mine_specs(cfg: MineConfig) -> list[RunSpec]:
@@ -115,7 +132,12 @@ def build_models(cfg: MineConfig, channels: int, seed: int, device):
     torch.manual_seed(seed)
     model = MINEDisentangleVAE(channels, cfg.latent_dim, cfg.num_factors, cfg.factor_dim, cfg.attention_dim,
                                cfg.gaussian_fit_samples)
-    estimator = MutualInformationEstimator(cfg.latent_dim, cfg.mine_parts, cfg.mine_hidden_dim, cfg.mine_ema_rate)
+    if cfg.mine_target == "factor":
+        estimator = FactorMutualInformation(cfg.latent_dim, cfg.num_factors, cfg.factor_dim, cfg.mine_hidden_dim,
+                                            cfg.mine_ema_rate)
+    else:
+        estimator = MutualInformationEstimator(cfg.latent_dim, cfg.mine_parts, cfg.mine_hidden_dim,
+                                               cfg.mine_ema_rate)
     # NHWC convolutions are 1.5-3x faster on CPU (oneDNN), as for the β-VAE.
     return model.to(device=device, memory_format=torch.channels_last), estimator.to(device)
 
@@ -134,6 +156,7 @@ class MineRunState:
     interval_sum: torch.Tensor                # (len(LOG_KEYS),) since the last log row
     mine_interval: torch.Tensor               # (2,) sum of T-step bounds and their count since the last log
     log: list[dict]
+    progress_image_s: float = 0.0             # time spent drawing progress images in this process
 
     def save(self, path: Path) -> None:
         payload = {
@@ -167,7 +190,8 @@ def init_state(spec: RunSpec, cfg: MineConfig, channels: int, device) -> MineRun
     noise = torch.Generator(device=device).manual_seed(spec.seed)
     shuffles = torch.Generator().manual_seed(spec.seed + MINE_ORDER_OFFSET)
     adam = dict(betas=cfg.adam_betas, eps=cfg.adam_eps)
-    return MineRunState(model, estimator, torch.optim.Adam(model.parameters(), lr=cfg.lr, **adam),
+    return MineRunState(model, estimator,
+                        torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **adam),
                         torch.optim.Adam(estimator.parameters(), lr=cfg.mine_lr, **adam), noise, shuffles, 0,
                         # clamped to the run's length: the same means, no 2e9-step allocation
                         torch.zeros(min(cfg.loss_window, spec.steps), len(LOG_KEYS), device=device),
@@ -180,37 +204,90 @@ def _images(dataset, indices, device) -> torch.Tensor:
     return to_float(x).contiguous(memory_format=torch.channels_last)
 
 
-def vae_step(state: MineRunState, x: torch.Tensor, cfg: MineConfig, switches) -> torch.Tensor:
-    """One outer (VAE) step with every statistics network frozen; returns the LOG_KEYS row."""
+def mine_estimates(estimator, z, factors, generator, update_ema: bool) -> torch.Tensor:
+    """The MINE estimates the penalty weighs: (P,) I(z_p; z_rest) per latent part for
+    ``mine_target`` redundancy, (K,) I(z; e_k) per factor embedding for factor."""
+    if isinstance(estimator, FactorMutualInformation):
+        return estimator(z, factors, generator=generator, update_ema=update_ema)
+    return estimator(z, generator=generator, update_ema=update_ema)
+
+
+def mine_weights(model: MINEDisentangleVAE, estimator) -> torch.Tensor:
+    """The complexity weights of the estimates (mean 1): per part from the latents'
+    Gaussian-fit complexity, or per factor from its embedding's spread."""
+    if isinstance(estimator, FactorMutualInformation):
+        return model.factor_weights()
+    return model.complexity.part_weights(estimator.parts)
+
+
+def loss_settings(cfg: MineConfig, switches) -> dict:
     use_mine, use_sparse, use_ent = switches
+    return dict(kl_weight=cfg.kl_weight, disentanglement_weight=cfg.disentanglement_weight,
+                attention_reg_weight=cfg.attention_reg_weight, entropy_reg_weight=cfg.entropy_reg_weight,
+                use_mine=use_mine, use_sparse=use_sparse, use_ent=use_ent, loss_scale=cfg.loss_scale)
+
+
+def vae_step(state: MineRunState, x: torch.Tensor, cfg: MineConfig, switches) -> torch.Tensor:
+    """One outer (VAE) step with every statistics network frozen; returns the LOG_KEYS row.
+    With ``bilevel`` inner_attention, ``inner_steps`` SGD steps on the cross-attention follow."""
     model, estimator = state.model.train(), state.estimator
     out = model.run(x, generator=state.noise)
     estimator.requires_grad_(False)       # T fixed: the VAE moves the codes, not the critic
     try:
         # EMA left alone: only T's own steps update the estimator's state.
-        redundancy = estimator(out["z"], generator=state.shuffles, update_ema=False)
+        estimates = mine_estimates(estimator, out["z"], out["factors"], state.shuffles, update_ema=False)
     finally:
         estimator.requires_grad_(True)
-    weights = model.complexity.part_weights(estimator.parts)
-    terms = mine_vae_loss(out["logits"], x, out["mu"], out["logvar"], out["attention"], redundancy, weights,
-                          kl_weight=cfg.kl_weight, disentanglement_weight=cfg.disentanglement_weight,
-                          attention_reg_weight=cfg.attention_reg_weight,
-                          entropy_reg_weight=cfg.entropy_reg_weight,
-                          use_mine=use_mine, use_sparse=use_sparse, use_ent=use_ent)
+    weights = mine_weights(model, estimator)
+    terms = mine_vae_loss(out["logits"], x, out["mu"], out["logvar"], out["attention"], estimates, weights,
+                          **loss_settings(cfg, switches))
     state.optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     state.optimizer.step()
+    if cfg.bilevel == "inner_attention":
+        inner_attention_steps(model, x, out, estimates.detach(), weights, cfg, switches)
     model.complexity.update(out["z"], out["logvar"])
-    return torch.stack([terms[k].detach() for k in MINE_LOSS_KEYS] + [redundancy.detach().mean()])
+    return torch.stack([terms[k].detach() for k in MINE_LOSS_KEYS] + [estimates.detach().mean()])
+
+
+def inner_attention_steps(model: MINEDisentangleVAE, x, out: dict, estimates, weights, cfg: MineConfig,
+                          switches) -> None:
+    """The original's inner loop (this project's reading): ``inner_steps`` plain SGD steps
+    (``inner_lr``, no momentum: no state to checkpoint) on the cross-attention's
+    parameters only, each minimising the same loss on the same batch and the same
+    sampled codes z, with the encoder and factor embeddings held at the step's values
+    and the MINE estimates as constants (they do not depend on the attention).
+    Only recon, L_sparse and L_ent then move the attention. With ``grad_clip`` > 0 each
+    inner gradient is clipped to that global norm too (as ``clip_grad_norm_`` does);
+    without clipping, SGD at 0.01 on the summed-pixel reconstruction diverges within
+    a hundred demo steps."""
+    params = list(model.attention.parameters())
+    z, mu, logvar = out["z"].detach(), out["mu"].detach(), out["logvar"].detach()
+    with torch.no_grad():
+        factors = model.factor_encoder(z)
+    for _ in range(cfg.inner_steps):
+        attended, attention = model.attention(z, factors)
+        terms = mine_vae_loss(model.decoder(attended), x, mu, logvar, attention, estimates, weights,
+                              **loss_settings(cfg, switches))
+        grads = torch.autograd.grad(terms["total"], params)
+        if cfg.grad_clip > 0:       # as every step of the original is clipped
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            grads = [g * min(1.0, cfg.grad_clip / (float(norm) + 1e-6)) for g in grads]
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(cfg.inner_lr * g)
 
 
 def mine_step(state: MineRunState, x: torch.Tensor) -> torch.Tensor:
-    """One inner step: every T ascends its DV bound on codes of a fresh batch (encoder
-    frozen, codes sampled as in training); returns the mean bound over parts."""
+    """One statistics-network step: every T ascends its DV bound on codes of a fresh
+    batch (encoder frozen, codes sampled as in training); returns the mean bound."""
     with torch.no_grad():
         mu, logvar = state.model.encoder(x)
         z = mu + torch.randn(mu.shape, generator=state.noise, device=mu.device) * torch.exp(0.5 * logvar)
-    bounds = state.estimator(z, generator=state.shuffles, update_ema=True)
+        factors = state.model.factor_encoder(z) if isinstance(state.estimator, FactorMutualInformation) else None
+    bounds = mine_estimates(state.estimator, z, factors, state.shuffles, update_ema=True)
     state.mine_optimizer.zero_grad(set_to_none=True)
     (-bounds.sum()).backward()            # the parts' networks are independent: one sum, one step
     state.mine_optimizer.step()
@@ -227,23 +304,36 @@ def train(spec: RunSpec, cfg: MineConfig, dataset, device, position: int = 1,
     train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
     vae_order = BatchOrder(train_idx, cfg.batch_size, spec.seed)
     mine_order = BatchOrder(train_idx, cfg.batch_size, spec.seed + MINE_ORDER_OFFSET)
+    progress_images = ProgressImages(spec, cfg, dataset, device)
     bar = tqdm(total=spec.steps, initial=state.step, desc=spec.name, position=position, leave=False,
                unit="step", dynamic_ncols=True)
     saved = {"step": state.step}        # the step a rerun resumes from
     try:
-        _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, heartbeat, saved)
+        _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, heartbeat, saved,
+                     progress_images)
     except KeyboardInterrupt:           # Ctrl-C: one line, not a traceback
         bar.close()
         raise runs.Interrupted(f"interrupted at step {state.step} of {spec.name} (last checkpoint: step "
                                f"{saved['step']}); rerun the same command to resume") from None
     bar.close()
+    state.progress_image_s = progress_images.seconds
     return state
 
 
-def _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, heartbeat, saved) -> None:
+def learning_rate(cfg: MineConfig, step: int, train_images: int) -> float:
+    """The VAE's learning rate at ``step``: lr · lr_decay^epoch, where the epoch is the
+    one ``BatchOrder`` draws the step's batch from (a pure function of the step)."""
+    return cfg.lr * cfg.lr_decay ** (step * cfg.batch_size // train_images)
+
+
+def _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, heartbeat, saved,
+                 progress_images) -> None:
     checkpoint = spec.checkpoint_path
     tic, tic_step = time.perf_counter(), state.step
     while state.step < spec.steps:
+        if cfg.lr_decay != 1:
+            for group in state.optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, state.step, len(vae_order.train_indices))
         row = vae_step(state, _images(dataset, vae_order(state.step), device), cfg, VARIANT_SWITCHES[spec.variant])
         state.window[state.step % len(state.window)] = row
         state.interval_sum += row
@@ -254,6 +344,7 @@ def _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, 
                 state.mine_interval += torch.stack([mine_step(state, _images(dataset, mine_order(t), device)),
                                                     torch.ones((), device=device)])
         bar.update()
+        progress_images.maybe_write(state.model, state.step)
         if state.step % cfg.log_interval == 0 or state.step == spec.steps:
             _log(state, spec, cfg, tic, tic_step)
             tic, tic_step = time.perf_counter(), state.step
@@ -262,6 +353,63 @@ def _train_steps(spec, cfg, dataset, device, state, vae_order, mine_order, bar, 
             state.save(checkpoint)
             saved["step"] = state.step
             heartbeat()
+
+
+# --- progress images ----------------------------------------------------------------------
+PROGRESS_IMAGES = 12          # images reconstructed in each progress image (one row of originals, one of recons)
+PRIOR_SAMPLES = 144           # prior samples per progress image (12 × 12, as the original shows each epoch)
+PRIOR_SEED_OFFSET = 2_000_003  # the prior samples' generator: seed + this, apart from training's generators
+
+
+def progress_steps(cfg: MineConfig, steps: int) -> list[int]:
+    """The VAE steps after which a progress image is written: every ``sample_interval``
+    up to ``steps`` (none for 0). A pure function of the settings, so a resumed run
+    expects the same files."""
+    return list(range(cfg.sample_interval, steps + 1, cfg.sample_interval)) if cfg.sample_interval else []
+
+
+class ProgressImages:
+    """``samples/step_<k>.png`` in the run folder after each step of ``progress_steps``:
+    12 held-out originals over their reconstructions (encoder means, through the
+    attention), then 144 prior samples z ~ N(0, I) decoded through the attention.
+
+    The inputs are fixed for the whole run (the same images and prior draws at every
+    step, from their own generator), so images from different steps compare, and
+    drawing them touches none of training's random state: a run's numbers are the same
+    with and without them. Files are written atomically and never rewritten: after a
+    resume, the steps between the last checkpoint and the kill are retrained to the same
+    state, and their images already exist."""
+
+    def __init__(self, spec: RunSpec, cfg: MineConfig, dataset, device):
+        self.folder, self.seconds = spec.run_dir / "samples", 0.0
+        self.steps = set(progress_steps(cfg, spec.steps))
+        if not self.steps:
+            return
+        remove_stale_temporaries(self.folder)        # under the run's lock: a killed write's leftovers
+        train, held = heldout_split(len(dataset), cfg.heldout_fraction)
+        shown = (held if len(held) >= PROGRESS_IMAGES else train)[:PROGRESS_IMAGES]
+        self.images = dataset.images(shown)
+        generator = torch.Generator().manual_seed(spec.seed + PRIOR_SEED_OFFSET)
+        self.prior = torch.randn(PRIOR_SAMPLES, cfg.latent_dim, generator=generator).to(device)
+        self.device = device
+
+    def path(self, step: int) -> Path:
+        return self.folder / f"step_{step}.png"
+
+    @torch.no_grad()
+    def maybe_write(self, model: MINEDisentangleVAE, step: int) -> None:
+        if step not in self.steps or self.path(step).exists():
+            return
+        tic = time.perf_counter()
+        model.eval()
+        try:
+            recon = model.reconstruct(to_float(torch.from_numpy(self.images).to(self.device)))
+            samples = torch.sigmoid(model.decode(self.prior))
+        finally:
+            model.train()
+        tiles = np.concatenate([self.images, vis.to_uint8(recon), vis.to_uint8(samples)])
+        vis.save_png(vis.tile(tiles, PROGRESS_IMAGES), self.path(step))
+        self.seconds += time.perf_counter() - tic
 
 
 def _check_finite(state: MineRunState) -> None:
@@ -302,12 +450,39 @@ def posthoc_redundancy(codes: np.ndarray, parts, cfg: MineConfig, seed: int) -> 
     return out
 
 
+def reconstruction_points(dataset, cfg: MineConfig) -> tuple[np.ndarray, str]:
+    """(image indices, which split) that PSNR and SSIM are computed on: CelebA's official
+    test partition when its list_eval_partition.txt is present, else the held-out split
+    (images no run trains on); at most ``heldout_eval_points`` of them, in order."""
+    if getattr(dataset, "partition", None) is not None:
+        return dataset.split("test")[:cfg.heldout_eval_points], "official test partition"
+    return heldout_split(len(dataset), cfg.heldout_fraction)[1][:cfg.heldout_eval_points], "held-out split"
+
+
+@torch.no_grad()
+def reconstruction_columns(model: MINEDisentangleVAE, dataset, cfg: MineConfig, device) -> dict:
+    """PSNR and SSIM (``metrics.reconstruction_quality``) of the reconstructions from the
+    encoder means, decoded through the attention, per image and then averaged."""
+    points, split = reconstruction_points(dataset, cfg)
+    model.eval()
+    originals, recons = [], []
+    for start in range(0, len(points), 256):
+        x = to_float(torch.from_numpy(dataset.images(points[start:start + 256])).to(device))
+        originals.append(x.cpu().numpy())
+        recons.append(model.reconstruct(x).float().cpu().numpy())
+    if not originals:
+        return {"psnr": math.nan, "ssim": math.nan, "recon_eval_split": split, "recon_eval_images": 0}
+    quality = metrics.reconstruction_quality(np.concatenate(originals), np.concatenate(recons))
+    return {"psnr": quality["psnr"], "ssim": quality["ssim"], "recon_eval_split": split,
+            "recon_eval_images": len(points)}
+
+
 def evaluate(spec: RunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE, device,
              window: dict | None, steps: int | None, wall_time_s: float) -> dict:
     """Metrics of a trained model: the contents of its metrics.json (``row`` is its
     results-table row). The caller writes the file last, as the run's done marker."""
     model.eval()
-    bar = progress(spec, ("codes and factor metrics", "post-hoc MINE", "held-out NLL"))
+    bar = progress(spec, ("codes and factor metrics", "post-hoc MINE", "held-out NLL", "PSNR and SSIM"))
     points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
     codes = encode(model, dataset, points["train"], device)
     parts = latent_parts_of(cfg)
@@ -340,6 +515,8 @@ def evaluate(spec: RunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE,
     bar.next()
     heldout = heldout_columns(model, dataset, points, cfg, spec.seed, device)
     bar.next()
+    quality = reconstruction_columns(model, dataset, cfg, device)
+    bar.next()
     with torch.no_grad():
         attention = model.attend(torch.from_numpy(codes[:1000]).to(device))[1].mean(0).cpu().numpy()
     window = window or {}
@@ -351,12 +528,12 @@ def evaluate(spec: RunSpec, cfg: MineConfig, dataset, model: MINEDisentangleVAE,
         "mine_mi_posthoc": float(np.mean(redundancy)), "train_window_mine_mi": window.get("mine_mi"),
         "train_window_redundancy": window.get("redundancy"), "train_window_sparse": window.get("sparse"),
         "train_window_ent": window.get("ent"), "active_latents": int((complexity > ACTIVE_NATS).sum()),
-        "latent_dim": cfg.latent_dim,
+        "latent_dim": cfg.latent_dim, **quality,
     }
     return {
         "row": row, **extra, "complexity_nats": complexity, "mine_mi_posthoc_per_part": redundancy,
         "latent_parts": [p.tolist() for p in parts], "mean_attention": attention,
-        "definitions": definitions(cfg, steps, heldout["heldout_images"], dataset.has_factors),
+        "definitions": definitions(cfg, steps, heldout["heldout_images"], dataset.has_factors, quality),
     }
 
 
@@ -367,7 +544,7 @@ def latent_parts_of(cfg: MineConfig):
     return latent_parts(cfg.latent_dim, cfg.mine_parts)
 
 
-def definitions(cfg: MineConfig, steps, heldout_images: int, has_factors: bool) -> dict:
+def definitions(cfg: MineConfig, steps, heldout_images: int, has_factors: bool, quality: dict) -> dict:
     """What every number of a row is, stored in metrics.json next to the numbers."""
     window = min(cfg.loss_window, steps or cfg.loss_window)
     d = {
@@ -376,11 +553,15 @@ def definitions(cfg: MineConfig, steps, heldout_images: int, has_factors: bool) 
         "train_window_nll": f"mean training BCE (nats/image, summed over pixels) over the last {window} VAE "
                            "steps; a train-window loss, not held out",
         "train_window_total": "mean total MINE-VAE loss over the same window (only the switched-on terms)",
-        "train_window_mine_mi": "mean over parts of the training critic's DV estimate of I(z_p; z_rest) on "
-                                "the VAE batches (nats), same window",
-        "train_window_redundancy": "the complexity-weighted redundancy term, same window (in the loss only "
-                                   "for variants with MINE)",
-        "train_window_sparse": "L_sparse = Σ_i (Σ_k A_ki)² / K, same window",
+        "train_window_mine_mi": ("mean over factors of the training critics' DV estimates of I(z; e_k)"
+                                 if cfg.mine_target == "factor" else
+                                 "mean over parts of the training critics' DV estimates of I(z_p; z_rest)")
+                                + " on the VAE batches (nats), same window",
+        "train_window_redundancy": "the complexity-weighted MINE term (mine_target=" + cfg.mine_target
+                                   + "), same window (in the loss only for variants with MINE)",
+        "train_window_sparse": "L_sparse = -(1/K) Σ_ki A_ki log(A_ki / Σ_k' A_k'i): the load-weighted "
+                               "entropy of each latent's normalised attention load, H(factor | latent) in "
+                               "nats, same window",
         "train_window_ent": "L_ent = mean entropy of each factor's attention over latents (nats), same window",
         "heldout_neg_elbo": f"negative ELBO (β=1, one sample) in nats/image on {heldout_images} images never "
                             f"trained on (heldout_fraction={cfg.heldout_fraction})",
@@ -390,6 +571,15 @@ def definitions(cfg: MineConfig, steps, heldout_images: int, has_factors: bool) 
         "active_latents": f"latents with Gaussian-fit complexity > {ACTIVE_NATS} nats",
         "complexity_nats": "per latent: ½ log Var_fit[z_i] − ½ mean log σ_i²(x) over the last "
                            f"{cfg.gaussian_fit_samples} training codes (≥ 0; upper bound on I(x; z_i))",
+        "psnr": f"mean over {quality['recon_eval_images']} images of the {quality['recon_eval_split']} of "
+                "10·log10(1/MSE) in dB, the MSE between the image and its reconstruction (sigmoid of the "
+                "decoded encoder mean) over pixels and channels in [0, 1] (scikit-image "
+                "peak_signal_noise_ratio); +inf for identical images",
+        "ssim": "mean over the same images of SSIM (Wang et al. 2004; scikit-image structural_similarity: "
+                "7×7 uniform window, K1 0.01, K2 0.03, data_range 1, channels averaged); 1 for identical images",
+        "recon_eval_split": "which images PSNR and SSIM use: CelebA's official test partition when "
+                            "list_eval_partition.txt is present, else the held-out split",
+        "progress_images_s": "seconds this process spent drawing samples/step_<k>.png (not the rest of the run)",
     }
     if has_factors:
         d.update({
@@ -401,7 +591,8 @@ def definitions(cfg: MineConfig, steps, heldout_images: int, has_factors: bool) 
             "z_min_var": f"FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on {cfg.sampled_metric_eval} "
                          f"eval points of {cfg.sampled_metric_batch} images; higher is better "
                          "(the review's rescaled direction)",
-            "z_min_var_error": "1 − z_min_var: the lower-is-better direction of the MINE-VAE repository's table",
+            "z_min_var_error": "1 − z_min_var: the lower-is-better direction of the 3DShapes table an earlier "
+                               "(since removed) README of the MINE-VAE repository showed",
             "irs": "IRS (Suter et al. 2019), diff_quantile 0.99, metric train points; higher is better",
             "jemmig": "normalised JEMMIG (Do & Tran 2020), 1 − JEMMIG/(H(f)+log bins); higher is better",
             "jemmig_raw": "raw JEMMIG in nats; lower is better",
@@ -442,6 +633,54 @@ class TraversalView:
         return self.model.reconstruct(x)
 
 
+class FactorTraversalView:
+    """Per-factor traversals through the attention, for ``vis.traversal_frames``.
+
+    Factor k's embedding e_k sets only its query, so it moves only factor k's attention
+    row (its allocation over latents); the values come from the code. Each factor gets
+    one coordinate: e_k's projection on its first principal axis u_k (over the images
+    traversed and ``reference`` codes), in standard deviations. Setting coordinate k to
+    t moves e_k by (t − t_k)·σ_k·u_k with the code and the other embeddings fixed, and
+    the frame shows what the decoder makes of the moved allocation."""
+
+    def __init__(self, model: MINEDisentangleVAE, reference_codes: torch.Tensor):
+        self.model, self._base = model, None
+        with torch.no_grad():
+            e = model.factor_encoder(reference_codes)                      # (m, K, F)
+        self.mean = e.mean(0)
+        centred = (e - self.mean).transpose(0, 1)                          # (K, m, F)
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+        self.axis = vh[:, 0]                                               # (K, F)
+        self.std = (s[:, 0] / max(e.shape[0] - 1, 1) ** 0.5).clamp_min(1e-6)
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def encoder(self, x):
+        mu, logvar = self.model.encoder(x)
+        self._base = (mu, self.model.factor_encoder(mu))
+        t = ((self._base[1] - self.mean) * self.axis).sum(-1) / self.std   # (n, K)
+        return t, torch.zeros_like(t)
+
+    def moved(self, t):
+        """(codes, embeddings) of the rows ``traversal_frames`` asks for: each image's code
+        and embeddings, with every embedding moved to its coordinate in ``t`` (n·K, K)."""
+        mu, e = self._base
+        n, k = e.shape[:2]
+        if t.shape != (n * k, k):
+            raise RuntimeError(f"FactorTraversalView expects ({n * k}, {k}) coordinates, got {tuple(t.shape)}")
+        t0 = ((e - self.mean) * self.axis).sum(-1) / self.std               # (n, K)
+        shift = (t - t0.repeat_interleave(k, dim=0)) * self.std             # (n·K, K): 0 where not traversed
+        return mu.repeat_interleave(k, dim=0), e.repeat_interleave(k, dim=0) + shift[..., None] * self.axis
+
+    def decoder(self, t):
+        return self.model.decoder(self.model.attention(*self.moved(t))[0])
+
+    def reconstruct(self, x):
+        return self.model.reconstruct(x)
+
+
 def traversal_latents(model: MINEDisentangleVAE, k: int) -> list[int]:
     """The k latents of highest Gaussian-fit complexity (most informative first)."""
     c = model.complexity.complexity().cpu()
@@ -454,6 +693,10 @@ def draw_run_figures(spec: RunSpec, cfg: MineConfig, dataset, model, device, out
     vis.save_reconstructions(model, dataset.images(points["test"][:64]), out_dir, device)
     view = TraversalView(model, traversal_latents(model, min(cfg.traversal_latents, cfg.latent_dim)))
     vis.save_traversal_gif(view, dataset.images(points["distinct"]), out_dir / "traversal.gif", device)
+    with torch.no_grad():
+        reference = model.encoder(to_float(torch.from_numpy(dataset.images(points["train"][:500])).to(device)))[0]
+    vis.save_traversal_gif(FactorTraversalView(model, reference), dataset.images(points["distinct"]),
+                           out_dir / "factor_traversal.gif", device)
     if mi is not None:
         vis.save_mi_heatmap(np.asarray(mi), dataset.factor_names, out_dir / "mi_heatmap.png",
                             title=f"I(factor; latent), MINE-VAE {spec.name}")
@@ -469,7 +712,8 @@ def run_one(spec: RunSpec, cfg: MineConfig, dataset, device) -> dict | None:
         if failed is not None:          # a corrupt checkpoint fails this run only
             return failed
         claim.write_config(spec, cfg, stage=STAGE, dataset=spec.dataset, variant=spec.variant, seed=spec.seed,
-                           steps=spec.steps)
+                           steps=spec.steps, variant_settings=MINE_VARIANT_SETTINGS.get(spec.variant, {}))
+        cfg = mine_variant_config(cfg, spec.variant)      # config.json keeps the grid's settings and the variant
         tic = time.perf_counter()
         try:
             state = train(spec, cfg, dataset, device, heartbeat=claim.touch)
@@ -480,6 +724,7 @@ def run_one(spec: RunSpec, cfg: MineConfig, dataset, device) -> dict | None:
             torch.save(state.model.state_dict(), f)
         result = evaluate(spec, cfg, dataset, state.model, device, state.window_means(), state.step,
                           wall_time_s=time.perf_counter() - tic)
+        result["row"]["progress_images_s"] = state.progress_image_s
         if cfg.figures:
             draw_run_figures(spec, cfg, dataset, state.model, device, spec.run_dir, result.get("mi"))
         return runs.mark_done(spec, result)
@@ -500,7 +745,7 @@ def run_grid(specs: list[RunSpec], cfg: MineConfig, retry_failed: bool = False) 
         runs.check_batch_fits(cfg, name, len(heldout_split(len(dataset), cfg.heldout_fraction)[0]))
         model, estimator = build_models(cfg, dataset.channels, 0, "cpu")
         print(f"{name}: {dataset!r}; MINE-VAE {num_parameters(model):,} parameters, "
-              f"{cfg.mine_parts} statistics networks {num_parameters(estimator):,}")
+              f"{len(estimator.estimators)} statistics networks ({cfg.mine_target}) {num_parameters(estimator):,}")
     with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
         for name, dataset in data.items():
             for spec in (s for s in todo if s.dataset == name):
@@ -622,6 +867,7 @@ def eval_only(path: Path, args, ablation: bool, out: Path | None = None) -> Path
         else:
             cell[key] = values[0]
     dataset_name = cell["dataset"]
+    cfg = mine_variant_config(cfg, cell["variant"])
     out = Path(out) if out is not None else path.parent / f"eval_{path.stem}"
     runs.require_writable(out)          # before the evaluation, not after it
     spec = RunSpec(STAGE, dataset_name, cfg.kl_weight, 0.0, int(cell["seed"]), cfg.steps,

@@ -220,6 +220,28 @@ class MutualInformationEstimator(nn.Module):
                             for m, p, r in zip(self.estimators, self.parts, self.rest)])
 
 
+class FactorMutualInformation(nn.Module):
+    """The original's MINE target: one MINE (Belghazi et al. 2018; ``mine.MINE``) per
+    factor k estimating I(z; e_k) between the code and factor k's embedding.
+
+    e_k is a deterministic function of z, so the true I(z; e_k) is not finite for
+    continuous codes; the DV bound of a finite critic is, and it grows with how much of
+    z the embedding resolves. Minimising it (the VAE's penalty) pushes each embedding to
+    depend on less of the code. forward(z, embeddings (n, K, F), generator, update_ema)
+    -> (K,) DV estimates (corrected gradient); the code side is shuffled for Q."""
+
+    def __init__(self, latent_dim: int, num_factors: int, factor_dim: int, hidden: int = 128,
+                 ema_rate: float = 0.01):
+        super().__init__()
+        from mine import MINE
+
+        self.estimators = nn.ModuleList(MINE(factor_dim, latent_dim, hidden, ema_rate) for _ in range(num_factors))
+
+    def forward(self, z, embeddings, generator: torch.Generator | None = None, update_ema: bool = True):
+        return torch.stack([m(embeddings[:, k], z, generator, update_ema)["mi"]
+                            for k, m in enumerate(self.estimators)])
+
+
 class MINEDisentangleVAE(nn.Module):
     """The MINE disentangling VAE (docs/mine.md): the λβ study's conv Encoder and
     Decoder with a FactorEncoder + CrossAttention between them and a Gaussian-fit
@@ -244,6 +266,31 @@ class MINEDisentangleVAE(nn.Module):
         """(attended latent z~, attention weights (n, K, L))."""
         return self.attention(z, self.factor_encoder(z))
 
+    @torch.no_grad()
+    def factor_complexity(self) -> torch.Tensor:
+        """c (K,) in nats: per factor, Σ_j ½ log(1 + Var[e_kj]) over the embeddings of the
+        codes in the complexity buffer (zeros until two codes have been seen).
+
+        This project's reading of the original's per-factor complexity "from the spread
+        of that factor's embedding": a Gaussian fit of each embedding coordinate, scored
+        as the capacity of a Gaussian channel with unit noise, so it is ≥ 0, 0 for a
+        constant embedding, and grows with the spread. Not checked against the original's code."""
+        buffer = self.complexity
+        filled = int(min(int(buffer.count), buffer.codes.shape[0]))
+        if filled < 2:
+            return torch.zeros(self.factor_encoder.num_factors, device=buffer.codes.device)
+        embeddings = self.factor_encoder(buffer.codes[:filled])              # (m, K, F)
+        return 0.5 * torch.log1p(embeddings.var(dim=0)).sum(dim=1)
+
+    @torch.no_grad()
+    def factor_weights(self) -> torch.Tensor:
+        """Weights of the per-factor MINE terms: factor complexity over its mean over
+        factors (mean 1, so ``disentanglement_weight`` keeps its scale); all ones while
+        every factor's complexity is 0."""
+        c = self.factor_complexity()
+        mean = c.mean()
+        return c / mean if mean > 0 else torch.ones_like(c)
+
     def decode(self, z):
         """Bernoulli logits of a code, through the attention path."""
         return self.decoder(self.attend(z)[0])
@@ -253,8 +300,10 @@ class MINEDisentangleVAE(nn.Module):
         if eps is None:
             eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
-        attended, attention = self.attend(z)
-        return {"logits": self.decoder(attended), "mu": mu, "logvar": logvar, "z": z, "attention": attention}
+        factors = self.factor_encoder(z)
+        attended, attention = self.attention(z, factors)
+        return {"logits": self.decoder(attended), "mu": mu, "logvar": logvar, "z": z, "attention": attention,
+                "factors": factors}
 
     def forward(self, x, generator: torch.Generator | None = None, eps: torch.Tensor | None = None):
         out = self.run(x, generator, eps)

@@ -39,7 +39,7 @@ def _save_figure(fig, path) -> None:
         f.write(buf.getvalue())
 
 
-def _save_png(array_hwc: np.ndarray, path) -> None:
+def save_png(array_hwc: np.ndarray, path) -> None:
     data = iio.imwrite("<bytes>", array_hwc, extension=".png")
     with atomic_write(path) as f:
         f.write(data)
@@ -59,7 +59,7 @@ def tile(images: np.ndarray, ncol: int, pad: int = 2) -> np.ndarray:
     return out
 
 
-def _to_uint8(probs: torch.Tensor) -> np.ndarray:
+def to_uint8(probs: torch.Tensor) -> np.ndarray:
     return (probs.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
 
 
@@ -71,10 +71,10 @@ def save_reconstructions(model, images: np.ndarray, out_dir, device) -> None:
     images = images[:64]
     model.eval()
     recon = model.reconstruct(to_float(torch.from_numpy(images).to(device)))
-    originals, decoded = tile(images, 8), tile(_to_uint8(recon), 8)
-    _save_png(originals, out_dir / "originals.png")
-    _save_png(decoded, out_dir / "reconstructions.png")
-    _save_png(side_by_side(originals, decoded), out_dir / "originals_vs_reconstructions.png")
+    originals, decoded = tile(images, 8), tile(to_uint8(recon), 8)
+    save_png(originals, out_dir / "originals.png")
+    save_png(decoded, out_dir / "reconstructions.png")
+    save_png(side_by_side(originals, decoded), out_dir / "originals_vs_reconstructions.png")
 
 
 def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 12) -> np.ndarray:
@@ -101,7 +101,7 @@ def traversal_frames(model, images: np.ndarray, device, frames: int = 11, span: 
         z = mu[:, None, :].repeat(1, latent_dim, 1)                 # (n, d, d): row i, column d
         z[:, torch.arange(latent_dim), torch.arange(latent_dim)] = value.item()
         decoded = torch.sigmoid(model.decoder(z.reshape(n * latent_dim, latent_dim)))
-        out.append(tile(_to_uint8(decoded), latent_dim))
+        out.append(tile(to_uint8(decoded), latent_dim))
     return np.stack(out)
 
 
