@@ -27,7 +27,7 @@ from utils import fmt_number, mean_std, read_csv, write_text
 
 plt = vis.plt                       # matplotlib with the Agg backend, as visualizations set it up
 NLL, MIG = "train_window_nll", "mig"
-HIGHER_IS_BETTER = {"train_window_nll": False, "sap": True, "mig": True, "i_m": True}
+HIGHER_IS_BETTER = vis.HIGHER_IS_BETTER
 SHORT = {"train_window_nll": "NLL", "sap": "SAP", "mig": "MIG", "i_m": "I_m"}
 TCHEBYCHEFF_RHO = 0.001             # the augmentation weight of the original's trade-off figures
 STATIC_WEIGHTS = (0.1, 0.5, 0.9)    # reconstruction weights of the static trade-off figure
@@ -120,18 +120,13 @@ def percent_change_text(change_rows: list[dict]) -> str:
 
 
 # --- the NLL-MIG trade-off ----------------------------------------------------------------
-def _seed_std(values) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-
-
 def tradeoff_grid(rows: list[dict], dataset: str) -> dict:
     """Seed means and sample standard deviations (ddof=1; NaN for one seed) of the
     train-window NLL and of MIG on the (λ, β) grid of one panel, and the seeds per cell."""
-    lambdas, betas, nll = vis.seed_mean_grid(rows, dataset, NLL)
-    return {"lambdas": lambdas, "betas": betas, "nll": nll, "mig": vis.seed_mean_grid(rows, dataset, MIG)[2],
-            "nll_std": vis.seed_mean_grid(rows, dataset, NLL, reduce=_seed_std)[2],
-            "mig_std": vis.seed_mean_grid(rows, dataset, MIG, reduce=_seed_std)[2],
-            "n": vis.seed_mean_grid(rows, dataset, NLL, reduce=len)[2]}
+    lambdas, betas, nll, nll_std, n = vis.seed_stats(rows, dataset, NLL)
+    _, _, mig, mig_std, _ = vis.seed_stats(rows, dataset, MIG)
+    return {"lambdas": lambdas, "betas": betas, "nll": nll, "mig": mig, "nll_std": nll_std, "mig_std": mig_std,
+            "n": n}
 
 
 def pareto_mask(nll, mig) -> np.ndarray:
@@ -256,8 +251,7 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             cmap = plt.get_cmap("RdBu" if HIGHER_IS_BETTER[key] else "RdBu_r").with_extremes(bad="0.85")
             # Cells within one seed std of the baseline are greyed out: with these seeds they
             # are not distinguishable from it, and a colour would read as an effect.
-            _, _, mean = vis.seed_mean_grid(rows, ds, key)
-            _, _, std = vis.seed_mean_grid(rows, ds, key, reduce=vis._sample_std)
+            _, _, mean, std, _ = vis.seed_stats(rows, ds, key)
             base_cell = (lambdas.index(0.0), betas.index(1.0)) if 1.0 in betas and 0.0 in lambdas else None
             grey = vis.within_noise(mean, std, base_cell)
             if base_cell is not None:

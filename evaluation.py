@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 import metrics
 from ground_truth import GroundTruthDataset
-from losses import lambda_beta_loss
+from losses import kl_per_dimension, lambda_beta_loss
 from models import BetaVAE, to_float
 
 HELDOUT_SEED = 20260209        # fixed for every run, so held-out NLLs compare across seeds
@@ -51,24 +51,46 @@ def _batch(images_uint8: np.ndarray, device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
+def _moments(model, batches, device) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder means and log-variances (each (n, latent_dim), float32 NumPy) of uint8 batches."""
+    model.eval()
+    mus, logvars = [], []
+    for images in batches:
+        mu, logvar = model.encoder(_batch(images, device))
+        mus.append(mu.float().cpu())
+        logvars.append(logvar.float().cpu())
+    if not mus:
+        empty = np.zeros((0, model.latent_dim), np.float32)
+        return empty, empty
+    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
+
+
 @torch.no_grad()
+def encode_image_moments(model, images_uint8: np.ndarray, device, batch_size: int = 128):
+    """``encode_moments`` of uint8 images (n, C, 64, 64) already in memory."""
+    return _moments(model, (images_uint8[i:i + batch_size] for i in range(0, len(images_uint8), batch_size)), device)
+
+
+@torch.no_grad()
+def encode_moments(model, dataset: GroundTruthDataset, indices: np.ndarray, device,
+                   batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Encoder means and log-variances (each (n, latent_dim), float32) of the images at
+    ``indices``, read one batch at a time: one pass gives the codes the metrics read and
+    the per-latent KL."""
+    return _moments(model, (dataset.images(indices[i:i + batch_size]) for i in range(0, len(indices), batch_size)),
+                    device)
+
+
 def encode_images(model, images_uint8: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
     """Encoder means (n, latent_dim) of uint8 images (n, C, 64, 64), as float32 NumPy:
     the codes every metric reads. float32 as in the original code: histogram bin edges
     are computed in the codes' precision, and float64 would move the points on an edge."""
-    model.eval()
-    out = [model.encoder(_batch(images_uint8[i:i + batch_size], device))[0].float().cpu()
-           for i in range(0, len(images_uint8), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim), np.float32)
+    return encode_image_moments(model, images_uint8, device, batch_size)[0]
 
 
-@torch.no_grad()
 def encode(model, dataset: GroundTruthDataset, indices: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
     """Encoder means of the dataset's images at ``indices``, read one batch at a time."""
-    model.eval()
-    out = [model.encoder(_batch(dataset.images(indices[i:i + batch_size]), device))[0].float().cpu()
-           for i in range(0, len(indices), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros((0, model.latent_dim), np.float32)
+    return encode_moments(model, dataset, indices, device, batch_size)[0]
 
 
 ACTIVE_KL_NATS = 0.1            # a latent is active when its mean KL to N(0, 1) exceeds this
@@ -80,37 +102,15 @@ def kl_from_moments(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     A latent the encoder ignores sits at the prior (mu = 0, logvar = 0) for every image and
     has KL 0; the sum over latents is the mean total KL, an upper bound on I(x; z) (Hoffman
     & Johnson 2016: mean KL = I(x; z) + KL(q(z) || p(z)))."""
-    mu, logvar = np.asarray(mu, np.float64), np.asarray(logvar, np.float64)
+    mu = torch.from_numpy(np.asarray(mu, np.float64))
     if len(mu) == 0:
         return np.zeros(mu.shape[1])
-    return (0.5 * (mu ** 2 + np.exp(logvar) - 1 - logvar)).mean(0)
+    return kl_per_dimension(mu, torch.from_numpy(np.asarray(logvar, np.float64))).numpy().mean(0)
 
 
-@torch.no_grad()
-def encode_moments(model, dataset: GroundTruthDataset, indices: np.ndarray, device,
-                   batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Encoder means and log-variances (each (n, latent_dim), float32) of the images at
-    ``indices``: one pass gives the codes the metrics read and the per-latent KL."""
-    model.eval()
-    mus, logvars = [], []
-    for i in range(0, len(indices), batch_size):
-        mu, logvar = model.encoder(_batch(dataset.images(indices[i:i + batch_size]), device))
-        mus.append(mu.float().cpu())
-        logvars.append(logvar.float().cpu())
-    if not mus:
-        empty = np.zeros((0, model.latent_dim), np.float32)
-        return empty, empty
-    return torch.cat(mus).numpy(), torch.cat(logvars).numpy()
-
-
-@torch.no_grad()
 def kl_per_latent(model, images_uint8: np.ndarray, device, batch_size: int = 128) -> np.ndarray:
     """``kl_from_moments`` of the encoder's outputs on uint8 images (n, C, 64, 64)."""
-    model.eval()
-    out = [model.encoder(_batch(images_uint8[i:i + batch_size], device)) for i in range(0, len(images_uint8),
-                                                                                         batch_size)]
-    return kl_from_moments(torch.cat([m for m, _ in out]).double().cpu().numpy(),
-                           torch.cat([v for _, v in out]).double().cpu().numpy())
+    return kl_from_moments(*encode_image_moments(model, images_uint8, device, batch_size))
 
 
 def latent_columns(kl: np.ndarray) -> dict:

@@ -48,7 +48,7 @@ def cell_stats(rows: list[dict], dataset: str, key: str, beta: float, lam: float
             and r["lambda"] == lam and r.get(key) is not None and math.isfinite(r[key])]
     if not vals:
         return math.nan, math.nan, 0
-    return float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan, len(vals)
+    return float(np.mean(vals)), vis.sample_std(vals), len(vals)
 
 
 def pct(value: float, base: float) -> float:

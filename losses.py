@@ -10,9 +10,15 @@ import torch
 import torch.nn.functional as F
 
 
+def kl_per_dimension(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, 1)) of each latent dimension, elementwise."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
 def kl_to_standard_normal(mu, logvar):
-    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over latents: shape (..., n)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample, summed over latents: shape (..., n).
+    (Halving before summing gives the same bits: scaling by 2⁻¹ is exact.)"""
+    return kl_per_dimension(mu, logvar).sum(dim=-1)
 
 
 def lambda_beta_loss(logits, x, mu, logvar, beta, lam=0.0) -> dict[str, torch.Tensor]:

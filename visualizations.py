@@ -184,19 +184,46 @@ def metric_boxplots(rows: list[dict], path) -> None:
     _save_figure(fig, path)
 
 
-def seed_mean_grid(rows: list[dict], dataset: str, key: str, reduce=np.mean):
-    """(lambdas, betas, grid[λ, β] of seed means, NaN where no run finished).
-    ``reduce`` replaces the mean (the seed spread, say) over the seeds of a cell."""
+def _cell_values(rows: list[dict], dataset: str, key: str):
+    """(lambdas, betas, {(i, j): the cell's finished seeds' values of ``key``})."""
     rows = [r for r in _done(rows) if r["dataset"] == dataset]
     lambdas = sorted({r["lambda"] for r in rows})
     betas = sorted({r["beta"] for r in rows})
-    grid = np.full((len(lambdas), len(betas)), np.nan)
+    cells = {}
     for i, lam in enumerate(lambdas):
         for j, beta in enumerate(betas):
             vals = [r[key] for r in rows if r["lambda"] == lam and r["beta"] == beta and r.get(key) is not None]
             if vals:
-                grid[i, j] = reduce(vals)
-    return lambdas, betas, grid
+                cells[i, j] = vals
+    return lambdas, betas, cells
+
+
+def _reduced(shape, cells: dict, reduce) -> np.ndarray:
+    grid = np.full(shape, np.nan)
+    for ij, vals in cells.items():
+        grid[ij] = reduce(vals)
+    return grid
+
+
+def seed_mean_grid(rows: list[dict], dataset: str, key: str, reduce=np.mean):
+    """(lambdas, betas, grid[λ, β] of seed means, NaN where no run finished).
+    ``reduce`` replaces the mean (the seed spread, say) over the seeds of a cell."""
+    lambdas, betas, cells = _cell_values(rows, dataset, key)
+    return lambdas, betas, _reduced((len(lambdas), len(betas)), cells, reduce)
+
+
+def sample_std(values) -> float:
+    """The seed spread of a cell: sample standard deviation (ddof=1); NaN for one seed."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+
+
+def seed_stats(rows: list[dict], dataset: str, key: str):
+    """(lambdas, betas, mean, std, n) on the (λ, β) grid from one pass over the rows: seed
+    mean, seed spread (``sample_std``) and seeds per cell; NaN where no run finished."""
+    lambdas, betas, cells = _cell_values(rows, dataset, key)
+    shape = (len(lambdas), len(betas))
+    return (lambdas, betas, _reduced(shape, cells, np.mean), _reduced(shape, cells, sample_std),
+            _reduced(shape, cells, len))
 
 
 # Which way is better, for the colour-bar labels and the greying of noise.
@@ -236,9 +263,7 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
     for col, ds in enumerate(datasets):
         for row_i, (key, label) in enumerate(STUDY_METRICS):
             ax = axes[row_i, col]
-            lambdas, betas, grid = seed_mean_grid(rows, ds, key)
-            _, _, std = seed_mean_grid(rows, ds, key, reduce=_sample_std)
-            _, _, count = seed_mean_grid(rows, ds, key, reduce=len)
+            lambdas, betas, grid, std, count = seed_stats(rows, ds, key)
             base = (lambdas.index(0.0), betas.index(1.0)) if 1.0 in betas and 0.0 in lambdas else None
             grey = within_noise(grid, std, base)
             if base is not None:
@@ -271,10 +296,6 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
     _save_figure(fig, path)
 
 
-def _sample_std(values) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
-
-
 # The collapse figure: (results-table column, label), drawn against β.
 COLLAPSE_METRICS = (
     ("active_latents", "active latents\n(KL > 0.1 nats)"),
@@ -296,9 +317,7 @@ def collapse_figure(rows: list[dict], path) -> None:
     for col, ds in enumerate(datasets):
         for row_i, (key, label) in enumerate(COLLAPSE_METRICS):
             ax = axes[row_i, col]
-            lambdas, betas, mean = seed_mean_grid(rows, ds, key)
-            _, _, std = seed_mean_grid(rows, ds, key, reduce=_sample_std)
-            _, _, count = seed_mean_grid(rows, ds, key, reduce=len)
+            lambdas, betas, mean, std, count = seed_stats(rows, ds, key)
             for i, lam in enumerate(lambdas):
                 ok = np.isfinite(mean[i])
                 if not ok.any():
