@@ -13,6 +13,7 @@ from numpy.testing import assert_allclose
 import analysis
 import runs
 import study
+import visualizations as vis
 from utils import read_csv, write_csv
 
 NAN = math.nan
@@ -222,3 +223,16 @@ def test_draw_writes_every_figure_and_an_atomic_self_contained_report(table, tmp
     assert "105.0000 ± 7.0711" in report                                      # NLL of (1, 0): 100, 110
     assert not re.search(r"<script[^>]*\bsrc\s*=", report)
     assert not list(root.glob(".*.tmp"))
+
+
+def test_seed_stats_are_the_seed_mean_sample_std_and_count_per_cell():
+    def row(beta, lam, seed, mig):
+        return {"status": "done", "dataset": "dsprites", "beta": beta, "lambda": lam, "seed": seed, "mig": mig}
+    rows = [row(1.0, 0.0, 0, 0.1), row(1.0, 0.0, 1, 0.3), row(1.0, 0.0, 2, 0.8), row(4.0, 0.0, 0, 0.5),
+            row(4.0, 2.0, 0, None), {**row(4.0, 2.0, 1, 0.9), "status": "failed"}]
+    lambdas, betas, mean, std, n = vis.seed_stats(rows, "dsprites", "mig")
+    assert (lambdas, betas) == ([0.0, 2.0], [1.0, 4.0])
+    # (0.1, 0.3, 0.8): mean 0.4, sample variance ((−0.3)² + (−0.1)² + 0.4²) / 2 = 0.13
+    assert_allclose(mean, [[0.4, 0.5], [NAN, NAN]])
+    assert_allclose(std, [[math.sqrt(0.13), NAN], [NAN, NAN]])      # one seed: no spread
+    assert_allclose(n, [[3, 1], [NAN, NAN]])                         # no finished value: NaN, not 0
