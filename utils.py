@@ -85,15 +85,17 @@ def atomic_write(path, mode: str = "wb"):
 
 def remove_stale_temporaries(folder) -> list[Path]:
     """Delete the temporary files that interrupted ``atomic_write`` calls left in
-    ``folder`` (recognised by their name alone); returns what was deleted. Only call it
-    while no other process can be writing there (a run's folder under its lock)."""
+    ``folder`` and its subfolders (recognised by their name alone); returns what was
+    deleted. Only call it while no other process can be writing there (a run's folder
+    under its lock: everything below it is the run's own)."""
     removed = []
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(folder):
-            if TEMPORARY_NAME.match(entry.name) and entry.is_file(follow_symlinks=False):
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            if TEMPORARY_NAME.match(name) and not os.path.islink(path):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.path)
-                removed.append(Path(entry.path))
+                    os.unlink(path)
+                removed.append(Path(path))
     return removed
 
 

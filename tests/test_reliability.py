@@ -74,3 +74,16 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     (tmp_path / runs.LOCK).write_text(f"{socket.gethostname()} {dead.pid}")
     row, = study.run_pack([tiny_spec(tmp_path, 5)], Config(**TINY), Squares(), torch.device("cpu"))
     assert row["status"] == "done" and not (tmp_path / runs.LOCK).exists()
+
+
+def test_claiming_a_run_removes_its_interrupted_writes_in_every_subfolder(tmp_path):
+    spec = tiny_spec(tmp_path / "run", 4)
+    leftovers = [spec.run_dir / ".checkpoint.pt.abcd1234.tmp", spec.run_dir / "samples" / ".step_5.png.x1y2z3w4.tmp"]
+    kept = [spec.run_dir / "notes.txt", spec.run_dir / "samples" / "step_4.png", spec.run_dir / "checkpoint.tmp"]
+    for path in leftovers + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    with runs.Claim([spec]):
+        pass
+    assert not any(p.exists() for p in leftovers)
+    assert all(p.exists() for p in kept)       # only names an atomic write gives its temporaries
