@@ -136,9 +136,16 @@ def check_results_dir(root: Path, cfg: dict) -> None:
             raise SettingError(f"{path} is unreadable; delete it or use another --results-dir") from None
         for key in RUN_DEFINING:
             ours = json.loads(json.dumps(mine[key]))          # tuples -> lists, as saved
-            if saved.get(key) != ours:
+            if saved.get(key) == ours:
+                continue
+            if any(entry.name != "config.json" for entry in root.iterdir()):
                 raise SettingError(f"{root} was made with {key}={_show(saved.get(key))}, not {_show(ours)}; "
                                    "use another --results-dir or delete it")
+            # Only the settings file is there: nothing computed is lost by rebinding the folder.
+            print(f"{root} held no cells, only a config.json made with {key}={_show(saved.get(key))}; "
+                  "it now records this command's settings")
+            write_json(path, mine)
+            return
     else:
         write_json(path, mine)
 

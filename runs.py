@@ -189,14 +189,28 @@ def bind_results_dir(cfg, root: Path, run_defining: tuple[str, ...], write: bool
             raise ConfigError(f"config: {saved_path} is unreadable ({err}); move it aside or use another "
                               f"--results-dir") from None
         ours = cfg.to_dict()
-        for key in run_defining:
-            # A key the file lacks was not recorded by the version that made it: unknown, accepted.
-            if key in saved and saved[key] != _jsonable(ours[key]):
-                raise ConfigError(
-                    f"config: {root} was made with {key}={saved[key]!r}, not {_jsonable(ours[key])!r}; rerun with "
-                    f"{_flag(key, saved[key])} to add to it, or use another --results-dir")
+        # A key the file lacks was not recorded by the version that made it: unknown, accepted.
+        conflicts = [key for key in run_defining if key in saved and saved[key] != _jsonable(ours[key])]
+        if conflicts and holds_results(root):
+            key = conflicts[0]
+            raise ConfigError(
+                f"config: {root} was made with {key}={saved[key]!r}, not {_jsonable(ours[key])!r}; rerun with "
+                f"{_flag(key, saved[key])} to add to it, or use another --results-dir")
+        if conflicts and write:
+            # Only the settings file is there: nothing computed is lost by rebinding the folder.
+            print(f"{root} held no runs, only a config.json made with {conflicts[0]}={saved[conflicts[0]]!r}; "
+                  f"it now records this command's settings")
     if write:
         write_json(saved_path, cfg.to_dict())
+
+
+def holds_results(root: Path) -> bool:
+    """Whether a stage root holds anything besides its config.json (run folders, tables,
+    figures, an interrupted write): then its settings bind every later command."""
+    try:
+        return any(entry.name != CONFIG for entry in root.iterdir())
+    except OSError:
+        return True
 
 
 def read_saved(path: Path) -> dict | None:

@@ -55,6 +55,7 @@ def test_results_directory_with_other_settings_or_corrupt_config(tmp_path, capsy
         study.main("beta", GOOD + ["--results-dir", str(tmp_path)])
     assert "config.json is unreadable" in capsys.readouterr().err
     (root / "config.json").write_text('{"lr": 0.5, "source": "standin"}')
+    (root / "dsprites").mkdir()                 # a root that holds runs (not only its config.json)
     with pytest.raises(SystemExit):
         study.main("beta", GOOD + ["--results-dir", str(tmp_path)])
     assert "was made with lr=0.5, not 0.001" in capsys.readouterr().err

@@ -265,3 +265,17 @@ def test_grid_writes_tables_figures_resumes_and_refuses_other_settings(tmp_path,
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "was made with solutions=2, not 3" in err[0]
+
+
+def test_a_folder_with_only_its_config_is_taken_over_one_with_cells_is_not(tmp_path, capsys):
+    root = tmp_path / "r"
+    root.mkdir()
+    main_linear.check_results_dir(root, main_linear.settings_from_args(TINY + ["--solutions", "3"]))
+    ours = main_linear.settings_from_args(TINY)
+    main_linear.check_results_dir(root, ours)
+    line, = capsys.readouterr().out.splitlines()
+    assert str(root) in line and "held no cells" in line and "solutions=3" in line
+    assert main_linear.read_json(root / "config.json")["solutions"] == ours["solutions"]
+    (root / "cells").mkdir()
+    with pytest.raises(main_linear.SettingError, match="was made with solutions=2, not 3"):
+        main_linear.check_results_dir(root, main_linear.settings_from_args(TINY + ["--solutions", "3"]))

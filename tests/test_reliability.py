@@ -17,7 +17,7 @@ from tiny_data import TINY, Squares, tiny_spec
 
 
 def test_nan_marks_the_run_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    cfg = Config(**TINY, datasets=("dsprites",), pack_size=2)
+    cfg = Config(**TINY, datasets=("dsprites",), pack_size=2, results_dir=str(tmp_path / "out"))
     # Both runs train in one pack; only the β=4 run diverges, at its steps 8-10.
     specs = [tiny_spec(tmp_path / "diverges", 20, seed=1),
              dataclasses.replace(tiny_spec(tmp_path / "fine", 20, seed=2), beta=5.0)]
@@ -40,7 +40,7 @@ def test_nan_marks_the_run_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert saved["step"] == 5                  # the last checkpoint before the divergence
     assert all(torch.isfinite(v).all() for v in saved["model"].values())
 
-    study.summarize(rows, specs, cfg.replace(results_dir=str(tmp_path / "out")), "beta")
+    study.summarize(rows, specs, cfg, "beta")
     assert "failed" in (tmp_path / "out" / "betavae_results" / "results.csv").read_text()
     assert "1 failed run(s)" in (tmp_path / "out" / "betavae_results" / "summary.txt").read_text()
 

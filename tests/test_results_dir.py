@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import analysis
+import config
 import data_files
 import datasets
 import runs
@@ -463,3 +464,27 @@ def test_odd_data_file_is_one_clear_line(tmp_path, name, filename, write, needle
 def test_unreadable_file_says_permission_not_corrupt(tmp_path):
     error = data_files.corrupt(tmp_path / "x.npz", "npz", PermissionError(13, "Permission denied"))
     assert "permission denied; make it readable" in str(error) and "download" not in str(error)
+
+
+# --- a stage root that holds only its config.json holds no results ----------------------------
+def test_a_root_with_only_its_config_is_taken_over_in_one_line(tmp_path, capsys):
+    root = tmp_path / "betavae_results"
+    runs.bind_results_dir(Config(batch_size=8), root, config.RUN_DEFINING, write=True)
+    runs.bind_results_dir(Config(), root, config.RUN_DEFINING)                  # checks only: silent, unchanged
+    assert json.loads((root / runs.CONFIG).read_text())["batch_size"] == 8
+    assert capsys.readouterr().out == ""
+    runs.bind_results_dir(Config(), root, config.RUN_DEFINING, write=True)
+    line, = capsys.readouterr().out.splitlines()
+    assert str(root) in line and "held no runs" in line and "batch_size=8" in line
+    assert json.loads((root / runs.CONFIG).read_text())["batch_size"] == Config().batch_size
+
+
+@pytest.mark.parametrize("content", ["dsprites/beta_1/seed_0", "results.csv"])
+def test_a_root_that_holds_anything_else_keeps_its_settings(tmp_path, content):
+    root = tmp_path / "betavae_results"
+    runs.bind_results_dir(Config(batch_size=8), root, config.RUN_DEFINING, write=True)
+    (root / content).parent.mkdir(parents=True, exist_ok=True)
+    (root / content).mkdir() if "/" in content else (root / content).write_text("")
+    with pytest.raises(ConfigError, match="was made with batch_size=8.*--batch-size 8"):
+        runs.bind_results_dir(Config(), root, config.RUN_DEFINING, write=True)
+    assert json.loads((root / runs.CONFIG).read_text())["batch_size"] == 8
