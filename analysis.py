@@ -87,20 +87,45 @@ def percent_change_rows(rows: list[dict]) -> list[dict]:
                 out.append({"dataset": ds, "metric": key, "percent_change": math.nan, "note": NO_BASELINE})
                 continue
             _, _, change, base = percent_change_grid(rows, ds, key)
+            verdicts = change_verdicts(rows, ds, key)
+            _, _, _, std, count = vis.seed_stats(rows, ds, key)
             note = "" if base and math.isfinite(base) else f"baseline is {base:g}: no percent change"
             for i, lam in enumerate(lambdas):
                 for j, beta in enumerate(betas):
                     empty = "" if math.isfinite(change[i, j]) else "no finished run in this cell"
                     out.append({"dataset": ds, "metric": key, "beta": beta, "lambda": lam,
-                                "seed_mean": grid[i, j], "baseline_beta1_lambda0": base,
-                                "percent_change": change[i, j], "note": note or empty})
+                                "seed_mean": grid[i, j], "seed_std": std[i, j], "n": int(np.nan_to_num(count[i, j])),
+                                "baseline_beta1_lambda0": base, "percent_change": change[i, j],
+                                "verdict": verdicts[i, j], "note": note or empty})
+    return out
+
+
+VERDICTS = {"baseline": "", "one seed": "*", "within noise": "~", "beyond noise": "", "": ""}
+
+
+def change_verdicts(rows: list[dict], dataset: str, key: str) -> np.ndarray:
+    """Per (λ, β) cell, what its change against (β = 1, λ = 0) can say with these seeds:
+    "baseline"; "one seed" (the cell or the baseline has n = 1: no spread, undecided);
+    "within noise" (within one seed std); "beyond noise"; "" without a finished run."""
+    lambdas, betas, mean, std, count = vis.seed_stats(rows, dataset, key)
+    out = np.full(mean.shape, "", dtype=object)
+    if 1.0 not in betas or 0.0 not in lambdas:
+        return out
+    base = (lambdas.index(0.0), betas.index(1.0))
+    single, grey = vis.no_spread(count, base), vis.within_noise(mean, std, base)
+    for ij in np.ndindex(mean.shape):
+        if np.isfinite(mean[ij]):
+            out[ij] = ("baseline" if ij == base else "one seed" if single[ij] else
+                       "within noise" if grey[ij] else "beyond noise")
     return out
 
 
 def percent_change_text(change_rows: list[dict]) -> str:
     """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
     lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; n/a where the baseline is 0",
-             "or a cell has no finished run (percent_change.csv says which in its note column).", ""]
+             "or a cell has no finished run (percent_change.csv says which in its note column).",
+             "~ within one seed std of the baseline (not distinguishable with these seeds);",
+             "* one seed in the cell or the baseline: no spread, so the change is undecided.", ""]
     blocks = defaultdict(list)
     for r in change_rows:
         blocks[(r["dataset"], r["metric"])].append(r)
@@ -110,11 +135,13 @@ def percent_change_text(change_rows: list[dict]) -> str:
             continue
         lambdas = sorted({r["lambda"] for r in rows})
         lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
-        lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s}" for v in lambdas))
+        lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s} " for v in lambdas))
         for beta in sorted({r["beta"] for r in rows}):
-            cells = {r["lambda"]: r["percent_change"] for r in rows if r["beta"] == beta}
+            cells = {r["lambda"]: r for r in rows if r["beta"] == beta}
             lines.append(f"{fmt_number(beta):>8s} " + "".join(
-                f"{cells[v]:+8.1f}%" if math.isfinite(cells.get(v, math.nan)) else f"{'n/a':>9s}" for v in lambdas))
+                f"{cells[v]['percent_change']:+8.1f}%{VERDICTS[cells[v].get('verdict', '')]:1s}"
+                if math.isfinite(cells.get(v, {}).get("percent_change", math.nan)) else f"{'n/a':>10s}"
+                for v in lambdas))
         lines.append("")
     return "\n".join(lines)
 
@@ -202,11 +229,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _annotate(ax, grid: np.ndarray, fmt: str, light_if, black=None) -> None:
+def _annotate(ax, grid: np.ndarray, fmt: str, light_if, black=None, mark=None) -> None:
     """Each cell's number; white on dark cells, black on light ones and on the ``black``
-    cells (greyed out)."""
+    cells (greyed out or hatched); ``mark`` adds a second line per cell ("n=1")."""
     for (r, c), v in np.ndenumerate(grid):
         text = "NaN" if not np.isfinite(v) else format(v, fmt)
+        if mark is not None and mark[r, c]:
+            text += f"\n{mark[r, c]}"
         dark = np.isfinite(v) and light_if(v) and not (black is not None and black[r, c])
         ax.text(c, r, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
 
@@ -245,20 +274,24 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
         for row_i, (key, label) in enumerate(vis.STUDY_METRICS):
             ax = axes[row_i, col]
             lambdas, betas, change, base = percent_change_grid(rows, ds, key)
-            finite = np.abs(change[np.isfinite(change)])
-            half = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
             # RdBu runs red (low) to blue (high): reversed for NLL, where a rise is the bad change.
             cmap = plt.get_cmap("RdBu" if HIGHER_IS_BETTER[key] else "RdBu_r").with_extremes(bad="0.85")
-            # Cells within one seed std of the baseline are greyed out: with these seeds they
-            # are not distinguishable from it, and a colour would read as an effect.
-            _, _, mean, std, _ = vis.seed_stats(rows, ds, key)
+            # Only a change larger than one seed std gets a colour. Cells within it are grey (not
+            # distinguishable from the baseline with these seeds); cells where the cell or the
+            # baseline has one seed are hatched (no spread: undecided). Neither sets the scale.
+            _, _, mean, std, count = vis.seed_stats(rows, ds, key)
             base_cell = (lambdas.index(0.0), betas.index(1.0)) if 1.0 in betas and 0.0 in lambdas else None
             grey = vis.within_noise(mean, std, base_cell)
+            single = vis.no_spread(count, base_cell)
             if base_cell is not None:
-                grey[base_cell] = False
-            im = ax.imshow(np.ma.masked_array(change, mask=~np.isfinite(change) | grey), cmap=cmap, vmin=-half,
-                           vmax=half, aspect="auto")
-            _annotate(ax, change, ".2f", lambda v, h=half: abs(v) > 0.6 * h, black=grey)
+                grey[base_cell] = single[base_cell] = False
+            coloured = np.isfinite(change) & ~grey & ~single
+            limits = vis.colour_limits(np.abs(change), coloured)
+            half = limits[1] if limits and limits[1] > 0 else 1.0
+            im = ax.imshow(np.ma.masked_array(change, mask=~coloured), cmap=cmap, vmin=-half, vmax=half, aspect="auto")
+            vis.hatch_cells(ax, single)
+            _annotate(ax, change, ".2f", lambda v, h=half: abs(v) > 0.6 * h, black=~coloured,
+                      mark=np.where(single, "n=1", ""))
             if 1.0 in betas and 0.0 in lambdas:
                 _box(ax, [(lambdas.index(0.0), betas.index(1.0))])
             _grid_axes(ax, lambdas, betas, row_i == len(vis.STUDY_METRICS) - 1, f"{label}\nλ" if col == 0 else "λ")
@@ -268,7 +301,8 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
                 "\nbaseline (β=1, λ=0) missing" if not math.isfinite(base) else "\nbaseline is 0")
             ax.set_title((panel_title(ds) if row_i == 0 else "") + why, fontsize=9)
     fig.suptitle("λβ-VAE: % change of the seed mean against (β=1, λ=0) (boxed); rows λ, λ = 0 on top; columns β;\n"
-                 "red = worse for that metric; grey = within one seed std of the baseline (not distinguishable)",
+                 "red = worse for that metric; grey = within one seed std of the baseline (not distinguishable);\n"
+                 "hatched (n=1) = the cell or the baseline has one seed: no spread, so no colour (undecided)",
                  fontsize=9)
     return _save(fig, path)
 
@@ -289,8 +323,13 @@ def pareto_fronts(rows: list[dict], path) -> Path:
         valid = np.isfinite(g["nll"]) & np.isfinite(g["mig"])
         # One seed has no spread: draw no bar rather than a NaN one.
         xerr, yerr = np.nan_to_num(g["nll_std"][valid]), np.nan_to_num(g["mig_std"][valid])
-        ax.errorbar(g["nll"][valid], g["mig"][valid], xerr=xerr, yerr=yerr, fmt="o", color="0.55",
-                    ecolor="0.75", markersize=4, capsize=2, label="(β, λ) seed mean ± 1 sd")
+        single = vis.no_spread(g["n"])[valid]
+        ax.errorbar(g["nll"][valid], g["mig"][valid], xerr=xerr, yerr=yerr, fmt="none", ecolor="0.75", capsize=2)
+        ax.scatter(g["nll"][valid][~single], g["mig"][valid][~single], s=16, color="0.55",
+                   label="(β, λ) seed mean ± 1 sd")
+        if single.any():
+            ax.scatter(g["nll"][valid][single], g["mig"][valid][single], s=16, facecolor="none", edgecolor="0.4",
+                       label="(β, λ) one seed: no spread")
         front = [tuple(ij) for ij in np.argwhere(pareto_mask(g["nll"], g["mig"]).reshape(g["nll"].shape))]
         front.sort(key=lambda ij: (g["nll"][ij], -g["mig"][ij]))
         if front:
@@ -350,7 +389,9 @@ def tchebycheff_heatmaps(rows: list[dict], path, weights=STATIC_WEIGHTS) -> Path
             # max(w, 1 − w)·1 + ρ bounds the score, so one fixed range compares every w.
             top = max(w, 1 - w) * (1 + TCHEBYCHEFF_RHO)
             im = ax.imshow(np.ma.masked_invalid(score), cmap=cmap, vmin=0, vmax=top, aspect="auto")
-            _annotate(ax, score, ".3f", lambda v, t=top: v < 0.45 * t)
+            single = vis.no_spread(g["n"])
+            vis.hatch_cells(ax, single)
+            _annotate(ax, score, ".3f", lambda v, t=top: v < 0.45 * t, mark=np.where(single, "n=1", ""))
             _box(ax, best_cells(score, maximise=False), color="red")
             _grid_axes(ax, g["lambdas"], g["betas"], row_i == len(weights) - 1,
                        f"w = {100 * w:.0f} %\nλ" if col == 0 else "λ")
@@ -358,7 +399,9 @@ def tchebycheff_heatmaps(rows: list[dict], path, weights=STATIC_WEIGHTS) -> Path
             if row_i == 0:
                 ax.set_title(panel_title(ds))
     fig.suptitle("Best (β, λ) for a reconstruction weight w (red box): augmented Tchebycheff score of "
-                 "(NLL, MIG) normalised per dataset; rows w, λ = 0 on top; columns β")
+                 "(NLL, MIG) normalised per dataset; rows w, λ = 0 on top; columns β\n"
+                 "hatched (n=1): the cell's score rests on one seed; its spread, and so its rank, is unknown",
+                 fontsize=10)
     return _save(fig, path)
 
 
@@ -368,8 +411,11 @@ def _json_grid(grid: np.ndarray) -> list[list]:
     return [[float(v) if np.isfinite(v) else None for v in row] for row in np.asarray(grid, float)]
 
 
-def _cell_text(grid: np.ndarray) -> list[list[str]]:
-    return [[f"{v:.3f}" if np.isfinite(v) else "NaN" for v in row] for row in grid]
+def _cell_text(grid: np.ndarray, count: np.ndarray | None = None) -> list[list[str]]:
+    """Each score; "(n=1)" under a score that rests on one seed (no spread)."""
+    single = vis.no_spread(count) if count is not None else np.zeros(np.shape(grid), bool)
+    return [[(f"{v:.3f}" if np.isfinite(v) else "NaN") + ("<br>(n=1)" if one else "") for v, one in zip(row, ones)]
+            for row, ones in zip(grid, single)]
 
 
 def _box_path(cells) -> tuple[list, list]:
@@ -411,7 +457,7 @@ def tradeoff_figure(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS, init
         for name, (_, _, label) in SCALARISATIONS.items():
             s = states[(w_pct, name)]
             bx, by = _box_path(s["best"])
-            out.append({"z": _json_grid(s["score"]), "text": _cell_text(s["score"]), "x": xs, "y": ys,
+            out.append({"z": _json_grid(s["score"]), "text": _cell_text(s["score"], g["n"]), "x": xs, "y": ys,
                         "name": label})
             out.append({"z": None, "text": None, "x": bx, "y": by,
                         "name": f"best by {name}: {_names(s['best'], betas, lambdas)}"})

@@ -241,6 +241,33 @@ def panel_digits(values) -> int:
     return int(min(6, max(0, 2 - math.floor(math.log10(finite.max())))))
 
 
+def no_spread(count: np.ndarray, base_index=None) -> np.ndarray:
+    """Finished cells whose seed spread is unknown: one seed in the cell, or (for a change
+    against a baseline) one seed in the baseline. Their numbers are single draws, so a
+    figure hatches them and leaves them out of its colour scale: nothing there is decided."""
+    count = np.nan_to_num(np.asarray(count, float))
+    single = (count >= 1) & (count < 2)
+    if base_index is not None and count[base_index] < 2:
+        single |= count >= 1
+    return single
+
+
+def hatch_cells(ax, mask: np.ndarray) -> None:
+    """Hatch the masked cells of an imshow grid (one seed: no spread, nothing decided)."""
+    for r, c in np.argwhere(mask):
+        ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.6",
+                                   linewidth=0))
+
+
+NO_SPREAD_NOTE = "hatched: one seed (n = 1), no spread: not coloured, nothing decided"
+
+
+def colour_limits(grid: np.ndarray, shown: np.ndarray) -> tuple[float, float] | None:
+    """(min, max) of the cells a figure colours, or None when it colours none."""
+    values = np.asarray(grid, float)[shown & np.isfinite(grid)]
+    return (float(values.min()), float(values.max())) if values.size else None
+
+
 def within_noise(mean: np.ndarray, std: np.ndarray, base_index) -> np.ndarray:
     """Cells whose seed mean is within one seed std (the larger of the cell's and the
     baseline's) of the baseline cell: not distinguishable from it with these seeds.
@@ -268,9 +295,14 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             grey = within_noise(grid, std, base)
             if base is not None:
                 grey[base] = False
+            # A one-seed cell is a single draw: hatched, and kept out of the colour scale.
+            single = no_spread(count)
             cmap = plt.get_cmap("viridis" if HIGHER_IS_BETTER[key] else "viridis_r").with_extremes(bad="0.85")
-            shown = np.ma.masked_array(grid, mask=~np.isfinite(grid) | grey)
-            im = ax.imshow(shown, cmap=cmap, origin="lower", aspect="auto")
+            coloured = np.isfinite(grid) & ~grey & ~single
+            limits = colour_limits(grid, coloured) or (0.0, 1.0)
+            im = ax.imshow(np.ma.masked_array(grid, mask=~coloured), cmap=cmap, origin="lower", aspect="auto",
+                           vmin=limits[0], vmax=limits[1])
+            hatch_cells(ax, single)
             ax.set_xticks(range(len(betas)), [fmt_number(b) for b in betas])
             ax.set_yticks(range(len(lambdas)), [fmt_number(v) for v in lambdas])
             if row_i == len(STUDY_METRICS) - 1:
@@ -280,8 +312,8 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             for (r, c), v in np.ndenumerate(grid):
                 if not np.isfinite(v):
                     continue
-                spread = f"\n±{std[r, c]:.{digits}f}" if np.isfinite(std[r, c]) else ""
-                color = "black" if grey[r, c] else text_color(im.cmap(im.norm(v)))
+                spread = f"\n±{std[r, c]:.{digits}f}" if np.isfinite(std[r, c]) else "\nno spread"
+                color = "black" if not coloured[r, c] else text_color(im.cmap(im.norm(v)))
                 ax.text(c, r, f"{v:.{digits}f}{spread}\nn={int(count[r, c])}", ha="center", va="center",
                         fontsize=6.5, color=color)
             if base is not None:
@@ -292,7 +324,8 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             if row_i == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds))
     fig.suptitle("λβ-VAE: seed mean ± seed std (n seeds) per cell; red box: β=1, λ=0 baseline;\n"
-                 "grey: within one seed std of the baseline (no distinguishable effect)", fontsize=9)
+                 f"grey: within one seed std of the baseline (no distinguishable effect); {NO_SPREAD_NOTE}",
+                 fontsize=9)
     _save_figure(fig, path)
 
 

@@ -236,3 +236,59 @@ def test_seed_stats_are_the_seed_mean_sample_std_and_count_per_cell():
     assert_allclose(mean, [[0.4, 0.5], [NAN, NAN]])
     assert_allclose(std, [[math.sqrt(0.13), NAN], [NAN, NAN]])      # one seed: no spread
     assert_allclose(n, [[3, 1], [NAN, NAN]])                         # no finished value: NaN, not 0
+
+
+# --- one seed is not an effect ----------------------------------------------------------------
+@pytest.fixture
+def one_seed_cells(tmp_path):
+    """Baseline (1, 0) and (4, 0) with 2 seeds (NLL +20 %, beyond noise); (1, 2) and (4, 2) with
+    one seed each, the latter with a +200 % change that must neither be coloured nor set the scale."""
+    rows = [_row("dsprites", 1, 0, 0, 99.0, 0.1), _row("dsprites", 1, 0, 1, 101.0, 0.1),
+            _row("dsprites", 4, 0, 0, 120.0, 0.1), _row("dsprites", 4, 0, 1, 120.0, 0.1),
+            _row("dsprites", 1, 2, 0, 90.0, 0.1), _row("dsprites", 4, 2, 0, 300.0, 0.1)]
+    return _read_back(tmp_path, rows)
+
+
+def test_one_seed_cells_are_hatched_marked_and_kept_out_of_the_colour_scale(one_seed_cells, tmp_path, captured):
+    analysis.percent_change_heatmaps(one_seed_cells, tmp_path / "pc.png")
+    nll_ax = captured[0].axes[0]
+    assert [t.get_text() for t in nll_ax.texts] == ["0.00", "20.00", "-10.00\nn=1", "200.00\nn=1"]
+    im = nll_ax.images[0]
+    assert (im.norm.vmin, im.norm.vmax) == (-20.0, 20.0)                  # set by the decided cell only
+    assert im.get_array().mask.tolist() == [[False, False], [True, True]]  # one-seed cells not coloured
+    hatched = [p.get_xy() for p in nll_ax.patches if p.get_hatch()]
+    assert hatched == [(-0.5, 0.5), (0.5, 0.5)]
+    assert "n=1" in captured[0].get_suptitle()
+
+
+def test_a_one_seed_baseline_decides_nothing(tmp_path, captured):
+    rows = _read_back(tmp_path, [_row("dsprites", 1, 0, 0, 100.0, 0.1), _row("dsprites", 4, 0, 0, 300.0, 0.1),
+                                 _row("dsprites", 4, 0, 1, 310.0, 0.1)])
+    analysis.percent_change_heatmaps(rows, tmp_path / "pc.png")
+    nll_ax = captured[0].axes[0]
+    assert [t.get_text() for t in nll_ax.texts] == ["0.00", "205.00\nn=1"]
+    assert nll_ax.images[0].norm.vmax == 1.0                               # nothing decided: no saturation
+    change = analysis.percent_change_rows(rows)
+    assert [r["verdict"] for r in change if r["metric"] == "train_window_nll"] == ["baseline", "one seed"]
+
+
+def test_percent_change_table_says_which_cells_are_decided(one_seed_cells):
+    change = analysis.percent_change_rows(one_seed_cells)
+    nll = {(r["beta"], r["lambda"]): r for r in change if r["metric"] == "train_window_nll"}
+    assert {k: (v["verdict"], v["n"]) for k, v in nll.items()} == {
+        (1.0, 0.0): ("baseline", 2), (4.0, 0.0): ("beyond noise", 2), (1.0, 2.0): ("one seed", 1),
+        (4.0, 2.0): ("one seed", 1)}
+    mig = {(r["beta"], r["lambda"]): r["verdict"] for r in change if r["metric"] == "mig"}
+    assert mig[(4.0, 0.0)] == "within noise"
+    text = analysis.percent_change_text(change)
+    assert "+200.0%*" in text and "+20.0% " in text and "* one seed" in text
+
+
+def test_lambda_heatmaps_hatch_one_seed_cells(one_seed_cells, tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(vis, "_save_figure", lambda fig, path: (fig.canvas.draw(), figures.append(fig)))
+    vis.lambda_heatmaps(one_seed_cells, tmp_path / "h.png")
+    nll_ax = figures[0].axes[0]
+    assert [p.get_xy() for p in nll_ax.patches if p.get_hatch()] == [(-0.5, 0.5), (0.5, 0.5)]
+    assert sum("no spread" in t.get_text() for t in nll_ax.texts) == 2
+    assert nll_ax.images[0].norm.vmax == 120.0                              # the 300 of one seed sets nothing
