@@ -12,7 +12,6 @@ SAP and I_m higher. Percent-change maps are red where a change is bad for that m
 """
 from __future__ import annotations
 
-import base64
 import html
 import math
 import os
@@ -501,9 +500,24 @@ def tradeoff_figure(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS, init
     return fig
 
 
+PLOTLY_JS = "plotly.min.js"
+
+
+def write_plotly_bundle(folder) -> Path:
+    """plotly.js, once per folder, for every page in it: pages open offline and stay small
+    (the bundle is about 4.9 MB; embedded, each trade-off page and the report carried a copy)."""
+    from plotly.offline import get_plotlyjs
+    path, bundle = Path(folder) / PLOTLY_JS, get_plotlyjs()
+    if not path.exists() or path.stat().st_size != len(bundle.encode()) or path.read_text() != bundle:
+        write_text(path, bundle)
+    return path
+
+
 def write_tradeoff_html(fig, path) -> Path:
-    """A page that opens offline: plotly.js is embedded, nothing is fetched."""
-    write_text(path, fig.to_html(include_plotlyjs=True, include_mathjax=False, full_html=True))
+    """A page that opens offline: it loads plotly.js from the file beside it (written here),
+    nothing from the network."""
+    write_plotly_bundle(Path(path).parent)
+    write_text(path, fig.to_html(include_plotlyjs=PLOTLY_JS, include_mathjax=False, full_html=True))
     return Path(path)
 
 
@@ -600,9 +614,11 @@ def _run_links(rows: list[dict], root: Path, run_dirs: dict) -> list[dict]:
 
 
 def report_html(rows: list[dict], root, run_dirs: dict, stage_title: str, interactive=()) -> Path:
-    """Figure 5: one self-contained page per stage: the seed-mean tables, every figure at the
-    stage root embedded as PNG data, the interactive trade-off figures (plotly.js embedded
-    once) and links to each run's traversal GIF and reconstructions (relative paths)."""
+    """Figure 5: one page per stage, at its root: the seed-mean tables, every figure at the
+    stage root, the interactive trade-off figures and links to each run's traversal GIF and
+    reconstructions. Every image, link and script is a relative path into the stage's tree
+    (plotly.js from the one bundle beside the pages): the tree opens offline, moved or copied
+    whole, and the page stays small."""
     root = Path(root)
     parts = [f"<h1>{html.escape(stage_title)}</h1>",
              f"<p>{sum(r.get('status') == 'done' for r in rows)} finished run(s) read from results.csv. "
@@ -617,13 +633,12 @@ def report_html(rows: list[dict], root, run_dirs: dict, stage_title: str, intera
                                                       else len(FIGURE_ORDER), p.name))
     parts.append("<h2>Figures</h2>")
     for png in pngs:
-        data = base64.b64encode(png.read_bytes()).decode("ascii")
-        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(png.name)}">'
-                     f"<figcaption>{html.escape(png.name)}</figcaption></figure>")
+        name = html.escape(png.name)
+        parts.append(f'<figure><img src="{name}" alt="{name}"><figcaption>{name}</figcaption></figure>')
     script = ""
     if interactive:
-        from plotly.offline import get_plotlyjs
-        script = f"<script>{get_plotlyjs()}</script>"
+        write_plotly_bundle(root)
+        script = f'<script src="{PLOTLY_JS}" charset="utf-8"></script>'
         parts.append("<h2>Trade-off selection (interactive)</h2>")
         for name, fig in interactive:
             parts.append(f'<p><a href="{html.escape(name)}">{html.escape(name)}</a> (the same, alone)</p>')

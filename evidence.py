@@ -39,7 +39,26 @@ PAPER_EFFECTS = (
     ("mig", 8.0, 8.0, +88.5, "MPI3D", "λ = 8 raises MIG at β = 8 far above λ = 0"),
     ("i_xz_upper", 32.0, 8.0, None, "", "the mechanism: λ = 8 keeps I(x; z) alive at β = 32"),
 )
-NAMES = {"sap": "SAP", "mig": "MIG", "i_m": "I_m", "i_xz_upper": "mean KL (≥ I(x; z))"}
+NAMES = {"sap": "SAP", "mig": "MIG", "i_m": "I_m", "i_xz_upper": "mean KL (≥ I(x; z))", "train_window_nll": "NLL"}
+
+# The paper's percent changes against (β = 1, λ = 0), per dataset, metric and (β, λ) cell,
+# read off the original's published percent-change figure (the λ × β heatmaps of NLL, SAP,
+# MIG and I_m). Only dSprites is transcribed: a stand-in is compared with its own dataset.
+_DSPRITES_BETAS = (4.0, 8.0, 16.0, 32.0)
+_DSPRITES_LAMBDA8_BETAS = (1.0, 4.0, 8.0, 16.0, 32.0)
+PAPER_PERCENT_CHANGE = {"dsprites": {
+    **{("sap", b, 0.0): v for b, v in zip(_DSPRITES_BETAS, (28.8, 19.5, -1.1, -29.6))},
+    **{("mig", b, 0.0): v for b, v in zip(_DSPRITES_BETAS, (45.9, 92.0, 244.5, 224.5))},
+    **{("i_m", b, 0.0): v for b, v in zip(_DSPRITES_BETAS, (18.6, 56.7, 136.0, 117.8))},
+    **{("train_window_nll", b, 0.0): v for b, v in zip(_DSPRITES_BETAS, (127.0, 269.0, 499.0, 719.0))},
+    **{("sap", b, 8.0): v for b, v in zip(_DSPRITES_LAMBDA8_BETAS, (0.8, 17.2, 13.9, 12.2, 3.5))},
+    **{("mig", b, 8.0): v for b, v in zip(_DSPRITES_LAMBDA8_BETAS, (-5.3, 32.0, 72.3, 223.6, 214.4))},
+    **{("i_m", b, 8.0): v for b, v in zip(_DSPRITES_LAMBDA8_BETAS, (-2.5, 13.1, 44.6, 136.6, 137.0))},
+    **{("train_window_nll", b, 8.0): v for b, v in zip(_DSPRITES_LAMBDA8_BETAS, (-26.0, 42.1, 113.0, 286.4, 444.7))},
+}}
+PAPER_SOURCE = ("the original's published percent-change figure (λ × β heatmaps of NLL, SAP, MIG and I_m, "
+                "% change of the seed mean against (β = 1, λ = 0))")
+COMPARED_METRICS = ("train_window_nll", "sap", "mig", "i_m")
 
 
 def cell_stats(rows: list[dict], dataset: str, key: str, beta: float, lam: float) -> tuple[float, float, int]:
@@ -110,7 +129,9 @@ def paper_table(rows: list[dict], dataset: str) -> tuple[list[str], list[bool]]:
         paper_sign = np.sign(paper) if lam == 0 and paper is not None else 1.0
         measured = cell[0] - ref[0]
         ok = bool(np.isfinite(measured) and np.sign(measured) == paper_sign and distinguishable(cell, ref))
-        reference = what.startswith("reference")
+        # An effect the paper shows on another dataset is context, never a test of this one.
+        other = bool(paper_ds) and paper_ds.lower() != vis.DATASET_TITLES.get(dataset, dataset).lower()
+        reference = what.startswith("reference") or other
         if not reference:
             seen.append(ok)
         spread = 100 * cell[1] / abs(base[0]) if math.isfinite(cell[1]) and base[0] else math.nan
@@ -121,14 +142,82 @@ def paper_table(rows: list[dict], dataset: str) -> tuple[list[str], list[bool]]:
             ref_paper = 0.0 if lam == 0 else next((p for k, b, lm, p, *_ in PAPER_EFFECTS
                                                    if (k, b, lm) == (key, beta, 0.0)), math.nan)
             paper_delta = (paper - ref_paper) / 100 * abs(base[0])
-        n_needed = math.nan if what.startswith("reference") else seeds_needed(cell[1], ref[1], paper_delta)
+        n_needed = math.nan if reference else seeds_needed(cell[1], ref[1], paper_delta)
         claim = "claimed, no number" if paper is None else f"{paper:+.1f} % ({paper_ds})"
+        if other:
+            claim += f", another dataset: context, not a test of {vis.DATASET_TITLES.get(dataset, dataset)}"
         lines.append(f"| {what}: {NAMES[key]} at β={fmt_number(beta)}, "
                      f"λ={fmt_number(lam)} | {claim}; {direction} against {ref_label} "
                      f"| {_p(pct(cell[0], base[0]))} ± {_pp(spread)} % (n={cell[2]}) | {ref_label}: "
                      f"{_p(pct(ref[0], base[0]))} | {'—' if reference else '**yes**' if ok else 'no'} "
                      f"| {'n/a' if not math.isfinite(n_needed) else n_needed} |")
     return lines, seen
+
+
+def _count_line(counts: dict) -> str:
+    total = sum(counts.values())
+    order = ("same", "opposite", "undecided", "no spread (n = 1)")
+    parts = [f"{counts[k]} {k}" for k in order if counts.get(k)]
+    return f"Of {total} cells: " + ", ".join(parts) + "." if total else "No cell of this run has a paper number."
+
+
+def paper_numbers_table(dataset: str) -> list[str]:
+    """Markdown: the paper's percent changes for ``dataset``, λ rows × β columns per metric."""
+    paper = PAPER_PERCENT_CHANGE.get(dataset, {})
+    if not paper:
+        return [f"(The paper's percent changes for {dataset} are not transcribed in this repository.)"]
+    betas = sorted({b for _, b, _ in paper})
+    lines = ["| metric | λ | " + " | ".join(f"β = {fmt_number(b)}" for b in betas) + " |",
+             "|---|---|" + "---|" * len(betas)]
+    for key in COMPARED_METRICS:
+        for lam in sorted({lm for k, _, lm in paper if k == key}):
+            cells = [paper.get((key, b, lam)) for b in betas]
+            text = ["baseline" if (b, lam) == (1.0, 0.0) else "—" if v is None else f"{v:+.1f} %"
+                    for b, v in zip(betas, cells)]
+            lines.append(f"| {NAMES[key]} | {fmt_number(lam)} | " + " | ".join(text) + " |")
+    return lines
+
+
+def agreement(run_pct: float, spread_pct: float, paper_pct: float) -> tuple[str, str]:
+    """(sign, size) of this run's change against the paper's, both in % of the baseline.
+
+    sign: "same" or "opposite" when this run's change exceeds its seed spread (one std, the
+    larger of the cell's and the baseline's), "undecided" when it does not, "no spread" with
+    one seed. size: whether the paper's number lies within this run's change ± that spread."""
+    if not math.isfinite(run_pct):
+        return "no run", "—"
+    if not math.isfinite(spread_pct):
+        return "no spread (n = 1)", "—"
+    beyond = abs(run_pct) > spread_pct
+    sign = ("same" if np.sign(run_pct) == np.sign(paper_pct) else "opposite") if beyond else "undecided"
+    inside = abs(run_pct - paper_pct) <= spread_pct
+    return sign, "within ± 1 sd" if inside else ("paper larger" if abs(paper_pct) > abs(run_pct) else
+                                                 "paper smaller")
+
+
+def paper_comparison(rows: list[dict], dataset: str) -> tuple[list[str], dict]:
+    """Markdown: every cell of this run where the paper has a number for ``dataset``: the
+    paper's % change, this run's ± its seed spread (n), and the agreement by sign and by size.
+    Also the counts of each sign verdict, so the page can say how many effects went which way."""
+    paper = PAPER_PERCENT_CHANGE.get(dataset, {})
+    lines = ["| metric | β | λ | paper: % vs (β=1, λ=0) | this run: % vs (β=1, λ=0) ± 1 sd (n) | sign | size |",
+             "|---|---|---|---|---|---|---|"]
+    counts: dict[str, int] = {}
+    for key in COMPARED_METRICS:
+        base = cell_stats(rows, dataset, key, 1.0, 0.0)
+        for (k, beta, lam), paper_pct in sorted(paper.items(), key=lambda kv: (kv[0][2], kv[0][1])):
+            cell = cell_stats(rows, dataset, key, beta, lam) if k == key else (math.nan, math.nan, 0)
+            if k != key or cell[2] == 0:
+                continue
+            run_pct = pct(cell[0], base[0])
+            both = [v for v in (cell[1], base[1]) if math.isfinite(v)]
+            spread = 100 * max(both) / abs(base[0]) if len(both) == 2 and base[0] else math.nan
+            sign, size = agreement(run_pct, spread, paper_pct)
+            counts[sign] = counts.get(sign, 0) + 1
+            shown_sign = f"**{sign}**" if sign in ("same", "opposite") else sign
+            lines.append(f"| {NAMES[key]} | {fmt_number(beta)} | {fmt_number(lam)} | {paper_pct:+.1f} % "
+                         f"| {_p(run_pct)} ± {_pp(spread)} % (n={cell[2]}) | {shown_sign} | {size} |")
+    return lines, counts
 
 
 Z_SUM = 1.959964 + 0.841621        # two-sided 5 % test with 80 % power: z_0.975 + z_0.8
@@ -218,23 +307,40 @@ def write_report(lambda_rows: list[dict], lambda_root: Path, beta_root: Path, cf
            f"λ stage {t_lambda / 60:.1f} min.", ""]
     for ds in datasets:
         title = vis.DATASET_TITLES.get(ds, ds)
+        beta_ds = [r for r in beta_done if r["dataset"] == ds]
+        compared, counts = paper_comparison(lam_rows, ds)
+        beta_compared, beta_counts = paper_comparison(beta_ds, ds)
+        out += [f"## {title} stand-in against the paper's {title} numbers", "",
+                f"The paper's percent changes on {title}, against (β = 1, λ = 0), from {PAPER_SOURCE}:", "",
+                *paper_numbers_table(ds), ""]
+        if ds in PAPER_PERCENT_CHANGE:
+            out += ["Below, every cell this run has where the paper gives a number, with this run's change ± one "
+                    "seed std (the larger of the cell's and the baseline's, as % of the baseline). *Sign*: "
+                    "**same** or **opposite** when this run's change is larger than that std, *undecided* when it "
+                    "is not. *Size*: whether the paper's number lies within this run's change ± 1 sd.", "",
+                    "**λ stage** (this run's (β = 1, λ = 0) baseline is its λ stage's, as the paper's):", "",
+                    *compared, "", _count_line(counts), ""]
+            if beta_ds:
+                out += ["**β stage** against the paper's λ = 0 row (the paper's row continues training with "
+                        "λ = 0; here the β stage's own runs, against its β = 1):", "", *beta_compared, "",
+                        _count_line(beta_counts), ""]
         lines, seen = paper_table(lam_rows, ds)
         n_seen = sum(seen)
-        out += [f"## {title} stand-in: the paper's effects against this run", "",
+        out += [f"### {title} stand-in: the paper's claims as tests", "",
                 "The paper's percent changes are against (β = 1, λ = 0); so are this run's (λ stage, seed means). "
                 "For a λ = 8 effect the question is the repair, so it is compared with λ = 0 at the same β. "
                 "*Appeared* means: the paper's direction, and a difference larger than one seed std (the larger "
                 "of the two cells). With 3 seeds that is a weak test; a 'no' says the effect is not "
-                "distinguishable from seed noise within this budget, not that it is absent. The last column is "
+                "distinguishable from seed noise within this budget, not that it is absent. Rows whose number "
+                "comes from another dataset are context only: they are not counted. The last column is "
                 "the number of seeds per cell a two-sample test (5 %, power 80 %) would need to see a difference "
                 "of the paper's size with this run's seed stds (n/a where the paper gives no number; for the "
                 "SAP repair the paper's difference is +3.5 − (−29.6) points of the baseline).", "", *lines, "",
-                f"**{n_seen} of {len(seen)} effects appeared.**" + (
+                f"**{n_seen} of {len(seen)} {title} effects appeared.**" + (
                     " The others did not appear within this budget: see the learning curves below for how far "
                     "the metrics had moved from their floor." if n_seen < len(seen) else ""), ""]
         out += [f"### Percent change against (β = 1, λ = 0), λ stage ({title})", "",
                 *change_table(lam_rows, ds), ""]
-        beta_ds = [r for r in beta_done if r["dataset"] == ds]
         if beta_ds:
             out += [f"### β stage ({title}): percent change against β = 1 (does disentanglement rise, then fall?)",
                     "", *change_table(beta_ds, ds), ""]

@@ -351,6 +351,10 @@ def collapse_figure(rows: list[dict], path) -> None:
         for row_i, (key, label) in enumerate(COLLAPSE_METRICS):
             ax = axes[row_i, col]
             lambdas, betas, mean, std, count = seed_stats(rows, ds, key)
+            if not np.isfinite(mean).any():
+                # Said on the panel, not left blank: e.g. imported runs carry no KL per latent.
+                ax.text(0.5, 0.5, f"no finished run\nreports {key}", transform=ax.transAxes, ha="center",
+                        va="center", fontsize=7, color="0.4")
             for i, lam in enumerate(lambdas):
                 ok = np.isfinite(mean[i])
                 if not ok.any():
@@ -370,7 +374,7 @@ def collapse_figure(rows: list[dict], path) -> None:
                 ax.set_title(DATASET_TITLES.get(ds, ds), fontsize=9)
             if row_i == len(COLLAPSE_METRICS) - 1:
                 ax.set_xlabel("β")
-            if row_i == 0 and col == 0:
+            if row_i == 0 and col == 0 and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6.5, title="seed mean ± std; n = seeds", title_fontsize=6.5)
     fig.suptitle("Mutual-information collapse with β (higher is more information kept)", fontsize=9)
     _save_figure(fig, path)

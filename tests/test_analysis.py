@@ -1,5 +1,6 @@
 """The λ-stage analysis: percent change, the Pareto set and both scalarisations against
 hand-computed values; the figures and pages drawn from a small results table."""
+import html
 import json
 import math
 import re
@@ -175,8 +176,8 @@ def _plotly_args(page: str) -> list:
 def test_tradeoff_page_holds_every_slider_step_and_nothing_remote(table, tmp_path):
     path = analysis.write_tradeoff_html(analysis.tradeoff_figure(table, "dsprites"), tmp_path / "t.html")
     page = path.read_text()
-    assert not re.search(r"<script[^>]*\bsrc\s*=", page)                  # plotly.js inline, nothing fetched
-    assert "plotly.js v" in page and len(page) > 1_000_000                 # ... and really embedded
+    assert re.findall(r"<script[^>]*\bsrc\s*=\s*\"([^\"]*)\"", page) == ["plotly.min.js"]   # the bundle beside it
+    assert "plotly.js v" in (tmp_path / "plotly.min.js").read_text() and len(page) < 200_000
     _, data, layout, config = _plotly_args(page)
     assert "http" not in json.dumps([data, layout, config])
     g = analysis.tradeoff_grid(table, "dsprites")
@@ -214,15 +215,33 @@ def test_draw_writes_every_figure_and_an_atomic_self_contained_report(table, tmp
     assert names == sorted(["percent_change_heatmaps_across_datasets.png", "pareto_fronts_across_datasets.png",
                             "tchebycheff_heatmaps_across_datasets.png", "tradeoff_dsprites.html",
                             "tradeoff_shapes3d.html", "training_curves.png", "report.html"])
-    assert sorted(written_text) == ["report.html", "tradeoff_dsprites.html", "tradeoff_shapes3d.html"]
+    assert sorted(written_text) == ["plotly.min.js", "report.html", "tradeoff_dsprites.html", "tradeoff_shapes3d.html"]
     report = (root / "report.html").read_text()
-    for png in root.glob("*.png"):
-        assert png.name in report
-    assert report.count('<img src="data:image/png;base64,') == 4
+    assert sorted(re.findall(r'<img src="([^"]*)"', report)) == sorted(p.name for p in root.glob("*.png"))
+    assert len(re.findall(r"<img ", report)) == 4
     assert '<a href="dsprites/beta_4/lambda_0/seed_1/traversal.gif">' in report
     assert "105.0000 ± 7.0711" in report                                      # NLL of (1, 0): 100, 110
-    assert not re.search(r"<script[^>]*\bsrc\s*=", report)
     assert not list(root.glob(".*.tmp"))
+    assert_pages_resolve_offline(root)
+    sizes = {p.name: p.stat().st_size for p in root.glob("*.html")}
+    assert max(sizes.values()) < 300_000, sizes                              # no page carries plotly.js
+    assert (root / "plotly.min.js").stat().st_size > 1_000_000               # ... one bundle beside them
+
+
+def assert_pages_resolve_offline(root):
+    """Every src and href of every page under ``root`` is a relative path to a file in the
+    tree; no page names the network (http, https or protocol-relative //)."""
+    pages = list(root.rglob("*.html"))
+    assert pages
+    for page in pages:
+        text = page.read_text()
+        assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text), page
+        assert not re.search(r"url\(\s*['\"]?(https?:)?//", text), page
+        for ref in re.findall(r'(?:src|href)\s*=\s*"([^"]*)"', text):
+            if ref.startswith(("#", "data:", "javascript:")):
+                continue
+            target = (page.parent / html.unescape(ref)).resolve()
+            assert target.is_file() and target.is_relative_to(root.resolve()), (page.name, ref)
 
 
 def test_seed_stats_are_the_seed_mean_sample_std_and_count_per_cell():

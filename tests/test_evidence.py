@@ -1,6 +1,7 @@
 """The evidence preset's pieces: per-latent KL and active latents, the preset's settings,
 the MI bias floor and the collapse figure."""
 import argparse
+import math
 
 import numpy as np
 import pytest
@@ -127,6 +128,21 @@ def test_collapse_figure_draws_one_line_per_lambda_with_its_seed_spread(tmp_path
     assert np.allclose(y, expected)
 
 
+def test_a_collapse_panel_with_nothing_to_show_says_so_on_the_figure(tmp_path, monkeypatch):
+    import warnings
+
+    import visualizations as vis
+    figures = []
+    monkeypatch.setattr(vis, "_save_figure", lambda fig, path: figures.append(fig))
+    rows = [{k: v for k, v in r.items() if k not in ("active_latents", "i_xz_upper")} for r in tiny_table()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                  # matplotlib's empty-legend warning fails the test
+        vis.collapse_figure(rows, tmp_path / "c.png")
+    first = figures[0].axes[0]
+    assert [t.get_text() for t in first.texts] == ["no finished run\nreports active_latents"]
+    assert first.get_legend() is None
+
+
 def test_heatmap_greys_cells_within_one_seed_std_of_the_baseline():
     import visualizations as vis
     mean = np.array([[1.0, 1.05, 3.0]])
@@ -232,3 +248,50 @@ def test_lambda_summary_rewrites_the_page_for_the_evidence_preset_only(tmp_path,
     assert bool(calls) is written
     if written:     # from the λ stage's folder, with the β stage's folder next to it
         assert calls[0][1] == study.stage_root(cfg, "lambda") and calls[0][2] == study.stage_root(cfg, "beta")
+
+
+def test_paper_comparison_marks_sign_and_size_against_the_seed_spread():
+    import evidence
+    rows = effect_rows(-0.1, 0.01)                # SAP at (32, 0): 0.1 below a 0.2 baseline, std 0.01
+    for r in rows:                                 # MIG at (32, 0) falls too: the paper's rises (+224.5 %)
+        if (r["beta"], r["lambda"]) == (32.0, 0.0):
+            r["mig"] -= 0.05
+    lines, counts = evidence.paper_comparison(rows, "dsprites")
+    row = {tuple(ln.split(" | ")[:3]): ln for ln in lines[2:]}
+    sap = row[("| SAP", "32", "0")]
+    assert "-29.6 %" in sap and "-50.0 % ± 5.0 % (n=3)" in sap and "**same**" in sap and "paper smaller" in sap
+    mig = row[("| MIG", "32", "0")]
+    assert "+224.5 %" in mig and "**opposite**" in mig
+    assert "undecided" in row[("| SAP", "8", "0")]                      # equal to the baseline
+    # every cell of this run where the paper has a number, both λ rows, all four metrics
+    assert len(row) == 4 * 5 and counts == {"same": 1, "opposite": 1, "undecided": 18}
+    one_seed = [r for r in rows if r["seed"] == 0]
+    _, counts = evidence.paper_comparison(one_seed, "dsprites")
+    assert counts == {"no spread (n = 1)": 20}
+    assert evidence.paper_comparison(rows, "mpi3d")[1] == {}           # no paper numbers: no verdicts
+
+
+@pytest.mark.parametrize("run, spread, paper, expected", [
+    (+20.0, 5.0, +18.6, ("same", "within ± 1 sd")), (+20.0, 5.0, +28.8, ("same", "paper larger")),
+    (+20.0, 5.0, +12.0, ("same", "paper smaller")), (-20.0, 5.0, +117.8, ("opposite", "paper larger")),
+    (+3.0, 5.0, +45.9, ("undecided", "paper larger")), (+3.0, 5.0, +1.0, ("undecided", "within ± 1 sd")),
+    (+3.0, math.nan, +1.0, ("no spread (n = 1)", "—"))])
+def test_agreement_by_sign_and_size(run, spread, paper, expected):
+    import evidence
+    assert evidence.agreement(run, spread, paper) == expected
+
+
+def test_the_page_compares_with_its_own_dataset_and_labels_other_datasets_context(tmp_path):
+    import evidence
+    from runs import RESULT_COLUMNS
+    from utils import write_csv
+    beta_root, lambda_root = tmp_path / "beta", tmp_path / "lambda"
+    beta_root.mkdir()
+    lam_rows = effect_rows(-0.1, 0.01)
+    write_csv(beta_root / "results.csv", [{**r, "stage": "beta"} for r in lam_rows if r["lambda"] == 0.0],
+              RESULT_COLUMNS)
+    page = evidence.write_report(lam_rows, lambda_root, beta_root, parse(["--preset", "evidence"], "lambda"),
+                                 docs=tmp_path / "docs").read_text()
+    assert "| I_m | 1 | 8 | baseline" not in page and "| I_m | 0 | baseline | +18.6 % |" in page
+    assert "another dataset: context, not a test of dSprites" in page
+    assert "**2 of 3 dSprites effects appeared.**" in page   # SAP fall and repair, mechanism; MPI3D rows not counted
