@@ -295,7 +295,10 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
                 _box(ax, [(lambdas.index(0.0), betas.index(1.0))])
             _grid_axes(ax, lambdas, betas, row_i == len(vis.STUDY_METRICS) - 1, f"{label}\nλ" if col == 0 else "λ")
             worse = "rise" if not HIGHER_IS_BETTER[key] else "fall"
-            fig.colorbar(im, ax=ax, fraction=0.046, label=f"% change of {SHORT[key]}\n(red: {worse}, worse)")
+            decided = bool((coloured & (change != 0)).any())
+            fig.colorbar(im, ax=ax, fraction=0.046,
+                         label=f"% change of {SHORT[key]}\n(red: {worse}, worse)" if decided
+                         else f"{SHORT[key]}: no change decided\n(nothing coloured)")
             why = "" if math.isfinite(base) and base != 0 else (
                 "\nbaseline (β=1, λ=0) missing" if not math.isfinite(base) else "\nbaseline is 0")
             ax.set_title((panel_title(ds) if row_i == 0 else "") + why, fontsize=9)
@@ -488,14 +491,16 @@ def tradeoff_figure(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS, init
                 "args": [{"visible": [t // 2 == k for t in range(n_traces)]}]}
                for k, name in enumerate(SCALARISATIONS)]
     fig.update_layout(
-        title={"text": title_at(initial), "font": {"size": 13}},
+        # The title at the very top, the scalarisation buttons just above the plot: apart.
+        title={"text": title_at(initial), "font": {"size": 13}, "x": 0.02, "xanchor": "left", "y": 0.98,
+               "yanchor": "top"},
         xaxis={"tickmode": "array", "tickvals": xs, "ticktext": [fmt_number(b) for b in betas], "title": "β"},
         yaxis={"tickmode": "array", "tickvals": ys, "ticktext": [fmt_number(v) for v in lambdas],
                "title": "λ (λ = 0 on top)", "autorange": "reversed"},
         sliders=[{"active": weights.index(initial), "steps": steps, "pad": {"t": 40},
                   "currentvalue": {"prefix": "reconstruction weight w (%): "}}],
         updatemenus=[{"type": "buttons", "direction": "right", "buttons": buttons, "x": 0, "y": 1.0,
-                      "xanchor": "left", "yanchor": "bottom", "pad": {"b": 90}}],
+                      "xanchor": "left", "yanchor": "bottom", "pad": {"b": 12}}],
         legend={"orientation": "h", "y": -0.45}, height=640, width=720, margin={"t": 170})
     return fig
 

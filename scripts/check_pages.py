@@ -104,7 +104,7 @@ class Browser:
         self.call("Page.navigate", session=True, url=url)
         self.wait_for("Page.loadEventFired")
 
-    def screenshot(self, path: Path, full_page: bool = True) -> None:
+    def screenshot(self, path: Path, full_page: bool = False) -> None:
         params = {"format": "png", "captureBeyondViewport": full_page}
         data = self.call("Page.captureScreenshot", session=True, **params)["data"]
         path.write_bytes(base64.b64decode(data))
@@ -145,51 +145,54 @@ class Browser:
         shutil.rmtree(self._profile, ignore_errors=True)
 
 
-# The slider's rail and the figure titles (Plotly's SVG classes), for every plot on the page.
-SLIDERS = """JSON.stringify([...document.querySelectorAll('.js-plotly-plot')].map(p => {
+# Plot k's slider rail, grip and title (Plotly's SVG classes), after scrolling plot k into view.
+SLIDER = """(k => {
+    const p = document.querySelectorAll('.js-plotly-plot')[k];
     p.scrollIntoView({block: 'center'});
     const rail = p.querySelector('.slider-rail-rect'), grip = p.querySelector('.slider-grip-rect');
     const title = p.querySelector('.gtitle');
     if (!rail || !grip) return null;
     const r = rail.getBoundingClientRect(), g = grip.getBoundingClientRect();
-    return {rail: [r.left, r.top, r.width, r.height], grip: [g.left + g.width / 2, g.top + g.height / 2],
-            title: title ? title.textContent : ''};
-}))"""
+    return JSON.stringify({rail: [r.left, r.width], grip: [g.left + g.width / 2, g.top + g.height / 2],
+                           title: title ? title.textContent : ''});
+})(%d)"""
 
 
 def drag_sliders(browser: Browser, to_fraction: float) -> list[str]:
     """Drag each plot's slider grip to ``to_fraction`` of its rail; return what went wrong."""
     wrong = []
-    count = len(json.loads(browser.evaluate(SLIDERS)))
+    count = browser.evaluate("document.querySelectorAll('.js-plotly-plot').length")
     if count == 0:
         return ["no plot with a slider on the page"]
     for k in range(count):
-        state = json.loads(browser.evaluate(SLIDERS))[k]      # scrolls plot k into view first
+        browser.evaluate(SLIDER % k)                  # scrolls plot k into view ...
+        time.sleep(0.3)
+        state = browser.evaluate(SLIDER % k)          # ... and measures it where it settled
         if state is None:
             wrong.append(f"plot {k}: no slider")
             continue
-        (left, _, width, _), (gx, gy) = state["rail"], state["grip"]
+        state = json.loads(state)
+        (left, width), (gx, gy) = state["rail"], state["grip"]
         x_to = left + to_fraction * width
         browser.mouse("mousePressed", gx, gy)
         for step in range(1, 11):
             browser.mouse("mouseMoved", gx + (x_to - gx) * step / 10, gy)
         browser.mouse("mouseReleased", x_to, gy)
         time.sleep(0.3)
-        after = json.loads(browser.evaluate(SLIDERS))[k]
+        title = json.loads(browser.evaluate(SLIDER % k))["title"]
         want = f"w = {round(100 * to_fraction)} %"
-        if want not in after["title"]:
-            wrong.append(f"plot {k}: after the drag the title reads {after['title'][:80]!r}, not {want!r}")
+        if want not in title:
+            wrong.append(f"plot {k}: after the drag the title reads {title[:80]!r}, not {want!r}")
     return wrong
 
 
 def check_page(browser: Browser, page: Path, out: Path, to_fraction: float) -> list[str]:
     browser.open(page.resolve().as_uri())
     browser.evaluate("new Promise(r => setTimeout(r, 500))")
-    stem = page.stem
-    browser.screenshot(out / f"{stem}.png")
+    # What a reader sees: the top of the page, then the last plot after its slider moved.
+    browser.screenshot(out / f"{page.stem}.png", full_page=False)
     wrong = drag_sliders(browser, to_fraction)
-    browser.evaluate("window.scrollTo(0, 0)")
-    browser.screenshot(out / f"{stem}_slider_moved.png")
+    browser.screenshot(out / f"{page.stem}_slider_moved.png", full_page=False)
     return wrong + browser.problems()
 
 
@@ -222,6 +225,11 @@ def main(argv=None) -> int:
                      f"error, no network request; screenshots in {args.out}/"))
     finally:
         browser.close()
+    bundle = args.root / "plotly.min.js"
+    total = sum(p.stat().st_size for p in pages) + (bundle.stat().st_size if bundle.exists() else 0)
+    print(f"{len(pages)} pages, {sum(p.stat().st_size for p in pages) / 1e6:.2f} MB, plus plotly.min.js "
+          f"{bundle.stat().st_size / 1e6 if bundle.exists() else 0:.2f} MB: {total / 1e6:.2f} MB of HTML and "
+          f"JavaScript in {args.root}")
     return 1 if failed else 0
 
 

@@ -287,6 +287,7 @@ def test_a_one_seed_baseline_decides_nothing(tmp_path, captured):
     nll_ax = captured[0].axes[0]
     assert [t.get_text() for t in nll_ax.texts] == ["0.00", "205.00\nn=1"]
     assert nll_ax.images[0].norm.vmax == 1.0                               # nothing decided: no saturation
+    assert any("NLL: no change decided" in a.get_ylabel() for a in captured[0].axes)   # its colour bar says so
     change = analysis.percent_change_rows(rows)
     assert [r["verdict"] for r in change if r["metric"] == "train_window_nll"] == ["baseline", "one seed"]
 
