@@ -67,6 +67,10 @@ def build_parser() -> Parser:
     p.add_argument("--clip-l", type=float, help="gradient-norm clip of [L_Z, L_W] (default 2.0 / 3.0)")
     p.add_argument("--sweep-points", type=int, help="β values of the collapse figure (default 60; 0: none)")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: the cores)")
+    p.add_argument("--device", default="cpu", help="where AdamW solves, in float64: cpu or cuda (default cpu)")
+    p.add_argument("--cells-per-solve", type=int,
+                   help="(β, λ) cells of one n that AdamW solves as one batch (default: 1 on the CPU, where "
+                        "per-solution cost grows with the batch; every cell of an n on a GPU)")
     p.add_argument("--results-dir", help="default linear_betavae_results (demo_results/… with --demo)")
     return p
 
@@ -120,6 +124,18 @@ def settings_from_args(argv=None) -> dict:
     cfg["betas"] = [float(b) for b in cfg["betas"]]
     cfg["lambdas"] = [float(x) for x in cfg["lambdas"]]
     cfg["workers"] = args.workers
+    cfg["device"] = args.device
+    if args.device.startswith("cuda"):
+        import torch
+        if not torch.cuda.is_available():
+            raise SettingError(f"--device {args.device}: no CUDA device is visible to torch; use --device cpu")
+        cfg["workers"] = 1                 # one process feeds the GPU
+    elif args.device != "cpu":
+        raise SettingError(f"--device is {args.device!r}: choose cpu or cuda")
+    if args.cells_per_solve is not None:
+        _positive("--cells-per-solve", args.cells_per_solve)
+    cfg["cells_per_solve"] = args.cells_per_solve or (
+        len(cfg["betas"]) * len(cfg["lambdas"]) if args.device.startswith("cuda") else 1)
     cfg["results_dir"] = args.results_dir or ("demo_results/linear_betavae_results" if args.demo
                                               else "linear_betavae_results")
     return cfg
@@ -160,32 +176,42 @@ def cell_name(n, solver, beta, lam) -> str:
     return f"n{n}_{solver}_beta{beta:g}_lambda{lam:g}"
 
 
-def solve_cell(task: dict) -> tuple[str, list[dict], float]:
-    """Solve one (n, solver, β, λ) cell for all its solutions; return its results rows."""
+def solve_cells(tasks: list[dict]) -> list[tuple[str, list[dict], float]]:
+    """Solve (n, solver, β, λ) cells of one n and solver as one batch of solutions (β and λ are
+    per solution, and every solution is independent of the others in its batch); return each
+    cell's name, results rows and seconds (the batch's time, shared out by solutions)."""
     import linear_vae as lv
     start = time.time()
-    problem, beta, lam, per_n = task["problem"], task["beta"], task["lambda"], task["per_n"]
-    if task["solver"] == "fixed-point":
-        inits = task["inits"]
+    first = tasks[0]
+    problem, per_n, solver, k = first["problem"], first["per_n"], first["solver"], len(first["inits"]["B"])
+    inits = {key: np.concatenate([t["inits"][key] for t in tasks]) for key in first["inits"]}
+    beta = np.repeat([t["beta"] for t in tasks], k)
+    lam = np.repeat([t["lambda"] for t in tasks], k)
+    if solver == "fixed-point":
         sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, inits["B"], inits["sigma_w"],
                                    per_n["tol"], per_n["fp_iters"])
     else:
-        sol = lv.solve_adamw(problem.sigma_y, beta, lam, task["inits"], per_n["adamw_iters"],
-                             per_n["clip_ab"], per_n["clip_l"], **task["adamw"])
-    seconds = time.time() - start
-    rows = []
-    for i, metrics in enumerate(lv.solution_metrics(sol, problem, beta, lam)):
-        failed = sol["failure"][i]
-        if task["solver"] == "fixed-point":
-            status = "failed" if failed else ("converged" if sol["converged"][i] else "not converged")
-        else:
-            status = "failed" if failed else "done"
-        rows.append({"n": problem.n, "m": task["m"], "s": problem.s, "solver": task["solver"], "beta": beta,
-                     "lambda": lam, "solution": i, **metrics, "iterations": int(sol["iterations"][i]),
-                     "best_iteration": int(sol["best_iteration"][i]) if "best_iteration" in sol else None,
-                     "converged": bool(sol["converged"][i]) if task["solver"] == "fixed-point" else None,
-                     "status": status, "failure": failed, "cell_seconds": round(seconds, 3)})
-    return cell_name(problem.n, task["solver"], beta, lam), rows, seconds
+        sol = lv.solve_adamw(problem.sigma_y, beta, lam, inits, per_n["adamw_iters"],
+                             per_n["clip_ab"], per_n["clip_l"], device=first.get("device", "cpu"), **first["adamw"])
+    seconds = (time.time() - start) / len(tasks)
+    metrics = lv.solution_metrics(sol, problem, beta, lam)
+    out = []
+    for c, task in enumerate(tasks):
+        rows = []
+        for i in range(k):
+            j = c * k + i
+            failed = sol["failure"][j]
+            if solver == "fixed-point":
+                status = "failed" if failed else ("converged" if sol["converged"][j] else "not converged")
+            else:
+                status = "failed" if failed else "done"
+            rows.append({"n": problem.n, "m": task["m"], "s": problem.s, "solver": solver, "beta": task["beta"],
+                         "lambda": task["lambda"], "solution": i, **metrics[j], "iterations": int(sol["iterations"][j]),
+                         "best_iteration": int(sol["best_iteration"][j]) if "best_iteration" in sol else None,
+                         "converged": bool(sol["converged"][j]) if solver == "fixed-point" else None,
+                         "status": status, "failure": failed, "cell_seconds": round(seconds, 3)})
+        out.append((cell_name(problem.n, solver, task["beta"], task["lambda"]), rows, seconds))
+    return out
 
 
 def _one_thread():
@@ -463,24 +489,35 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                         continue
                     tasks.append({"problem": draws[n].problem, "m": m, "solver": solver, "beta": beta,
                                   "lambda": lam, "per_n": cfg["per_n"][str(n)], "adamw": cfg["adamw"],
+                                  "device": cfg.get("device", "cpu"),
                                   "inits": draws[n].fixed_point if solver == "fixed-point" else draws[n].adamw})
+    # AdamW cells of one n go in batches of cells_per_solve; each cell is still written on its own.
+    batches, open_batch = [], {}
+    for t in tasks:
+        key = (t["solver"], t["problem"].n)
+        size = cfg.get("cells_per_solve", 1) if t["solver"] == "adamw" else 1
+        open_batch.setdefault(key, []).append(t)
+        if len(open_batch[key]) == size:
+            batches.append(open_batch.pop(key))
+    batches += open_batch.values()
     total = len(cfg["solvers"]) * len(cfg["n"]) * len(cfg["betas"]) * len(cfg["lambdas"])
     if not quiet:
         print(f"{total - len(tasks)} of {total} cells already done in {root}; solving {len(tasks)} "
               f"with {cfg['workers']} worker(s)", flush=True)
-    workers = min(cfg["workers"], max(1, len(tasks)))
+    workers = min(cfg["workers"], max(1, len(batches)))
     with tqdm(total=len(tasks), desc="cells", unit="cell", disable=quiet or not tasks) as bar:
-        def done(name, rows, seconds):
-            write_csv(cells / f"{name}.csv", rows)
-            bar.set_postfix_str(f"{name} {seconds:.0f}s")
-            bar.update()
+        def done(results):
+            for name, rows, seconds in results:
+                write_csv(cells / f"{name}.csv", rows)
+                bar.set_postfix_str(f"{name} {seconds:.0f}s")
+                bar.update()
         if workers == 1:
-            for t in tasks:
-                done(*solve_cell(t))
+            for batch in batches:
+                done(solve_cells(batch))
         else:
             with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
-                for future in as_completed([pool.submit(solve_cell, t) for t in tasks]):
-                    done(*future.result())
+                for future in as_completed([pool.submit(solve_cells, b) for b in batches]):
+                    done(future.result())
 
     rows = [r for f in sorted(cells.glob("*.csv")) for r in read_csv(f)]
     rows.sort(key=lambda r: (r["n"], r["solver"] != "fixed-point", r["beta"], r["lambda"], r["solution"]))

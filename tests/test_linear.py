@@ -231,6 +231,8 @@ BAD = [
     (["--betas", "4", "4"], "--betas has duplicates"),
     (["--solvers", "newton"], "--solvers has 'newton'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--device", "tpu"], "--device is 'tpu': choose cpu or cuda"),
+    (["--cells-per-solve", "0"], "--cells-per-solve is 0"),
 ]
 
 
@@ -279,3 +281,62 @@ def test_a_folder_with_only_its_config_is_taken_over_one_with_cells_is_not(tmp_p
     (root / "cells").mkdir()
     with pytest.raises(main_linear.SettingError, match="was made with solutions=2, not 3"):
         main_linear.check_results_dir(root, main_linear.settings_from_args(TINY + ["--solutions", "3"]))
+
+
+def adamw_inits(rng, n, m, k):
+    return {"A": rng.standard_normal((k, n, m)), "B": rng.standard_normal((k, m, n)),
+            "L_Z": np.stack([np.linalg.cholesky(random_spd(rng, n)) for _ in range(k)]),
+            "L_W": np.stack([np.linalg.cholesky(random_spd(rng, m)) for _ in range(k)])}
+
+
+def test_closed_form_gradients_equal_autograd_through_the_losses():
+    p, m = small_problem(n=9), 3
+    inits = adamw_inits(np.random.default_rng(5), p.n, m, 4)
+    beta, lam = torch.tensor([1.0, 4.0, 16.0, 0.5], dtype=lv.DTYPE), torch.tensor([0.0, 2.0, 8.0, 1.0], dtype=lv.DTYPE)
+    a, b, lz, lw = (torch.tensor(inits[key]) for key in ("A", "B", "L_Z", "L_W"))
+    total, ok, grads = lv.loss_and_gradients(a, b, lz, lw, torch.tensor(p.sigma_y), beta, lam)
+    leaves = [x.clone().requires_grad_(True) for x in (a, b, lz, lw)]
+    jitter = lambda d: lv.JITTER * torch.eye(d, dtype=lv.DTYPE)
+    out = lv.losses(leaves[0], leaves[1], leaves[2] @ leaves[2].mT + jitter(p.n), leaves[3] @ leaves[3].mT + jitter(m),
+                    p.sigma_y, beta, lam)
+    out["total"].sum().backward()
+    assert ok.all()
+    np.testing.assert_allclose(total, out["total"].detach(), rtol=1e-12)
+    for name, ours, theirs in zip(("A", "B", "L_Z", "L_W"), grads, leaves):
+        np.testing.assert_allclose(ours, theirs.grad, rtol=1e-10, atol=1e-10, err_msg=name)
+
+
+def test_a_cells_adamw_result_does_not_depend_on_the_cells_beside_it():
+    """Several (β, λ) cells in one batch: each cell's best iterate equals the cell solved alone."""
+    p, m = small_problem(), 3
+    inits = adamw_inits(np.random.default_rng(6), p.n, m, 2)
+    cells = [(1.0, 0.0), (4.0, 2.0), (16.0, 8.0)]
+    stacked = {key: np.concatenate([v] * len(cells)) for key, v in inits.items()}
+    beta = np.repeat([c[0] for c in cells], 2)
+    lam = np.repeat([c[1] for c in cells], 2)
+    batch = lv.solve_adamw(p.sigma_y, beta, lam, stacked, iters=60, clip_ab=1.0, clip_l=2.0, lr=1e-2)
+    for c, (b_, l_) in enumerate(cells):
+        alone = lv.solve_adamw(p.sigma_y, b_, l_, inits, iters=60, clip_ab=1.0, clip_l=2.0, lr=1e-2)
+        np.testing.assert_array_equal(alone["best_iteration"], batch["best_iteration"][2 * c:2 * c + 2])
+        for key in ("A", "B", "sigma_z", "sigma_w"):
+            np.testing.assert_allclose(alone[key], batch[key][2 * c:2 * c + 2], rtol=0, atol=1e-12, err_msg=key)
+
+
+def test_cells_solved_in_one_batch_give_the_rows_of_cells_solved_one_by_one(tmp_path):
+    grid = TINY + ["--betas", "4", "16", "--solvers", "adamw", "--sweep-points", "0"]
+    main_linear.main(grid + ["--results-dir", str(tmp_path / "one")])
+    main_linear.main(grid + ["--results-dir", str(tmp_path / "all"), "--cells-per-solve", "4"])
+    one, batched = (main_linear.read_csv(tmp_path / d / "results.csv") for d in ("one", "all"))
+    assert len(one) == len(batched) == 2 * 2 * 2
+    for a, b in zip(one, batched):
+        assert (a["beta"], a["lambda"], a["solution"]) == (b["beta"], b["lambda"], b["solution"])
+        for key in (*main_linear.METRICS, "best_iteration", "status"):
+            assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-12), key
+
+
+def test_no_cuda_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit):
+        main_linear.main(TINY + ["--results-dir", str(tmp_path / "r"), "--device", "cuda"])
+    err, = capsys.readouterr().err.strip().splitlines()
+    assert "--device cuda: no CUDA device is visible to torch; use --device cpu" in err

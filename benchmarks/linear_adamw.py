@@ -1,0 +1,136 @@
+"""Where a step of the linear theory's AdamW solver spends its time, and what the full grid costs.
+
+    python benchmarks/linear_adamw.py                    # n = 50 and 100, batches of 50 and 1,250 solutions
+    python benchmarks/linear_adamw.py --profile          # also the top operations of one step (torch.profiler)
+    python benchmarks/linear_adamw.py --rounding         # how far rounding moves AdamW where no minimum exists
+
+Times per step, in one process on one thread (as main_linear.py's workers run), of:
+- ``autograd``: the loss through ``linear_vae.losses`` and its gradients by autograd (the
+  solver's step before the closed-form gradients);
+- ``closed form``: ``linear_vae.loss_and_gradients``;
+- ``solver``: a whole step of ``linear_vae.solve_adamw`` (gradients, clipping, best iterate,
+  AdamW, projection), from the time of 30 steps.
+The repeats are interleaved, so machine load hits both alike; the spread is min–max. The last
+lines project the full grid (25 (β, λ) cells × 50 solutions per n, 30,000 / 50,000 steps) from
+the solver's per-solution step time, for one and for two worker processes.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import linear_vae as lv  # noqa: E402
+from main_linear import DEFAULTS, PER_N  # noqa: E402
+
+
+def inputs(n: int, k: int):
+    draws = lv.draw_study([n], 10, 5, min(k, 50))[n]
+    reps = -(-k // len(draws.adamw["B"]))
+    inits = {key: np.concatenate([v] * reps)[:k] for key, v in draws.adamw.items()}
+    beta = torch.tensor(np.resize(DEFAULTS["betas"], k), dtype=lv.DTYPE)
+    lam = torch.tensor(np.resize(np.repeat(DEFAULTS["lambdas"], 1), k), dtype=lv.DTYPE)
+    return draws.problem.sigma_y, inits, beta, lam
+
+
+def autograd_step(sigma_y, inits, beta, lam):
+    a, b, lz, lw = (torch.tensor(inits[key]).requires_grad_(True) for key in ("A", "B", "L_Z", "L_W"))
+    n, m = a.shape[-2], a.shape[-1]
+    out = lv.losses(a, b, lz @ lz.mT + lv.JITTER * torch.eye(n, dtype=lv.DTYPE),
+                    lw @ lw.mT + lv.JITTER * torch.eye(m, dtype=lv.DTYPE), sigma_y, beta, lam)
+    out["total"].sum().backward()
+
+
+def closed_form_step(sigma_y, inits, beta, lam):
+    a, b, lz, lw = (torch.tensor(inits[key]) for key in ("A", "B", "L_Z", "L_W"))
+    lv.loss_and_gradients(a, b, lz, lw, torch.tensor(sigma_y), beta, lam)
+
+
+def solver_step(sigma_y, inits, beta, lam, iters=30):
+    lv.solve_adamw(sigma_y, beta, lam, inits, iters, 1.0, 2.0)
+    return iters
+
+
+def timed(fn, *args) -> float:
+    start = time.perf_counter()
+    steps = fn(*args) or 1
+    return (time.perf_counter() - start) / steps
+
+
+def rounding(n: int = 50, solutions: int = 5, steps: int = 1000) -> None:
+    """AdamW's sensitivity to rounding: one cell solved from its initial points and from the same
+    points with A scaled by (1 + 1e-15). Where the loss has no minimum (β = 1, λ > 0) the paths
+    part; where it has one they do not."""
+    draws = lv.draw_study([n], 10, 5, solutions)[n]
+    nudged = {**draws.adamw, "A": draws.adamw["A"] * (1 + 1e-15)}
+    for beta, lam in ((1.0, 2.0), (4.0, 2.0), (16.0, 0.0)):
+        recon = [np.array([r["recon"] for r in lv.solution_metrics(
+            lv.solve_adamw(draws.problem.sigma_y, beta, lam, inits, steps, 1.0, 2.0), draws.problem, beta, lam)])
+            for inits in (draws.adamw, nudged)]
+        print(f"n={n} β={beta:g} λ={lam:g}, {solutions} solutions, {steps} steps: initial A × (1 + 1e-15) moves "
+              f"recon by up to {np.abs(recon[1] / recon[0] - 1).max():.1e} (relative)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, nargs="+", default=[50, 100])
+    parser.add_argument("--batch", type=int, nargs="+", default=[50, 1250], help="solutions per solve")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="print the top operations of one closed-form step")
+    parser.add_argument("--rounding", action="store_true",
+                        help="only: perturb initial points by 1e-15 (relative) and report how far solutions move")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.rounding:
+        return rounding()
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread; float64")
+    per_solution = {}
+    for n in args.n:
+        for k in args.batch:
+            data = inputs(n, k)
+            times = {"autograd": [], "closed form": [], "solver": []}
+            autograd_step(*data), closed_form_step(*data), solver_step(*data, iters=2)   # warm up (imports, caches)
+            for _ in range(args.repeats):
+                times["autograd"].append(timed(autograd_step, *data))
+                times["closed form"].append(timed(closed_form_step, *data))
+                times["solver"].append(timed(solver_step, *data))
+            med = {key: statistics.median(v) for key, v in times.items()}
+            line = "  ".join(f"{key} {1e3 * med[key]:8.1f} ms ({1e3 * min(v):.1f}–{1e3 * max(v):.1f})"
+                             for key, v in times.items())
+            print(f"n={n:3d} K={k:5d}: {line}  gradients: autograd/closed form = "
+                  f"{med['autograd'] / med['closed form']:.2f}x")
+            per_solution[n, k] = med["solver"] / k
+    best = {n: min(per_solution[n, k] for k in args.batch) for n in args.n}
+    cells = len(DEFAULTS["betas"]) * len(DEFAULTS["lambdas"]) * DEFAULTS["solutions"]
+    total = sum(cells * PER_N[50 if n <= 75 else 100]["adamw_iters"] * best[n] for n in args.n)
+    for n in args.n:
+        iters = PER_N[50 if n <= 75 else 100]["adamw_iters"]
+        print(f"n={n}: {1e3 * best[n]:.3f} ms per solution-step at the best batch; its {cells} solutions × "
+              f"{iters:,} steps: {cells * iters * best[n] / 3600:.1f} h on one core")
+    print(f"full AdamW grid (n = {' and '.join(map(str, args.n))}): {total / 3600:.1f} h on one core, "
+          f"{total / 7200:.1f} h on two (if both cores are free)")
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+        for n in args.n:
+            data = inputs(n, 50)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(5):
+                    closed_form_step(*data)
+            print(f"\nclosed-form step, n = {n}, K = 50 (5 steps):")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(5):
+                    autograd_step(*data)
+            print(f"autograd step, n = {n}, K = 50 (5 steps):")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
+if __name__ == "__main__":
+    main()
