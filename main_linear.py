@@ -395,6 +395,46 @@ def draw_heatmaps(summary, n, m, s, root: Path) -> Path:
     return path
 
 
+def draw_solvers(summary, n, m, s, root: Path) -> Path | None:
+    """Per (β, λ) cell, AdamW's mean over solutions against the fixed point's: the total loss
+    (does AdamW reach the theory's optimum?) and I_m (does it find the same information?).
+    Points on the diagonal agree. β = 1 with λ > 0 has no minimum: the fixed point stops on its
+    tolerance while AdamW keeps descending, so there AdamW may sit below the diagonal."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cells = {}
+    for e in summary:
+        if e["n"] == n and e["total_mean"] is not None:
+            cells.setdefault((e["beta"], e["lambda"]), {})[e["solver"]] = e
+    pairs = [(cell, v) for cell, v in sorted(cells.items()) if {"fixed-point", "adamw"} <= v.keys()]
+    if not pairs:
+        return None
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
+    for ax, key, label in ((axes[0], "total", "total loss"), (axes[1], "i_m", "I_m (nats)")):
+        for (beta, lam), v in pairs:
+            no_min = beta <= 1 and lam > 0
+            x, y = v["fixed-point"][f"{key}_mean"], v["adamw"][f"{key}_mean"]
+            yerr = v["adamw"][f"{key}_std"] or 0.0
+            ax.errorbar(x, y, yerr=yerr, fmt="s" if no_min else "o", ms=5, capsize=2,
+                        mfc="none" if no_min else None, color="tab:red" if no_min else "tab:blue")
+            ax.annotate(f"β={beta:g}, λ={lam:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
+        lo, hi = ax.get_xlim()
+        lo, hi = min(lo, ax.get_ylim()[0]), max(hi, ax.get_ylim()[1])
+        ax.plot([lo, hi], [lo, hi], color="0.5", linewidth=0.8, linestyle="--", label="equal")
+        ax.set_xlabel(f"fixed point: mean {label}")
+        ax.set_ylabel(f"AdamW: mean {label} (± std over solutions)")
+        ax.grid(alpha=0.3, linewidth=0.5)
+    axes[0].plot([], [], "o", color="tab:blue", label="cells with a minimum")
+    axes[0].plot([], [], "s", mfc="none", color="tab:red", label="β = 1, λ > 0: no minimum")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"linear λβ-VAE, n = {n}, m = {m}, s = {s}: AdamW against the fixed point, per (β, λ) cell "
+                 f"(means over solutions)", fontsize=10)
+    path = root / f"adamw_vs_fixed_point_n{n}_m{m}_s{s}.png"
+    _save(fig, path)
+    return path
+
+
 def draw_collapse(sweep, sigma_y, n, m, s, root: Path) -> Path:
     """I_m and KL of the fixed point against β (log axis) for each λ, with the predicted KL and thresholds."""
     import matplotlib
@@ -531,6 +571,9 @@ def run(cfg: dict, quiet: bool = False) -> Path:
         if any(r["n"] == n and r["lambda"] == 0 for r in rows):
             figures.append(draw_boxplots(rows, n, m, s, root))
         figures.append(draw_heatmaps(summary, n, m, s, root))
+        solvers_figure = draw_solvers(summary, n, m, s, root)
+        if solvers_figure:
+            figures.append(solvers_figure)
     if cfg["sweep_points"]:
         for n in cfg["n"]:
             path = root / f"collapse_sweep_n{n}_m{m}_s{s}.csv"

@@ -254,7 +254,7 @@ def test_grid_writes_tables_figures_resumes_and_refuses_other_settings(tmp_path,
     assert len(rows) == 2 * 2 * 2 and {r["status"] for r in rows} <= {"converged", "done"}
     for name in ("summary.csv", "summary.txt", "Sigma_V_n6_m2_s2.npz", "Gamma_Sigma_Y_n6_m2_s2.npz",
                  "boxplots_betavae_n6_m2_s2.png", "heatmap_lambda_betavae_n6_m2_s2.png",
-                 "collapse_vs_beta_n6_m2_s2.png"):
+                 "collapse_vs_beta_n6_m2_s2.png", "adamw_vs_fixed_point_n6_m2_s2.png"):
         assert (root / name).exists(), name
     before = {f.name: f.stat().st_mtime_ns for f in (root / "cells").glob("*.csv")}
 
@@ -340,3 +340,22 @@ def test_no_cuda_is_one_line(tmp_path, capsys, monkeypatch):
         main_linear.main(TINY + ["--results-dir", str(tmp_path / "r"), "--device", "cuda"])
     err, = capsys.readouterr().err.strip().splitlines()
     assert "--device cuda: no CUDA device is visible to torch; use --device cpu" in err
+
+
+def test_the_solver_figure_puts_each_cell_at_its_two_means(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    figures = []
+    monkeypatch.setattr(main_linear, "_save", lambda fig, path: figures.append(fig))
+    cells = (("fixed-point", 4.0, 0.0, 10.0, 0.5), ("adamw", 4.0, 0.0, 10.5, 0.4),
+             ("fixed-point", 1.0, 2.0, 20.0, 1.5), ("adamw", 1.0, 2.0, 16.0, 1.6),
+             ("fixed-point", 8.0, 0.0, 12.0, 0.0))                                  # the last: no AdamW, not drawn
+    summary = [{"n": 6, "solver": solver, "beta": beta, "lambda": lam, "total_mean": total, "total_std": 0.1,
+                "i_m_mean": i_m, "i_m_std": None} for solver, beta, lam, total, i_m in cells]
+    main_linear.draw_solvers(summary, 6, 2, 2, tmp_path)
+    total_ax, i_m_ax = figures[0].axes
+    points = sorted((float(c.lines[0].get_xdata()[0]), float(c.lines[0].get_ydata()[0])) for c in total_ax.containers)
+    assert points == [(10.0, 10.5), (20.0, 16.0)]
+    assert sorted(t.get_text() for t in i_m_ax.texts) == ["β=1, λ=2", "β=4, λ=0"]
+    assert "no minimum" in " ".join(t.get_text() for t in total_ax.get_legend().get_texts())
+    plt.close("all")
+    assert main_linear.draw_solvers([e for e in summary if e["solver"] == "fixed-point"], 6, 2, 2, tmp_path) is None
