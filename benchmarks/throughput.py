@@ -51,14 +51,14 @@ SHAPES = {"dsprites": ("dsprites",), "shapes3d": ("shapes3d", "mpi3d")}   # chan
 class InMemory(GroundTruthDataset):
     """The first IMAGES stand-in images, rendered once and held as uint8."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, count: int = IMAGES):
         source = load_dataset(name, source="standin")
         self.name, self.channels = name, source.channels
         self.factor_names, self.factor_sizes = source.factor_names, source.factor_sizes
-        self.array = source.images(np.arange(IMAGES))
+        self.array = source.images(np.arange(count))
 
     def __len__(self):
-        return IMAGES
+        return len(self.array)
 
     def _images(self, indices):
         return self.array[indices]
@@ -140,16 +140,19 @@ def throughput(args, device) -> None:
     print(f"device: {_device_name(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
           f"engine: precision {cfg.precision}, compile {cfg.compile}, "
           f"mode {'vmap' if device.type == 'cuda' else 'split'}")
-    print(f"{'dataset shape':14s} {'loop':12s} {'images/s':>10s} {'vs naive':>9s}")
+    print(f"{'dataset shape':14s} {'loop':12s} {'images/s':>10s} {'vs naive':>9s} {'peak GPU MiB':>13s}")
     best = {}
     for name in args.datasets:
-        dataset = InMemory(name)
+        dataset = InMemory(name, args.images)
+        _reset_peak(device)
         naive = naive_rate(dataset, device, args.seconds)
-        print(f"{name:14s} {'naive':12s} {naive:10.0f} {1.0:8.2f}x", flush=True)
+        print(f"{name:14s} {'naive':12s} {naive:10.0f} {1.0:8.2f}x {_peak_mib(device):>13s}", flush=True)
         rates = {}
         for p in args.packs:
+            _reset_peak(device)
             rates[p] = engine_rate(dataset, cfg, device, p, args.seconds)
-            print(f"{name:14s} {f'engine P={p}':12s} {rates[p]:10.0f} {rates[p] / naive:8.2f}x", flush=True)
+            print(f"{name:14s} {f'engine P={p}':12s} {rates[p]:10.0f} {rates[p] / naive:8.2f}x "
+                  f"{_peak_mib(device):>13s}", flush=True)
         best[name] = (naive, max(rates.values()), max(rates, key=rates.get))
     covered = [ds for name in best for ds in SHAPES[name]]
     print(f"\nProjected wall time of the paper's grid for {', '.join(covered)} "
@@ -217,6 +220,16 @@ def flops(args, device) -> None:
         print(f"at {rate:g} images/s the loop does {used / 1e9:.0f} GFLOP/s = {100 * used / peak:.0f} % of that")
 
 
+def _reset_peak(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mib(device) -> str:
+    """Peak GPU memory allocated since the last reset, in MiB ("-" on the CPU)."""
+    return f"{torch.cuda.max_memory_allocated(device) / 2 ** 20:.0f}" if device.type == "cuda" else "-"
+
+
 def _device_name(device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -230,6 +243,7 @@ def main(argv=None) -> None:
     parser.add_argument("--datasets", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     parser.add_argument("--packs", nargs="+", type=int, default=[1, 5, 10, 50])
     parser.add_argument("--seconds", type=float, default=10.0, help="timing budget per measurement")
+    parser.add_argument("--images", type=int, default=IMAGES, help="stand-in images held in memory per shape")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--loss-check", type=int, default=0, metavar="STEPS",
