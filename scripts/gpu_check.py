@@ -78,14 +78,14 @@ def steps_for(args, work: Path) -> list[Step]:
     linear += QUICK_LINEAR if quick else ["--n", "50", "100", "--adamw-iters", str(LINEAR_ITERS), "--sweep-points", "0"]
     scale = 0.25 if quick else 1.0
     return [
-        Step("throughput fp32", throughput, 150 * scale, _last_line),
-        Step("throughput bf16", throughput + ["--precision", "bf16"], 120 * scale, _last_line),
+        Step("throughput fp32", throughput, 150 * scale, _throughput),
+        Step("throughput bf16", throughput + ["--precision", "bf16"], 120 * scale, _throughput),
         Step("beta demo", [PY, "main_beta.py", *demo_flags], 150 * scale, _finished),
         Step("lambda demo", [PY, "main_lambda.py", *demo_flags], 90 * scale, _finished),
         Step("cpu reference", [PY, "main_beta.py", *ref_flags], 150 * scale,
              lambda step, out: compare_rows(results / "betavae_results", reference / "betavae_results")),
         Step("resident data", [PY, __file__, "--resident", device, "--quick" if quick else "--full"], 60 * scale,
-             _last_line),
+             _resident),
         Step("linear", linear, 120 * scale, lambda step, out: linear_summary(work / "linear_results", args)),
     ]
 
@@ -93,6 +93,28 @@ def steps_for(args, work: Path) -> list[Step]:
 def _last_line(step: Step, output: str) -> str:
     lines = [ln for ln in output.replace("\r", "\n").splitlines() if ln.strip()]
     return lines[-1][:200] if lines else ""
+
+
+def _throughput(step: Step, output: str) -> str:
+    """Per dataset shape: the naive loop's images/s and the best pack's, with its peak GPU memory."""
+    best = {}
+    for name, loop, rate, peak in re.findall(r"^(\w+)\s+(naive|engine P=\d+)\s+(\d+)\s+\S+\s+(\S+)\s*$",
+                                             output, re.M):
+        if loop == "naive":
+            best[name] = {"naive": int(rate)}
+        elif int(rate) > best[name].get("rate", 0):
+            best[name].update(rate=int(rate), pack=loop.split("=")[1], peak=peak)
+    if not best:
+        raise ValueError("no rate table in its output")
+    return "; ".join(f"{name}: naive {b['naive']} img/s, best engine {b.get('rate', 0)} img/s (P={b.get('pack')}, "
+                     f"peak GPU {b.get('peak')} MiB)" for name, b in best.items())
+
+
+def _resident(step: Step, output: str) -> str:
+    rates = re.findall(r"^(\w+): .*\(([\d.]+) GiB\): ([\d,]+) batches", output, re.M)
+    if len(rates) != len(FULL_SHAPES):
+        raise ValueError("not every dataset shape reported a rate")
+    return "; ".join(f"{name} ({gib} GiB): {rate} batches/s" for name, gib, rate in rates)
 
 
 def _finished(step: Step, output: str) -> str:

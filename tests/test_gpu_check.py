@@ -28,6 +28,7 @@ def test_quick_cpu_mode_runs_every_step_and_writes_the_report(quick_report):
     # The device run and the CPU reference are the same CPU here: identical rows.
     assert "largest relative difference device vs CPU: train_window_nll 0.0e+00" in report
     assert "runs finished in" in report and "ms per step of" in report
+    assert "dsprites: naive " in report and "best engine" in report and "mpi3d (0.0 GiB): " in report
 
 
 def test_a_failing_step_is_reported_and_the_others_still_run(tmp_path):
