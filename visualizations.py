@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from collections import defaultdict
 
 import imageio.v3 as iio
@@ -300,7 +301,8 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             cmap = plt.get_cmap("viridis" if HIGHER_IS_BETTER[key] else "viridis_r").with_extremes(bad="0.85")
             coloured = np.isfinite(grid) & ~grey & ~single
             limits = colour_limits(grid, coloured) or (0.0, 1.0)
-            im = ax.imshow(np.ma.masked_array(grid, mask=~coloured), cmap=cmap, origin="lower", aspect="auto",
+            # λ = 0 on top, as in every other λ × β figure of the study.
+            im = ax.imshow(np.ma.masked_array(grid, mask=~coloured), cmap=cmap, aspect="auto",
                            vmin=limits[0], vmax=limits[1])
             hatch_cells(ax, single)
             ax.set_xticks(range(len(betas)), [fmt_number(b) for b in betas])
@@ -323,9 +325,10 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             fig.colorbar(im, ax=ax, fraction=0.046, label=f"{label}, seed mean\n({better} is better)")
             if row_i == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds))
-    fig.suptitle("λβ-VAE: seed mean ± seed std (n seeds) per cell; red box: β=1, λ=0 baseline;\n"
-                 f"grey: within one seed std of the baseline (no distinguishable effect); {NO_SPREAD_NOTE}",
-                 fontsize=9)
+    title = ("λβ-VAE: seed mean ± seed std (n seeds) per cell, λ = 0 on top; red box: β=1, λ=0 baseline; "
+             f"grey: within one seed std of the baseline (no distinguishable effect); {NO_SPREAD_NOTE}")
+    # About 14 characters of 9-point text per inch of figure: wrapped, a one-column figure keeps its title.
+    fig.suptitle(textwrap.fill(title, int(14 * fig.get_figwidth())), fontsize=9)
     _save_figure(fig, path)
 
 

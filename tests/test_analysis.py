@@ -312,3 +312,4 @@ def test_lambda_heatmaps_hatch_one_seed_cells(one_seed_cells, tmp_path, monkeypa
     assert [p.get_xy() for p in nll_ax.patches if p.get_hatch()] == [(-0.5, 0.5), (0.5, 0.5)]
     assert sum("no spread" in t.get_text() for t in nll_ax.texts) == 2
     assert nll_ax.images[0].norm.vmax == 120.0                              # the 300 of one seed sets nothing
+    assert nll_ax.get_ylim()[0] > nll_ax.get_ylim()[1]                     # λ = 0 on top, as in the others
