@@ -156,6 +156,8 @@ def test_static_figures_are_valid_pngs_with_best_cells_boxed(table, tmp_path, ca
     assert [a.get_title() for a in pareto.axes[::2]] == [
         "dSprites: 2 seed(s) per point", "Shapes3D: 1 seed(s) per point (no spread)",
         "dSprites (original): 2 seed(s) per point", "Shapes3D (original): 1 seed(s) per point (no spread)"]
+    legends = [[t.get_text() for t in a.get_legend().get_texts()] for a in pareto.axes[::2]]
+    assert ["(β, λ) one seed: no spread" in texts for texts in legends] == [False, True, False, True]
     # w = 10 %, dsprites: NLL means [[105, 126], [84, NaN]], MIG [[0, .3], [.2, NaN]] -> best (λ=0, β=4)
     w10 = tch.axes[0]
     assert [(p.get_xy(), p.get_edgecolor()[:3]) for p in w10.patches] == [((0.5, -0.5), (1.0, 0.0, 0.0))]
