@@ -86,8 +86,8 @@ def percent_change_rows(rows: list[dict]) -> list[dict]:
                 out.append({"dataset": ds, "metric": key, "percent_change": math.nan, "note": NO_BASELINE})
                 continue
             _, _, change, base = percent_change_grid(rows, ds, key)
-            verdicts = change_verdicts(rows, ds, key)
-            _, _, _, std, count = vis.seed_stats(rows, ds, key)
+            stats = vis.seed_stats(rows, ds, key)
+            verdicts, (_, _, _, std, count) = change_verdicts(*stats), stats
             note = "" if base and math.isfinite(base) else f"baseline is {base:g}: no percent change"
             for i, lam in enumerate(lambdas):
                 for j, beta in enumerate(betas):
@@ -102,11 +102,11 @@ def percent_change_rows(rows: list[dict]) -> list[dict]:
 VERDICTS = {"baseline": "", "one seed": "*", "within noise": "~", "beyond noise": "", "": ""}
 
 
-def change_verdicts(rows: list[dict], dataset: str, key: str) -> np.ndarray:
-    """Per (λ, β) cell, what its change against (β = 1, λ = 0) can say with these seeds:
-    "baseline"; "one seed" (the cell or the baseline has n = 1: no spread, undecided);
-    "within noise" (within one seed std); "beyond noise"; "" without a finished run."""
-    lambdas, betas, mean, std, count = vis.seed_stats(rows, dataset, key)
+def change_verdicts(lambdas, betas, mean, std, count) -> np.ndarray:
+    """Per (λ, β) cell of ``vis.seed_stats``, what its change against (β = 1, λ = 0) can say
+    with these seeds: "baseline"; "one seed" (the cell or the baseline has n = 1: no spread,
+    undecided); "within noise" (within one seed std); "beyond noise"; "" without a finished
+    run, or without a baseline. The table and the heatmap colour by the same verdicts."""
     out = np.full(mean.shape, "", dtype=object)
     if 1.0 not in betas or 0.0 not in lambdas:
         return out
@@ -278,13 +278,9 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             # Only a change larger than one seed std gets a colour. Cells within it are grey (not
             # distinguishable from the baseline with these seeds); cells where the cell or the
             # baseline has one seed are hatched (no spread: undecided). Neither sets the scale.
-            _, _, mean, std, count = vis.seed_stats(rows, ds, key)
-            base_cell = (lambdas.index(0.0), betas.index(1.0)) if 1.0 in betas and 0.0 in lambdas else None
-            grey = vis.within_noise(mean, std, base_cell)
-            single = vis.no_spread(count, base_cell)
-            if base_cell is not None:
-                grey[base_cell] = single[base_cell] = False
-            coloured = np.isfinite(change) & ~grey & ~single
+            verdicts = change_verdicts(*vis.seed_stats(rows, ds, key))
+            single = verdicts == "one seed"
+            coloured = np.isfinite(change) & np.isin(verdicts, ("baseline", "beyond noise"))
             limits = vis.colour_limits(np.abs(change), coloured)
             half = limits[1] if limits and limits[1] > 0 else 1.0
             im = ax.imshow(np.ma.masked_array(change, mask=~coloured), cmap=cmap, vmin=-half, vmax=half, aspect="auto")

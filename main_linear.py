@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import atomic_write, read_csv, read_json, write_csv, write_json, write_text
+from utils import atomic_write, holds_more_than, read_csv, read_json, write_csv, write_json, write_text
 
 # The original's settings per n (n = 50 and n = 100); other n take those of the nearer one.
 PER_N = {50: {"tol": 1e-6, "fp_iters": 50_000, "adamw_iters": 30_000, "clip_ab": 1.0, "clip_l": 2.0},
@@ -154,7 +154,7 @@ def check_results_dir(root: Path, cfg: dict) -> None:
             ours = json.loads(json.dumps(mine[key]))          # tuples -> lists, as saved
             if saved.get(key) == ours:
                 continue
-            if any(entry.name != "config.json" for entry in root.iterdir()):
+            if holds_more_than(root, "config.json"):
                 raise SettingError(f"{root} was made with {key}={_show(saved.get(key))}, not {_show(ours)}; "
                                    "use another --results-dir or delete it")
             # Only the settings file is there: nothing computed is lost by rebinding the folder.

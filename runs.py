@@ -45,6 +45,7 @@ from utils import (
     RunLock,
     atomic_write,
     fmt_number,
+    holds_more_than,
     read_csv,
     read_json,
     remove_stale_temporaries,
@@ -207,10 +208,7 @@ def bind_results_dir(cfg, root: Path, run_defining: tuple[str, ...], write: bool
 def holds_results(root: Path) -> bool:
     """Whether a stage root holds anything besides its config.json (run folders, tables,
     figures, an interrupted write): then its settings bind every later command."""
-    try:
-        return any(entry.name != CONFIG for entry in root.iterdir())
-    except OSError:
-        return True
+    return holds_more_than(root, CONFIG)
 
 
 def read_saved(path: Path) -> dict | None:

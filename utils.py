@@ -313,3 +313,12 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def holds_more_than(folder: Path, name: str) -> bool:
+    """Whether ``folder`` holds anything besides the file ``name`` (an unreadable folder counts
+    as holding more): a results folder with only its config.json holds no results."""
+    try:
+        return any(entry.name != name for entry in Path(folder).iterdir())
+    except OSError:
+        return True

@@ -90,11 +90,6 @@ def steps_for(args, work: Path) -> list[Step]:
     ]
 
 
-def _last_line(step: Step, output: str) -> str:
-    lines = [ln for ln in output.replace("\r", "\n").splitlines() if ln.strip()]
-    return lines[-1][:200] if lines else ""
-
-
 def _throughput(step: Step, output: str) -> str:
     """Per dataset shape: the naive loop's images/s and the best pack's, with its peak GPU memory."""
     best = {}
