@@ -9,10 +9,12 @@ Which images (docs/study.md):
   points (10,000 "train" + 5,000 "test" in the study), drawn as the original drew them.
 
 ``evaluate`` is the λβ-VAE's evaluation (MIG, SAP, I_m on the metric points; Vu, Wan &
-Wei 2026); the MINE-VAE family adds its own metrics to the same pieces (mine_study.py).
+Wei 2026); ``factor_scores``, ``reconstruction_columns`` and ``posthoc_redundancy`` score any
+family's model beyond it (the MINE-VAE's row: mine_report.evaluate).
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -22,6 +24,7 @@ import torch.nn.functional as F
 import metrics
 from ground_truth import GroundTruthDataset
 from losses import kl_per_dimension, lambda_beta_loss
+from mine import estimate_mi
 from models import BetaVAE, to_float
 
 HELDOUT_SEED = 20260209        # fixed for every run, so held-out NLLs compare across seeds
@@ -175,6 +178,110 @@ def definitions(cfg, steps: int, heldout_images: int) -> dict:
         "active_latents": f"latents whose kl_per_latent exceeds {ACTIVE_KL_NATS} nats",
         "i_xz_upper": "sum of kl_per_latent: the mean KL, an upper bound on I(x; z) in nats",
     }
+
+
+def reconstruction_points(dataset, cfg) -> tuple[np.ndarray, str]:
+    """(image indices, which split) that PSNR and SSIM are computed on: CelebA's official
+    test partition when its list_eval_partition.txt is present, else the held-out split
+    (images no run trains on); at most ``heldout_eval_points`` of them, in order."""
+    if getattr(dataset, "partition", None) is not None:
+        return dataset.split("test")[:cfg.heldout_eval_points], "official test partition"
+    return heldout_split(len(dataset), cfg.heldout_fraction)[1][:cfg.heldout_eval_points], "held-out split"
+
+
+@torch.no_grad()
+def reconstruction_columns(model, dataset, cfg, device) -> dict:
+    """PSNR and SSIM (``metrics.reconstruction_quality``) of the reconstructions from the
+    encoder means (``model.reconstruct``), per image and then averaged."""
+    points, split = reconstruction_points(dataset, cfg)
+    model.eval()
+    originals, recons = [], []
+    for start in range(0, len(points), 256):
+        x = to_float(torch.from_numpy(dataset.images(points[start:start + 256])).to(device))
+        originals.append(x.cpu().numpy())
+        recons.append(model.reconstruct(x).float().cpu().numpy())
+    if not originals:
+        return {"psnr": math.nan, "ssim": math.nan, "recon_eval_split": split, "recon_eval_images": 0}
+    quality = metrics.reconstruction_quality(np.concatenate(originals), np.concatenate(recons))
+    return {"psnr": quality["psnr"], "ssim": quality["ssim"], "recon_eval_split": split,
+            "recon_eval_images": len(points)}
+
+
+def reconstruction_definitions(quality: dict) -> dict:
+    """What ``reconstruction_columns``' columns are, for metrics.json."""
+    return {
+        "psnr": f"mean over {quality['recon_eval_images']} images of the {quality['recon_eval_split']} of "
+                "10·log10(1/MSE) in dB, the MSE between the image and its reconstruction (sigmoid of the "
+                "decoded encoder mean) over pixels and channels in [0, 1] (scikit-image "
+                "peak_signal_noise_ratio); +inf for identical images",
+        "ssim": "mean over the same images of SSIM (Wang et al. 2004; scikit-image structural_similarity: "
+                "7×7 uniform window, K1 0.01, K2 0.03, data_range 1, channels averaged); 1 for identical images",
+        "recon_eval_split": "which images PSNR and SSIM use: CelebA's official test partition when "
+                            "list_eval_partition.txt is present, else the held-out split",
+    }
+
+
+def factor_scores(model, dataset: GroundTruthDataset, points: dict, codes: np.ndarray, cfg, seed: int,
+                  device) -> tuple[dict, dict]:
+    """Every factor metric of a model, beyond the study's three: (row columns, metrics.json
+    extras). MIG, SAP, I_m (``metrics.study_metrics``), JEMMIG and IRS on the codes of the
+    metric points (``codes``: their train part), and the sampled β-VAE (Z-diff) and
+    FactorVAE (Z-min Var) scores, which encode the images they draw."""
+    test_codes = encode(model, dataset, points["test"], device)
+    train_f, test_f = dataset.index_to_factors(points["train"]), dataset.index_to_factors(points["test"])
+    study = metrics.study_metrics(train_f, codes, test_f, test_codes, num_bins=cfg.num_bins, seed=seed)
+    jem = metrics.jemmig(train_f, codes, num_bins=cfg.num_bins)
+    irs = metrics.irs(train_f, codes, num_bins=cfg.num_bins)
+    # The sampled metrics encode the images they draw; batches of 256 as before.
+    encoder = functools.partial(encode_images, model, device=device, batch_size=256)
+    zd = metrics.z_diff(dataset, encoder, np.random.default_rng([seed, 1]), cfg.sampled_metric_batch,
+                        cfg.sampled_metric_train, cfg.sampled_metric_eval)
+    zm = metrics.z_min_var(dataset, encoder, np.random.default_rng([seed, 2]), cfg.sampled_metric_batch,
+                           cfg.sampled_metric_train, cfg.sampled_metric_eval,
+                           num_variance_estimate=cfg.metric_train_points)
+    scores = {"mig": study["mig"], "sap": study["sap"], "i_m": study["i_m"],
+              "i_m_normalized": study["i_m_normalized"], "jemmig": jem["jemmig_normalized"],
+              "jemmig_raw": jem["jemmig"], "irs": irs["irs"], "z_diff": zd["z_diff_eval_accuracy"],
+              "z_diff_train": zd["z_diff_train_accuracy"], "z_min_var": zm["z_min_var_eval_accuracy"],
+              "z_min_var_error": 1.0 - zm["z_min_var_eval_accuracy"]}
+    extra = {"mi": study["mi"], "factor_names": dataset.factor_names,
+             "metric_settings": {**study["settings"], "z_diff": zd["settings"], "z_min_var": zm["settings"],
+                                 "z_min_var_active_latents": zm["num_active_dims"],
+                                 "irs_diff_quantile": 0.99, "jemmig_num_bins": cfg.num_bins}}
+    return scores, extra
+
+
+def factor_definitions(cfg) -> dict:
+    """What ``factor_scores``' columns are, for metrics.json."""
+    return {
+        "mig": f"MIG (Chen et al. 2018), {cfg.num_bins} equal-width bins, metric train points",
+        "sap": "discrete SAP (LinearSVC per latent and factor), fit on train, scored on test points",
+        "z_diff": f"β-VAE score (Higgins et al. 2017): LogisticRegression accuracy on {cfg.sampled_metric_eval} "
+                  f"eval points after {cfg.sampled_metric_train} train points of {cfg.sampled_metric_batch} pairs; "
+                  "higher is better",
+        "z_min_var": f"FactorVAE score (Kim & Mnih 2018): majority-vote accuracy on {cfg.sampled_metric_eval} "
+                     f"eval points of {cfg.sampled_metric_batch} images; higher is better "
+                     "(the review's rescaled direction)",
+        "z_min_var_error": "1 − z_min_var: the lower-is-better direction of the 3DShapes table an earlier "
+                           "(since removed) README of the MINE-VAE repository showed",
+        "irs": "IRS (Suter et al. 2019), diff_quantile 0.99, metric train points; higher is better",
+        "jemmig": "normalised JEMMIG (Do & Tran 2020), 1 − JEMMIG/(H(f)+log bins); higher is better",
+        "jemmig_raw": "raw JEMMIG in nats; lower is better",
+    }
+
+
+def posthoc_redundancy(codes: np.ndarray, parts, steps: int, hidden: int, seed: int) -> list[float]:
+    """A fresh MINE (Belghazi et al. 2018) per latent part ``p`` (index tensors), trained
+    after training on the final codes (encoder means of the metric points): Î(mu_p;
+    mu_rest) in nats, ``steps`` Adam steps of a ``hidden``-unit critic. A model trained
+    against a critic of its own (the MINE-VAE) is scored by the same procedure as one
+    that was not, so the numbers compare."""
+    out = []
+    for k, p in enumerate(parts):
+        rest = np.setdiff1d(np.arange(codes.shape[1]), p.numpy())
+        out.append(estimate_mi(codes[:, p.numpy()], codes[:, rest], steps=steps, hidden=hidden, lr=1e-3,
+                               seed=seed * 1000 + k)["mi"])
+    return out
 
 
 class progress:

@@ -29,7 +29,7 @@ registry: which job trains which runs) and ``logs/`` (each job's stdout and stde
 
 A stage plugs in through ``Stage``: its runs (``runs.RunSpec``) and its run and
 summarize functions. Each study builds its own (``study.launcher_stage``,
-``mine_study.launcher_stage``); this module knows no study.
+``family.launcher_stage``); this module knows no study.
 """
 from __future__ import annotations
 
@@ -131,7 +131,7 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
                    help="rewrite results.csv, summary and figures from the finished runs, then exit")
     g.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="with --collect: write results.csv, summary and figures to DIR instead of the results "
-                        "tree (which may be read-only); main_mine.py --eval-only: the folder for its results")
+                        "tree (which may be read-only); with --eval-only: the folder for its results")
     g.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's default)")
     g.add_argument("--runs-per-job", type=int, default=None, metavar="K",
                    help="runs per job, trained as one pack (default 4)")
@@ -205,7 +205,7 @@ def check_flags(args: argparse.Namespace) -> None:
     """SystemExit with one line for a bad job option, or a Slurm-only flag without --launcher slurm."""
     job_options(args)
     if getattr(args, "out", None) is not None and not (args.collect or getattr(args, "eval_only", None)):
-        raise SystemExit("--out: only used with --collect (or main_mine.py --eval-only)")
+        raise SystemExit("--out: only used with --collect or --eval-only")
 
 
 def wanted(args: argparse.Namespace) -> bool:

@@ -74,6 +74,7 @@ WEIGHTS_NAMES = {
     "lambda": "lambda_betavae_beta_{beta}_lambda_{lam}_seed_{seed}.pth",
     "mine": "mine_vae_{variant}_seed_{seed}.pth",
 }
+OTHER_WEIGHTS_NAME = "{stage}_seed_{seed}.pth"      # a family without a name of its own above
 
 
 class Interrupted(KeyboardInterrupt):
@@ -112,8 +113,9 @@ class RunSpec:
     @property
     def weights_path(self) -> Path:
         """Plain state_dict of the final weights."""
-        return self.run_dir / WEIGHTS_NAMES[self.stage].format(
-            beta=fmt_number(self.beta), lam=fmt_number(self.lam), seed=self.seed, variant=self.variant)
+        return self.run_dir / WEIGHTS_NAMES.get(self.stage, OTHER_WEIGHTS_NAME).format(
+            stage=self.stage, beta=fmt_number(self.beta), lam=fmt_number(self.lam), seed=self.seed,
+            variant=self.variant)
 
     @property
     def checkpoint_path(self) -> Path:

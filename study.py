@@ -3,7 +3,7 @@
     main_beta.py / main_lambda.py -> main(stage)
         settings  config.from_args                   (config.py defaults, --demo, flags)
         grid      beta_specs / lambda_specs          (one runs.RunSpec per dataset, β, [λ,] seed)
-        train     run_grid -> run_pack -> training.train_pack (packs of runs of one dataset)
+        train     run_grid -> family.run_grid with FAMILIES[stage] (packs of runs of one dataset, training.Pack)
         evaluate  evaluation.evaluate, per run as it leaves its pack; its figures
         summarize results.csv, summary, aggregate figures at the stage root
 
@@ -16,30 +16,38 @@ with results.csv, summary.txt and the figures across datasets at the stage root.
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import analysis
-import datasets
 import evidence
+import family
 import import_original
 import launcher
 import runs
 import visualizations as vis
 from analysis import percent_change_rows, percent_change_text
-from config import RUN_DEFINING, STAGE_RUN_DEFINING, Config, ConfigError, add_config_arguments, from_args
+from config import (
+    RUN_DEFINING,
+    STAGE_RUN_DEFINING,
+    Config,
+    ConfigError,
+    add_config_arguments,
+    from_args,
+    from_dict,
+    validate,
+)
+from engine import LOSS_KEYS
 from evaluation import evaluate, heldout_split, metric_indices
+from family import Family
 from models import BetaVAE, num_parameters
 from runs import RESULT_COLUMNS, RunSpec
-from training import ImageFeed, RunResult, checkpoint_step, load_state, save_weights, train_pack
-from utils import fmt_number, mean_std, resolve_device, write_csv, write_text
+from training import ImageFeed, Pack
+from utils import fmt_number, mean_std, write_csv, write_text
 
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
 
@@ -74,61 +82,106 @@ def lambda_specs(cfg: Config) -> list[RunSpec]:
     return specs
 
 
-# --- training and evaluating the grid ----------------------------------------------------------
+# --- the family ---------------------------------------------------------------------------
+class LambdaBeta(Family):
+    """The λβ-VAE as family.py trains it: packs of runs of one dataset (training.Pack),
+    MIG, SAP and I_m (evaluation.evaluate), reconstructions, traversal and MI heatmap.
+    One instance per stage (``FAMILIES``): --eval-only reads a run of its stage."""
+    label = "runs"
+    config_class = Config
+    columns = RESULT_COLUMNS
+    log_keys = LOSS_KEYS
+    score_keys = ("mig", "sap", "i_m")
+
+    outputs = "figures and summary"
+
+    def __init__(self, stage: str):
+        self.stage, self.script = stage, f"main_{stage}.py"
+        self.cell_flags = (("dataset", "datasets"), ("beta", "betas"),
+                           *((("lambda", "lambdas"),) if stage == "lambda" else ()), ("seed", "seeds"))
+
+    def specs(self, cfg: Config) -> list[RunSpec]:
+        return beta_specs(cfg) if self.stage == "beta" else lambda_specs(cfg)
+
+    def summarize(self, rows: list[dict], specs: list[RunSpec], cfg: Config) -> Path:
+        return summarize(rows, specs, cfg, self.stage)
+
+    def parent(self, cfg: Config) -> tuple[Path, str] | None:
+        return (stage_root(cfg, "beta"), "main_beta.py") if self.stage == "lambda" else None
+
+    def root(self, cfg: Config, stage: str) -> Path:
+        return stage_root(cfg, stage)
+
+    def run_defining(self, stage: str) -> tuple[str, ...]:
+        return STAGE_RUN_DEFINING[stage]
+
+    def check_todo(self, todo: list[RunSpec], cfg: Config) -> None:
+        check_parents(todo, cfg)
+
+    def pack_size(self, cfg: Config, device) -> int:
+        return cfg.pack_size or default_pack_size(device)
+
+    def feed(self, dataset, device) -> ImageFeed:
+        return ImageFeed(dataset, device)       # on a GPU: the whole dataset, once
+
+    def describe(self, cfg: Config, dataset) -> str:
+        return f"model {num_parameters(BetaVAE(dataset.channels, cfg.latent_dim)):,} parameters"
+
+    def identity(self, spec: RunSpec) -> dict:
+        return {"stage": spec.stage, "dataset": spec.dataset, "beta": spec.beta, "lambda": spec.lam,
+                "seed": spec.seed, "steps": spec.steps, "init_from": spec.init_from}
+
+    def trainee(self, specs: list[RunSpec], cfg: Config, dataset, device, feed) -> Pack:
+        train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
+        return Pack(specs, cfg, dataset.channels, device, train_idx, feed or ImageFeed(dataset, device))
+
+    def evaluate(self, result, cfg: Config, dataset, device, wall_time_s: float, pack_size: int) -> dict:
+        scores = evaluate(result.spec, cfg, dataset, result.model, result.window_means() or {}, result.step,
+                          device, wall_time_s)
+        scores["row"]["pack_size"] = pack_size
+        return scores
+
+    def draw(self, spec: RunSpec, cfg: Config, dataset, model, device, out_dir: Path, scores: dict) -> None:
+        points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
+        vis.save_reconstructions(model, dataset.images(points["test"][:64]), out_dir, device)
+        vis.save_traversal_gif(model, dataset.images(points["distinct"]), out_dir / "traversal.gif", device)
+        vis.save_mi_heatmap(np.asarray(scores["mi"]), dataset.factor_names, out_dir / "mi_heatmap.png",
+                            title=f"I(factor; latent), {spec.name}", floor=scores["mi_floor"],
+                            num_bins=cfg.num_bins)
+
+    def postfix(self, row: dict) -> str:
+        if row["status"] != "done":
+            return f"{row['dataset']} β={fmt_number(row['beta'])} FAILED"
+        return f"last: MIG={row['mig']:.3f} SAP={row['sap']:.3f} NLL={row['train_window_nll']:.1f}"
+
+    def config_from_saved(self, saved: dict, given: dict) -> Config:
+        return validate(from_dict(saved).replace(**given))
+
+    def config_from_args(self, args) -> Config:
+        return from_args(args, stage=self.stage)
+
+    def cell_spec(self, cfg: Config, cell: dict, path: Path) -> tuple[RunSpec, Config]:
+        steps = cfg.lambda_steps if self.stage == "lambda" else cfg.steps
+        return RunSpec(self.stage, cell["dataset"], float(cell["beta"]), float(cell.get("lambda", 0.0)),
+                       int(cell["seed"]), steps, path.parent), cfg
+
+    def load_model(self, cfg: Config, spec: RunSpec, channels: int, state: dict, device) -> BetaVAE:
+        model = BetaVAE(channels, cfg.latent_dim).to(device, memory_format=torch.channels_last)
+        model.load_state_dict(state)
+        return model
+
+
+FAMILIES = {stage: LambdaBeta(stage) for stage in ROOT_NAMES}
+
+
 def run_grid(specs: list[RunSpec], cfg: Config, retry_failed: bool = False) -> list[dict]:
     """Train and evaluate every run that is not finished; returns all rows (done, failed)."""
-    device = resolve_device(cfg.device)
-    runs.check_identity(specs, cfg)         # before anything is reused, resumed or skipped as done
-    todo = runs.runs_to_train(specs, retry_failed)
-    check_parents(todo, cfg)
-    print(f"{len(specs)} runs in the grid, {len(specs) - len(todo)} already finished or failed, "
-          f"{len(todo)} to train on {device}")
-    # Open (and so validate) every dataset before training anything: a bad file should
-    # fail in seconds, not after the runs of the datasets before it.
-    data = {name: datasets.load_dataset(name, source=cfg.source, data_dir=cfg.data_dir,
-                                        variant=cfg.mpi3d_variant)
-            for name in dict.fromkeys(spec.dataset for spec in todo)}
-    for name, dataset in data.items():
-        runs.check_batch_fits(cfg, name, len(heldout_split(len(dataset), cfg.heldout_fraction)[0]))
-        print(f"{name}: {dataset!r}; model {num_parameters(BetaVAE(dataset.channels, cfg.latent_dim)):,} parameters")
-    if todo:        # the stage root is bound to these settings once something trains in it
-        stage = todo[0].stage
-        runs.bind_results_dir(cfg, stage_root(cfg, stage), STAGE_RUN_DEFINING[stage], write=True)
-    pack_size = cfg.pack_size or default_pack_size(device)
-    if device.type == "cuda":
-        # Pick the fastest convolution algorithms for the pack's fixed shapes. GPU runs are
-        # reproducible to float tolerance only (cuDNN's backward kernels use atomics anyway).
-        torch.backends.cudnn.benchmark = True
-    with tqdm(total=len(todo), desc="runs", position=0, unit="run", dynamic_ncols=True) as bar:
-        for name, dataset in data.items():
-            feed = ImageFeed(dataset, device)       # on a GPU: the whole dataset, once
-            for pack in form_packs([s for s in todo if s.dataset == name], pack_size):
-                for row in run_pack(pack, cfg, dataset, device, feed):
-                    bar.set_postfix_str(_postfix(row))
-                bar.update(len(pack))
-    return [row for row in map(runs.read_row, specs) if row is not None]
+    return family.run_grid(specs, cfg, FAMILIES[specs[0].stage if specs else "beta"], retry_failed)
 
 
 def run_pack(specs: list[RunSpec], cfg: Config, dataset, device, feed: ImageFeed | None = None) -> list[dict]:
-    """Train runs of one dataset together (same step, same step target); evaluate and
-    draw each as it leaves the pack. Returns their rows; runs another process holds are
-    skipped."""
-    with runs.Claim(specs) as claim:
-        rows, todo = claim.rows, []
-        for spec in claim.todo:
-            failed = runs.set_aside_unreadable(spec, load_state)   # a corrupt checkpoint fails its run only
-            if failed is not None:
-                rows.append(failed)
-                continue
-            claim.write_config(spec, cfg, stage=spec.stage, dataset=spec.dataset, beta=spec.beta,
-                               **{"lambda": spec.lam}, seed=spec.seed, steps=spec.steps, init_from=spec.init_from)
-            todo.append(spec)
-        tic = time.perf_counter()
-        if todo:
-            for result in train_pack(todo, cfg, dataset, device, feed=feed, heartbeat=claim.touch):
-                rows.append(complete_run(result, cfg, dataset, device, pack_size=len(todo),
-                                         wall_time_s=time.perf_counter() - tic))
-    return rows
+    """Train runs of one dataset together; evaluate and draw each as it leaves the pack."""
+    return family.run_pack(specs, cfg, FAMILIES[specs[0].stage], dataset, device, feed)
 
 
 def check_parents(todo: list[RunSpec], cfg: Config) -> None:
@@ -149,48 +202,11 @@ def check_parents(todo: list[RunSpec], cfg: Config) -> None:
                      f"`python main_beta.py {_grid_flags(cfg)}{retry}`")
 
 
-def complete_run(result: RunResult, cfg: Config, dataset, device, pack_size: int, wall_time_s: float) -> dict:
-    """A run that left its pack: failed.json, or its weights, scores, figures and (last)
-    metrics.json. Returns its results row."""
-    spec = result.spec
-    if result.failure is not None:
-        return runs.mark_failed(spec, result.failure.step, str(result.failure))
-    save_weights(result.model, spec.weights_path)
-    scores = evaluate(spec, cfg, dataset, result.model, result.window_means(), result.step, device, wall_time_s)
-    scores["row"]["pack_size"] = pack_size
-    if cfg.figures:
-        draw_run_figures(spec, cfg, dataset, result.model, device, scores["mi"], scores["mi_floor"])
-    return runs.mark_done(spec, scores)
-
-
-def draw_run_figures(spec: RunSpec, cfg: Config, dataset, model, device, mi, mi_floor=None) -> None:
-    points = metric_indices(len(dataset), spec.seed, cfg.metric_train_points, cfg.metric_test_points)
-    vis.save_reconstructions(model, dataset.images(points["test"][:64]), spec.run_dir, device)
-    vis.save_traversal_gif(model, dataset.images(points["distinct"]), spec.run_dir / "traversal.gif", device)
-    vis.save_mi_heatmap(np.asarray(mi), dataset.factor_names, spec.run_dir / "mi_heatmap.png",
-                        title=f"I(factor; latent), {spec.name}", floor=mi_floor, num_bins=cfg.num_bins)
-
-
 def default_pack_size(device) -> int:
     """Runs per pack when the config leaves it to the device (pack_size 0). A GPU needs
     many small runs to fill it. A CPU pack runs its runs side by side, one per core
     (engine.py), so two per core keep every core busy (benchmarks/throughput.py)."""
     return 32 if device.type == "cuda" else 2 * torch.get_num_threads()
-
-
-def form_packs(specs: list[RunSpec], pack_size: int) -> list[list[RunSpec]]:
-    """Consecutive runs (grid order: β, then seed) that can train together: same step
-    target and same step to resume from, at most pack_size of them."""
-    groups = defaultdict(list)
-    for spec in specs:
-        groups[(spec.steps, checkpoint_step(spec))].append(spec)
-    return [group[i:i + pack_size] for group in groups.values() for i in range(0, len(group), pack_size)]
-
-
-def _postfix(row: dict) -> str:
-    if row["status"] != "done":
-        return f"{row['dataset']} β={fmt_number(row['beta'])} FAILED"
-    return f"last: MIG={row['mig']:.3f} SAP={row['sap']:.3f} NLL={row['train_window_nll']:.1f}"
 
 
 def _grid_flags(cfg: Config) -> str:
@@ -266,11 +282,7 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -
 def launcher_stage(stage: str, cfg: Config, specs: list[RunSpec], argv=None, retry_failed: bool = False):
     """The β or λ stage as launcher.py runs it on a cluster; the λ stage continues the β
     stage's runs."""
-    return launcher.make_stage(stage, f"main_{stage}.py", cfg, stage_root(cfg, stage), specs, run_grid,
-                               functools.partial(summarize, stage=stage), argv, retry_failed,
-                               preflight=functools.partial(runs.preflight, cfg, specs),
-                               parent_root=stage_root(cfg, "beta") if stage == "lambda" else None,
-                               parent_script="main_beta.py" if stage == "lambda" else None)
+    return family.launcher_stage(FAMILIES[stage], cfg, specs, argv, retry_failed)
 
 
 @runs.one_line_errors
@@ -280,30 +292,32 @@ def main(stage: str, argv=None, description: str = "") -> Path:
     parser.add_argument("--import-original", metavar="DIR",
                         help="read the original code's published runs (DIR/betavae_results/<dSprites|Shapes3D|"
                              "MPI3D>/*.npz, *.pth; lambda_betavae_results/ likewise) into this stage's results")
+    family.add_eval_only_argument(parser)
     add_config_arguments(parser)
     launcher.add_launcher_arguments(parser)
     args = parser.parse_args(argv)
+    if args.eval_only is not None:
+        return family.eval_only_command(FAMILIES[stage], args, parser)
+    if args.import_original:
+        return import_here(stage, args, parser)
+    return family.train_command(FAMILIES[stage], args, argv, parser, lambda a: from_args(a, stage=stage),
+                                RUN_DEFINING)
+
+
+def import_here(stage: str, args, parser) -> Path:
+    """--import-original: the original code's published runs into this stage's results."""
     try:
-        cfg = from_args(args, stage=stage)
-        if args.import_original:
-            cfg = import_original.settings(cfg)
-        resolve_device(cfg.device)
+        cfg = import_original.settings(from_args(args, stage=stage))
         launcher.check_flags(args)
         root = stage_root(cfg, stage)
-        # An import writes runs, so it records the settings now; training records them when it starts.
-        runs.bind_results_dir(cfg, root, RUN_DEFINING, write=bool(args.import_original))
+        # An import writes runs, so it records the settings now (training records them when it starts).
+        runs.bind_results_dir(cfg, root, RUN_DEFINING, write=True)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")
     specs = beta_specs(cfg) if stage == "beta" else lambda_specs(cfg)
-    if args.import_original:
-        rows, specs = import_original.import_stage(args.import_original, cfg, stage, root,
-                                                   beta_specs if stage == "beta" else lambda_specs, specs)
-        return summarize(rows, specs, cfg, stage)
-    if launcher.wanted(args):           # --status, --collect, or a cluster trains the grid
-        launcher.dispatch(args, launcher_stage(stage, cfg, specs, argv, retry_failed=args.retry_failed))
-        return root
-    return runs.train_here(specs, cfg, run_grid, functools.partial(summarize, stage=stage), parser,
-                           args.retry_failed, outputs="figures and summary")
+    rows, specs = import_original.import_stage(args.import_original, cfg, stage, root,
+                                               beta_specs if stage == "beta" else lambda_specs, specs)
+    return summarize(rows, specs, cfg, stage)
 
 
 if __name__ == "__main__":

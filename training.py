@@ -17,7 +17,6 @@ continues from it, in any pack.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,9 +29,10 @@ from config import Config
 from engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, member_optimizer_state
 from evaluation import heldout_split
 from ground_truth import IMAGE_SIZE, GroundTruthDataset
+from loop import LossRecord, train_runs
 from models import BetaVAE
-from runs import BatchOrder, Interrupted, RunFailed, RunSpec, window_means
-from utils import atomic_write, write_csv
+from runs import BatchOrder, RunFailed, RunSpec, window_means
+from utils import atomic_write
 
 
 # --- data ------------------------------------------------------------------------------
@@ -92,26 +92,9 @@ def load_weights(path: Path, model: BetaVAE, device) -> None:
     model.load_state_dict(state)
 
 
-def load_state(path: Path) -> dict:
-    """A checkpoint or weights file, read whole on the CPU (a check that it is readable)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def save_weights(model: BetaVAE, path: Path) -> None:
     with atomic_write(path) as f:
         torch.save(model.state_dict(), f)
-
-
-def checkpoint_step(spec: RunSpec) -> int:
-    """The step a run would resume from (0 without a checkpoint), read without loading
-    its tensors: the scheduler packs runs that are at the same step."""
-    path = spec.checkpoint_path
-    if not path.exists():
-        return 0
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
-    except Exception:       # unreadable: -1 packs it alone; run_pack marks the run failed
-        return -1
 
 
 @dataclass
@@ -130,14 +113,14 @@ class RunResult:
 
 class Pack:
     """The state of P runs at the same step: stacked weights and Adam (engine.py), and
-    per run its noise generator, data order, loss ring buffer and log. Each run is saved
-    to, and resumed from, its own checkpoint.pt in the single-run format, so a run can
-    resume in any pack, or alone."""
+    per run its noise generator, data order and loss record. Each run is saved to, and
+    resumed from, its own checkpoint.pt in the single-run format, so a run can resume in
+    any pack, or alone. The λβ family's trainee for ``loop.train_runs``."""
 
     def __init__(self, specs: list[RunSpec], cfg: Config, channels: int, device, train_indices: np.ndarray,
-                 mode: str | None = None):
+                 feed: ImageFeed | None = None, mode: str | None = None):
         self.cfg, self.channels, self.device, self.mode = cfg, channels, torch.device(device), mode
-        self.train_indices = train_indices
+        self.train_indices, self.feed = train_indices, feed
         payloads = [self._payload(spec) for spec in specs]
         steps = {p["step"] for p in payloads}
         if len(steps) != 1:
@@ -154,10 +137,7 @@ class Pack:
         generator.manual_seed(spec.seed)
         return {"model": initial_weights(spec, self.channels, self.cfg.latent_dim), "optimizer": None,
                 "generator": generator.get_state(), "step": 0,
-                # A window longer than the run would only hold zeros (and --loss-window 2e9
-                # would allocate 32 GB): the train-window means are the same with it clamped.
-                "window": torch.zeros(min(self.cfg.loss_window, spec.steps), len(LOSS_KEYS)),
-                "interval_sum": torch.zeros(len(LOSS_KEYS)), "log": []}
+                **LossRecord.fresh(LOSS_KEYS, self.cfg.loss_window, spec.steps)}
 
     def _build(self, specs, payloads, step) -> None:
         cfg, device = self.cfg, self.device
@@ -173,9 +153,7 @@ class Pack:
             g = torch.Generator(device=device)
             g.set_state(p["generator"].cpu())
             self.generators.append(g)
-        self.window = torch.stack([p["window"] for p in payloads]).to(device)            # (P, W, 4)
-        self.interval_sum = torch.stack([p["interval_sum"] for p in payloads]).to(device)  # (P, 4)
-        self.logs = [list(p["log"]) for p in payloads]
+        self.record = LossRecord(LOSS_KEYS, payloads, device)
         self.orders = [BatchOrder(self.train_indices, cfg.batch_size, s.seed) for s in specs]
         self.beta = torch.tensor([s.beta for s in specs], dtype=torch.float32, device=device)
         self.lam = torch.tensor([s.lam for s in specs], dtype=torch.float32, device=device)
@@ -184,11 +162,8 @@ class Pack:
         return len(self.specs)
 
     def member_payload(self, k: int) -> dict:
-        return {
-            "model": self.model.member_state_dict(k), "optimizer": member_optimizer_state(self.optimizer, k),
-            "generator": self.generators[k].get_state(), "step": self.step,
-            "window": self.window[k].clone(), "interval_sum": self.interval_sum[k].clone(), "log": self.logs[k],
-        }
+        return {"model": self.model.member_state_dict(k), "optimizer": member_optimizer_state(self.optimizer, k),
+                "generator": self.generators[k].get_state(), "step": self.step, **self.record.member(k)}
 
     def save(self) -> None:
         for k, spec in enumerate(self.specs):
@@ -200,59 +175,40 @@ class Pack:
         if indices == list(range(len(self))):
             return
         if not indices:
-            self.specs, self.logs, self.generators, self.orders = [], [], [], []
+            self.specs, self.generators, self.orders = [], [], []
             return
         payloads = [self.member_payload(k) for k in indices]
         self._build([self.specs[k] for k in indices], payloads, self.step)
 
     def result(self, k: int, failure: RunFailed | None = None) -> RunResult:
-        return RunResult(self.specs[k], self.step if failure is None else failure.step, self.window[k].clone(),
-                         self.logs[k], model=None if failure else self.model.member_model(k), failure=failure)
+        return RunResult(self.specs[k], self.step if failure is None else failure.step,
+                         self.record.window[k].clone(), self.record.logs[k],
+                         model=None if failure else self.model.member_model(k), failure=failure)
 
     # --- one optimizer step of every run -------------------------------------------------
-    def train_step(self, feed: ImageFeed) -> None:
-        x = feed.batch(np.stack([order(self.step) for order in self.orders]))
+    def train_step(self, feed: ImageFeed | None = None) -> None:
+        x = (feed or self.feed).batch(np.stack([order(self.step) for order in self.orders]))
         n = x.shape[1]
         eps = torch.stack([torch.randn((n, self.cfg.latent_dim), generator=g, device=self.device)
                            for g in self.generators])
         terms = self.model.forward_backward(x, eps, self.beta, self.lam)          # (P, 4), grads set
         self.optimizer.step()
-        # Keep losses on the device: a .item() per step would sync the GPU every step.
-        rows = terms.detach().float()
-        self.window[:, self.step % self.window.shape[1]] = rows
-        self.interval_sum += rows
+        self.record.add(terms, self.step)
         self.step += 1
 
     def failures(self) -> dict[int, RunFailed]:
         """Runs whose losses since the last check or whose weights are NaN/Inf."""
-        bad_loss = ~torch.isfinite(self.interval_sum).all(1)
-        bad_param = torch.zeros_like(bad_loss)
+        out = self.record.nonfinite(self.step)
+        bad_param = torch.zeros(len(self), dtype=torch.bool, device=self.device)
         for p in self.model.parameters():
             bad_param |= ~torch.isfinite(p.detach()).flatten(1).all(1)
-        bad_loss, bad_param = bad_loss.tolist(), bad_param.tolist()     # one sync for the pack
-        out = {}
-        last = self.logs[0][-1]["step"] if self.logs and self.logs[0] else 0
-        w = self.window.shape[1]
-        for k in range(len(self)):
-            if bad_loss[k]:
-                recent = range(max(last, self.step - w), self.step)
-                first = next((s for s in recent if not bool(torch.isfinite(self.window[k, s % w]).all())), last)
-                out[k] = RunFailed(first + 1, f"non-finite loss at step {first + 1} (checked at step {self.step})")
-            elif bad_param[k]:
-                names = [n for n, p in self.model.params.items() if not bool(torch.isfinite(p[k]).all())]
-                out[k] = RunFailed(self.step, f"non-finite parameters {', '.join(names[:3])} at step {self.step}")
+        for k in (k for k, bad in enumerate(bad_param.tolist()) if bad and k not in out):
+            names = [n for n, p in self.model.params.items() if not bool(torch.isfinite(p[k]).all())]
+            out[k] = RunFailed(self.step, f"non-finite parameters {', '.join(names[:3])} at step {self.step}")
         return out
 
-    def log_interval(self, elapsed: float, steps_done: int) -> None:
-        """Append a row of interval-mean losses to every run's log and train_log.csv."""
-        n = self.step - (self.logs[0][-1]["step"] if self.logs[0] else 0)
-        means = (self.interval_sum / n).tolist()
-        self.interval_sum.zero_()
-        rate = steps_done * self.cfg.batch_size / max(elapsed, 1e-9)
-        for k, spec in enumerate(self.specs):
-            self.logs[k].append({"step": self.step, **{f"train_{key}": v for key, v in zip(LOSS_KEYS, means[k])},
-                                 "images_per_s_per_run": rate, "pack_size": len(self)})
-            write_csv(spec.run_dir / "train_log.csv", self.logs[k])
+    def log_row(self, k: int, rate: float) -> dict:
+        return {"images_per_s_per_run": rate, "pack_size": len(self)}
 
 
 # --- training ---------------------------------------------------------------------------
@@ -260,55 +216,14 @@ def train_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, d
                feed: ImageFeed | None = None, heartbeat=lambda: None, mode: str | None = None,
                position: int = 1) -> Iterator[RunResult]:
     """Train runs of one dataset together to their last step, each resuming from its own
-    checkpoint; yields each run's RunResult as it leaves the pack. All must be at the
-    same step with the same step target. A run whose loss or weights turn NaN/Inf leaves
-    the pack as failed at the next check (every log and before every checkpoint, so a
-    diverged state is never saved); the others go on. ``heartbeat`` is called at every
-    checkpoint (it refreshes the runs' locks)."""
+    checkpoint (``loop.train_runs``); yields each run's RunResult as it leaves the pack.
+    All must be at the same step with the same step target."""
     targets = {s.steps for s in specs}
     if len(targets) != 1:
         raise ValueError(f"runs of one pack must share their step target, got {sorted(targets)}")
-    steps = targets.pop()
     train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
-    feed = feed or ImageFeed(dataset, device)
-    pack = Pack(specs, cfg, dataset.channels, device, train_idx, mode=mode)
-    name = specs[0].name if len(specs) == 1 else f"{specs[0].dataset} pack of {len(specs)}"
-    bar = tqdm(total=steps, initial=pack.step, desc=name, position=position, leave=False, unit="step",
-               dynamic_ncols=True)
-    pack.saved_step = pack.step       # the step a rerun resumes from
-    try:
-        yield from _train_steps(pack, cfg, feed, steps, bar, heartbeat)
-    except KeyboardInterrupt:           # Ctrl-C: one line, not torch's 30-line traceback
-        bar.close()
-        raise Interrupted(f"interrupted at step {pack.step} of {name} (last checkpoint: step {pack.saved_step}); "
-                          f"rerun the same command to resume") from None
-    bar.close()
-    for k in range(len(pack)):      # also when resumed at the last step: nothing left to train
-        yield pack.result(k)
-
-
-def _train_steps(pack: Pack, cfg: Config, feed: ImageFeed, steps: int, bar, heartbeat) -> Iterator[RunResult]:
-    """train_pack's loop: steps, checks, logs and checkpoints; yields the runs that fail."""
-    tic, tic_step = time.perf_counter(), pack.step
-    while len(pack) and pack.step < steps:
-        pack.train_step(feed)
-        bar.update()
-        at_log = pack.step % cfg.log_interval == 0 or pack.step == steps
-        at_checkpoint = pack.step % cfg.checkpoint_interval == 0 or pack.step == steps
-        if at_log or at_checkpoint:
-            failures = pack.failures()
-            for k, failure in failures.items():
-                yield pack.result(k, failure)
-            pack.keep([k for k in range(len(pack)) if k not in failures])
-            if not len(pack):
-                break
-        if at_log:
-            pack.log_interval(time.perf_counter() - tic, pack.step - tic_step)
-            tic, tic_step = time.perf_counter(), pack.step
-        if at_checkpoint:
-            pack.save()
-            pack.saved_step = pack.step
-            heartbeat()
+    pack = Pack(specs, cfg, dataset.channels, device, train_idx, feed or ImageFeed(dataset, device), mode=mode)
+    yield from train_runs(pack, targets.pop(), cfg, heartbeat=heartbeat, position=position)
 
 
 def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, **kwargs) -> RunResult:

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import math
 import textwrap
+import time
 from collections import defaultdict
+from pathlib import Path
 
 import imageio.v3 as iio
 import matplotlib
@@ -19,8 +21,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402  (Pillow comes with matplotlib and imageio)
 
+from evaluation import heldout_split  # noqa: E402
 from models import to_float  # noqa: E402
-from utils import atomic_write, fmt_number  # noqa: E402
+from utils import atomic_write, fmt_number, remove_stale_temporaries  # noqa: E402
 
 # Rows of the study's aggregate figures: (results-table column, label on the figure).
 STUDY_METRICS = (
@@ -381,3 +384,93 @@ def collapse_figure(rows: list[dict], path) -> None:
                 ax.legend(fontsize=6.5, title="seed mean ± std; n = seeds", title_fontsize=6.5)
     fig.suptitle("Mutual-information collapse with β (higher is more information kept)", fontsize=9)
     _save_figure(fig, path)
+
+
+# --- figures of a model while and after it trains ---------------------------------------------
+class TraversalView:
+    """The model as ``visualizations`` sees a β-VAE, restricted to chosen latents.
+
+    ``vis.traversal_frames`` encodes a few images, replaces one latent at a time and
+    decodes rows ordered image-major (row i·d + j = image i, latent j). This view
+    returns only the chosen latents' means and, when decoding, puts the traversed
+    values back into each image's full code and decodes through the attention path."""
+
+    def __init__(self, model, latents: list[int]):
+        self.model, self.latents, self._base = model, torch.as_tensor(latents), None
+
+    def eval(self):
+        self.model.eval()
+        return self
+
+    def encoder(self, x):
+        mu, logvar = self.model.encoder(x)
+        self._base = mu
+        return mu[:, self.latents], logvar[:, self.latents]
+
+    def decoder(self, z):
+        n, d = self._base.shape[0], len(self.latents)
+        if z.shape != (n * d, d):
+            raise RuntimeError(f"TraversalView expects ({n * d}, {d}) codes, got {tuple(z.shape)}")
+        full = self._base.repeat_interleave(d, dim=0).clone()
+        full[:, self.latents] = z
+        return self.model.decode(full)
+
+    def reconstruct(self, x):
+        return self.model.reconstruct(x)
+
+
+PROGRESS_IMAGES = 12          # images reconstructed in each progress image (one row of originals, one of recons)
+PRIOR_SAMPLES = 144           # prior samples per progress image (12 × 12, as the original shows each epoch)
+PRIOR_SEED_OFFSET = 2_000_003  # the prior samples' generator: seed + this, apart from training's generators
+
+
+def progress_steps(cfg, steps: int) -> list[int]:
+    """The VAE steps after which a progress image is written: every ``sample_interval``
+    up to ``steps`` (none for 0). A pure function of the settings, so a resumed run
+    expects the same files."""
+    return list(range(cfg.sample_interval, steps + 1, cfg.sample_interval)) if cfg.sample_interval else []
+
+
+class ProgressImages:
+    """``samples/step_<k>.png`` in the run folder after each step of ``progress_steps``
+    (a model with ``reconstruct`` and ``decode``, the MINE-VAE's ``sample_interval``):
+    12 held-out originals over their reconstructions (encoder means, through the
+    attention), then 144 prior samples z ~ N(0, I) decoded through the attention.
+
+    The inputs are fixed for the whole run (the same images and prior draws at every
+    step, from their own generator), so images from different steps compare, and
+    drawing them touches none of training's random state: a run's numbers are the same
+    with and without them. Files are written atomically and never rewritten: after a
+    resume, the steps between the last checkpoint and the kill are retrained to the same
+    state, and their images already exist."""
+
+    def __init__(self, spec, cfg, dataset, device):
+        self.folder, self.seconds = spec.run_dir / "samples", 0.0
+        self.steps = set(progress_steps(cfg, spec.steps))
+        if not self.steps:
+            return
+        remove_stale_temporaries(self.folder)        # under the run's lock: a killed write's leftovers
+        train, held = heldout_split(len(dataset), cfg.heldout_fraction)
+        shown = (held if len(held) >= PROGRESS_IMAGES else train)[:PROGRESS_IMAGES]
+        self.images = dataset.images(shown)
+        generator = torch.Generator().manual_seed(spec.seed + PRIOR_SEED_OFFSET)
+        self.prior = torch.randn(PRIOR_SAMPLES, cfg.latent_dim, generator=generator).to(device)
+        self.device = device
+
+    def path(self, step: int) -> Path:
+        return self.folder / f"step_{step}.png"
+
+    @torch.no_grad()
+    def maybe_write(self, model, step: int) -> None:
+        if step not in self.steps or self.path(step).exists():
+            return
+        tic = time.perf_counter()
+        model.eval()
+        try:
+            recon = model.reconstruct(to_float(torch.from_numpy(self.images).to(self.device)))
+            samples = torch.sigmoid(model.decode(self.prior))
+        finally:
+            model.train()
+        tiles = np.concatenate([self.images, to_uint8(recon), to_uint8(samples)])
+        save_png(tile(tiles, PROGRESS_IMAGES), self.path(step))
+        self.seconds += time.perf_counter() - tic

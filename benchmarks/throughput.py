@@ -185,7 +185,7 @@ def loss_check(args, device) -> None:
                 pack.train_step(source)
             _sync(device)
             seconds = time.perf_counter() - tic
-            loss = float(pack.window[0, :min(args.loss_check, 50), 0].mean())
+            loss = float(pack.record.window[0, :min(args.loss_check, 50), 0].mean())
             weights = pack.model.member_state_dict(0)
         if reference is None:
             reference = (loss, weights)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import study
+import family
 from config import Config
 from engine import PackedBetaVAE
 from models import BetaVAE
@@ -139,7 +139,7 @@ def test_packs_hold_runs_at_the_same_step_and_target(tmp_path):
     specs = [_spec(tmp_path, f"r{i}", seed=i, steps=6) for i in range(5)]
     with pytest.raises(KeyboardInterrupt):                    # r0 stops with a checkpoint at step 3
         _train_pack(specs[:1], CFG, Squares(fail_after_reads=4), CPU)
-    packs = study.form_packs(specs + [_spec(tmp_path, "long", seed=9, steps=9)], pack_size=3)
+    packs = family.form_packs(specs + [_spec(tmp_path, "long", seed=9, steps=9)], pack_size=3)
     assert [[s.run_dir.name for s in p] for p in packs] == [["r0"], ["r1", "r2", "r3"], ["r4"], ["long"]]
     with pytest.raises(ValueError, match="same step"):
         _train_pack(specs[:2], CFG, Squares(), CPU)

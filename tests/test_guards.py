@@ -79,7 +79,7 @@ def test_training_never_reads_the_heldout_images(tmp_path):
 def test_weights_that_turn_non_finite_fail_the_run_before_they_are_saved(tmp_path, monkeypatch):
     step = Pack.train_step
 
-    def step_then_corrupt_run_0(pack, feed):
+    def step_then_corrupt_run_0(pack, feed=None):
         step(pack, feed)
         if pack.step == CFG.checkpoint_interval and pack.specs[0].run_dir.name == "bad":
             with torch.no_grad():      # this step's loss was finite: only the weights show it

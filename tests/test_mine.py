@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import metrics
+import mine_report
 import mine_study
 import runs
 from config import MINE_VARIANTS, ConfigError, MineConfig, validate_mine
@@ -189,7 +190,7 @@ def test_a_diverged_run_is_marked_failed_and_the_grid_goes_on(tmp_path, monkeypa
     specs = [mine_study.RunSpec("mine", "squares", cfg.kl_weight, 0.0, s, 4, tmp_path / f"seed_{s}", variant="full")
              for s in (3, 4)]
     failed, done = (mine_study.run_one(s, cfg.replace(figures=False), Squares(), torch.device("cpu")) for s in specs)
-    assert failed["status"] == "failed" and failed["steps"] == 4 and "non-finite" in failed["reason"]
+    assert failed["status"] == "failed" and failed["steps"] == 3 and "non-finite" in failed["reason"]
     assert (tmp_path / "seed_3" / runs.FAILED).exists() and not (tmp_path / "seed_3" / runs.METRICS).exists()
     saved = torch.load(tmp_path / "seed_3" / "checkpoint.pt", weights_only=True)    # the diverged state is never saved
     assert saved["step"] == 2 and all(torch.isfinite(v).all() for v in saved["model"].values())
@@ -482,7 +483,7 @@ def test_progress_images_appear_at_the_right_steps_and_leave_training_alone(tmp_
         return mine_study.RunSpec("mine", "squares", cfg.kl_weight, 0.0, 0, 5, tmp_path / d, variant="full")
     with_images = mine_study.train(spec("a"), cfg, Squares(), torch.device("cpu"))
     assert sorted(p.name for p in (tmp_path / "a" / "samples").iterdir()) == ["step_2.png", "step_4.png"]
-    assert mine_study.progress_steps(cfg, 5) == [2, 4]
+    assert mine_study.vis.progress_steps(cfg, 5) == [2, 4]
     picture = iio.imread(tmp_path / "a" / "samples" / "step_2.png")
     assert picture.shape[:2] == (14 * 66 + 2, 12 * 66 + 2)     # 12 originals, 12 reconstructions, 12 × 12 prior samples
     without = mine_study.train(spec("b"), cfg.replace(sample_interval=0), Squares(), torch.device("cpu"))
@@ -527,7 +528,7 @@ def test_factor_traversal_moves_one_factor_allocation_at_a_time():
     torch.nn.init.normal_(model.attention.out.weight, std=0.5)
     images = to_float(torch.from_numpy(Squares().images(np.arange(2))))
     reference = 3 * torch.randn(64, 4, generator=torch.Generator().manual_seed(1))    # codes of a trained spread
-    view = mine_study.FactorTraversalView(model, reference)
+    view = mine_report.FactorTraversalView(model, reference)
     with torch.no_grad():
         t, _ = view.encoder(images)                                       # (2 images, 3 factors)
         codes, same = view.moved(t.repeat_interleave(3, dim=0))         # at its own coordinates: unmoved

@@ -9,6 +9,7 @@ import time
 import torch
 
 import engine
+import family
 import runs
 import study
 from config import Config
@@ -21,7 +22,7 @@ def test_nan_marks_the_run_failed_and_the_sweep_goes_on(tmp_path, monkeypatch):
     # Both runs train in one pack; only the β=4 run diverges, at its steps 8-10.
     specs = [tiny_spec(tmp_path / "diverges", 20, seed=1),
              dataclasses.replace(tiny_spec(tmp_path / "fine", 20, seed=2), beta=5.0)]
-    monkeypatch.setattr(study.datasets, "load_dataset", lambda *a, **k: Squares())
+    monkeypatch.setattr(family.datasets, "load_dataset", lambda *a, **k: Squares())
     real_loss, calls = engine.lambda_beta_loss, {"n": 0}
 
     def loss_that_diverges_in_the_first_run(logits, x, mu, logvar, beta, lam):

@@ -347,7 +347,7 @@ def test_read_only_tree_status_collect_out_and_training(tree, capsys, monkeypatc
 # --- 9, 10: Ctrl-C ------------------------------------------------------------------------------------
 def test_ctrl_c_is_one_line_with_the_step(tmp_path, capsys, monkeypatch):
     from tiny_data import Squares
-    monkeypatch.setattr(study.datasets, "load_dataset", lambda *a, **k: Squares(fail_after_reads=3))
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: Squares(fail_after_reads=3))
     line = one_line_exit(capsys, lambda: beta(tmp_path, "--beta", "4", "--batch-size", "4"), code=130)
     assert line.startswith("interrupted at step 3 of dsprites β=4 seed=0 (last checkpoint: step 2)")
     assert line.endswith("rerun the same command to resume")
