@@ -28,7 +28,9 @@ from utils import atomic_write, read_csv, resolve_device, write_csv, write_json
 
 
 class Family:
-    """The interface of a model family (defaults are the λβ-VAE's where one is natural)."""
+    """The interface of a model family. ``run_pack`` needs ``identity``, ``trainee`` and
+    ``evaluate`` (and ``draw`` with figures on); the grid, the command line and
+    --eval-only need the rest. Methods without a default raise NotImplementedError."""
     label = "runs"                      # in the grid's first line: "12 {label} in the grid"
     config_class: type                  # its settings (config.Config, config.MineConfig)
     columns: list[str] = runs.RESULT_COLUMNS
@@ -39,34 +41,77 @@ class Family:
     script: str                         # the command that trains it (main_beta.py, ...)
     outputs: str                        # what its stage root holds besides results.csv, for the last line
 
-    def specs(self, cfg) -> list[RunSpec]: ...
-    def summarize(self, rows: list[dict], specs: list[RunSpec], cfg) -> Path: ...
+    # --- one run -------------------------------------------------------------------------------
+    def identity(self, spec: RunSpec) -> dict:
+        """The run's entry in its config.json ("run")."""
+        raise NotImplementedError
+
+    def trainee(self, specs: list[RunSpec], cfg, dataset, device, feed):
+        """The runs' state at their checkpoint (or fresh), as loop.train_runs trains it."""
+        raise NotImplementedError
+
+    def evaluate(self, result, cfg, dataset, device, wall_time_s: float, pack_size: int | None) -> dict:
+        """metrics.json's contents ("row": the results row) of a run that left its trainee."""
+        raise NotImplementedError
+
+    def draw(self, spec: RunSpec, cfg, dataset, model, device, out_dir: Path, scores: dict) -> None:
+        """The run's figures into ``out_dir``."""
+        raise NotImplementedError
+
+    def failed_columns(self, spec: RunSpec, cfg) -> dict:
+        """Extra columns of a failed run's row."""
+        return {}
+
+    # --- the grid ------------------------------------------------------------------------------
+    def specs(self, cfg) -> list[RunSpec]:
+        raise NotImplementedError
+
+    def root(self, cfg, stage: str) -> Path:
+        raise NotImplementedError
+
+    def run_defining(self, stage: str) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def summarize(self, rows: list[dict], specs: list[RunSpec], cfg) -> Path:
+        """results.csv and the family's tables and figures at the stage root; returns the root."""
+        raise NotImplementedError
+
+    def describe(self, cfg, dataset) -> str:
+        """A line about the model, printed once per dataset."""
+        raise NotImplementedError
+
+    def postfix(self, row: dict) -> str:
+        """The grid's progress bar text for a finished run."""
+        raise NotImplementedError
+
     def parent(self, cfg) -> tuple[Path, str] | None:
         """The stage root and command of the runs this stage continues (the λ stage: β)."""
         return None
-    def root(self, cfg, stage: str) -> Path: ...
-    def run_defining(self, stage: str) -> tuple[str, ...]: ...
+
     def check_todo(self, todo: list[RunSpec], cfg) -> None:
         """Raise before training if a run cannot start (the λ stage: a missing β run)."""
+
     def pack_size(self, cfg, device) -> int:
         return 1
+
     def feed(self, dataset, device):
         """What every trainee of one dataset shares (the λβ-VAE: its image feed)."""
         return None
-    def describe(self, cfg, dataset) -> str: ...
-    def identity(self, spec: RunSpec) -> dict: ...
-    def failed_columns(self, spec: RunSpec, cfg) -> dict:
-        return {}
-    def trainee(self, specs: list[RunSpec], cfg, dataset, device, feed): ...
-    def evaluate(self, result, cfg, dataset, device, wall_time_s: float, pack_size: int) -> dict: ...
-    def draw(self, spec: RunSpec, cfg, dataset, model, device, out_dir: Path, scores: dict) -> None: ...
-    def postfix(self, row: dict) -> str: ...
-    # --eval-only
-    def config_from_saved(self, saved: dict, given: dict): ...
-    def config_from_args(self, args): ...
+
+    # --- --eval-only ---------------------------------------------------------------------------
+    def config_from_saved(self, saved: dict, given: dict):
+        """The settings of a run's config.json, with the flags given on top."""
+        raise NotImplementedError
+
+    def config_from_args(self, args):
+        raise NotImplementedError
+
     def cell_spec(self, cfg, cell: dict, path: Path) -> tuple[RunSpec, object]:
         """The run of a --eval-only cell, and its settings (a variant may change them)."""
-    def load_model(self, cfg, spec: RunSpec, channels: int, state: dict, device): ...
+        raise NotImplementedError
+
+    def load_model(self, cfg, spec: RunSpec, channels: int, state: dict, device):
+        raise NotImplementedError
 
 
 def load_state(path: Path) -> dict:
