@@ -315,6 +315,8 @@ HELP = {
     "num_factors": "learned factor queries of the cross-attention",
     "factor_dim": "width of each factor query",
     "attention_dim": "width of the cross-attention",
+    "attention_temperature": "softmax temperature of the cross-attention (scores / (sqrt(attention_dim) · T)); "
+                             "below 1 sharpens it",
     "mine_hidden_dim": "hidden width of each MINE statistics network",
     "mine_parts": "latent parts; MINE estimates I(part; rest) for each (2..latent_dim)",
     "kl_weight": "β, the weight of the KL term (>= 0)",
@@ -345,7 +347,8 @@ HELP = {
     "sample_interval": "VAE steps between progress images samples/step_<k>.png (0: none)",
 }
 MINE_PRESET_HELP = ("settings of a named source applied before the flags: original (PyTorch-VAE_MINE's loss "
-                    "scale, optimiser and objective)")
+                    "scale, optimiser and objective); evidence (full / no_mine / no_sparse × 3 seeds on the "
+                    "dSprites stand-in, writes docs/mine_evidence.md)")
 
 
 def demo_help(overrides: dict) -> str:
@@ -454,7 +457,7 @@ MINE_VARIANT_SETTINGS = {"factors_5": {"num_factors": 5}, "factors_15": {"num_fa
 MINE_TARGETS = ("redundancy", "factor")
 MINE_BILEVEL = ("alternate", "inner_attention")
 MINE_LOSS_SCALES = ("batch_mean", "batch_sum")      # losses.LOSS_SCALES (config does not import torch)
-MINE_PRESETS = ("", "original")
+MINE_PRESETS = ("", "original", "evidence")
 
 
 @dataclass(frozen=True)
@@ -482,6 +485,7 @@ class MineConfig(_Settings):
     num_factors: int = 10                    # learned factor queries of the cross-attention
     factor_dim: int = 32
     attention_dim: int = 128
+    attention_temperature: float = 1.0       # 1: scaled dot-product attention as in Vaswani et al. 2017
     mine_hidden_dim: int = 128
     mine_parts: int = 8                      # latent split into this many parts; MINE estimates I(part; rest)
     # Redundancy: the original's I(z; e_k) has no finite true value (e_k is a function of z).
@@ -597,7 +601,26 @@ MINE_ORIGINAL_PRESET = dict(
     inner_lr=0.01,
 )
 
+# The evidence preset (--preset evidence; docs/mine_evidence.md): does the mechanism do
+# anything? The three variants that switch it off part by part, three seeds, on the
+# dSprites stand-in, whose factors differ most in size (3 to 40 classes), with the demo's
+# model and optimiser. scripts/mine_budget.py measured the steps and weights
+# (docs/mine_budget.csv). One setting per line, with its reason:
+MINE_EVIDENCE_PRESET = dict(
+    preset="evidence",
+    datasets=("dsprites",),        # factors of 3, 6, 40, 32 and 32 classes: complexities that differ
+    source="standin",              # no downloads
+    variants=("full", "no_mine", "no_sparse"),   # the mechanism, without MINE, without L_sparse
+    seeds=(0, 1, 2),               # three seeds: the fewest that give a seed std
+    num_factors=5,                 # one query per dSprites factor
+    steps=2000,
+)
+# What the evidence preset shares with the demo: the model and optimiser sizes.
+MINE_EVIDENCE_BASE = {k: v for k, v in MINE_DEMO_OVERRIDES.items()
+                      if k not in ("datasets", "variants", "seeds", "steps", "sample_interval")}
+
 MINE_RUN_DEFINING = ("source", "mpi3d_variant", "latent_dim", "num_factors", "factor_dim", "attention_dim",
+                     "attention_temperature",
                      "mine_hidden_dim", "mine_parts", "kl_weight", "disentanglement_weight",
                      "attention_reg_weight", "entropy_reg_weight", "gaussian_fit_samples", "steps", "vae_steps",
                      "mine_steps", "batch_size", "lr", "mine_lr", "mine_ema_rate", "adam_betas", "adam_eps",
@@ -654,6 +677,8 @@ def validate_mine(cfg: MineConfig) -> MineConfig:
         _bad("mine_lr", f"is {cfg.mine_lr}: use a learning rate in (0, 1), e.g. 1e-4")
     if not 0 < cfg.mine_ema_rate <= 1:
         _bad("mine_ema_rate", f"is {cfg.mine_ema_rate}: use a rate in (0, 1], e.g. 0.01")
+    if not (math.isfinite(cfg.attention_temperature) and cfg.attention_temperature > 0):
+        _bad("attention_temperature", f"is {cfg.attention_temperature}: use a temperature > 0 (1: plain attention)")
     return cfg
 
 
@@ -674,6 +699,8 @@ def mine_from_args(args: argparse.Namespace, base: MineConfig | None = None, abl
     preset = given.get("preset", base.preset)
     if preset == "original":
         base = base.replace(**MINE_ORIGINAL_PRESET)
+    elif preset == "evidence":
+        base = base.replace(**{**MINE_EVIDENCE_BASE, **MINE_EVIDENCE_PRESET})
     elif preset:
         _bad("preset", f"is {preset!r}: choose from {', '.join(repr(c) for c in MINE_PRESETS)}")
     if given.get("demo", base.demo):

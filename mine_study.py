@@ -37,6 +37,7 @@ import torch
 import evaluation
 import family
 import launcher
+import mine_evidence
 import mine_report
 import runs
 import visualizations as vis
@@ -101,7 +102,7 @@ def build_models(cfg: MineConfig, channels: int, seed: int, device):
     from the same weights, as all β of a seed do in the λβ study)."""
     torch.manual_seed(seed)
     model = MINEDisentangleVAE(channels, cfg.latent_dim, cfg.num_factors, cfg.factor_dim, cfg.attention_dim,
-                               cfg.gaussian_fit_samples)
+                               cfg.gaussian_fit_samples, cfg.attention_temperature)
     if cfg.mine_target == "factor":
         estimator = FactorMutualInformation(cfg.latent_dim, cfg.num_factors, cfg.factor_dim, cfg.mine_hidden_dim,
                                             cfg.mine_ema_rate)
@@ -406,7 +407,11 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: MineConfig) -> Path:
     """Rewrite results.csv and the ablation table from all finished runs."""
     root = runs.output_root(mine_root(cfg))
     rows = runs.write_results(root, rows, COLUMNS)
-    mine_report.write_ablation(root, rows, runs.figure_rows(rows, cfg, STAGE))  # never pools other settings
+    pooled = runs.figure_rows(rows, cfg, STAGE)         # never pools runs of other settings
+    mine_report.write_ablation(root, rows, pooled)
+    if cfg.preset == "evidence" and not cfg.results_dir and root == mine_root(cfg):
+        # The page lives in the repository: a run elsewhere (--results-dir, --collect --out) leaves it alone.
+        print(f"wrote {mine_evidence.write_report(pooled, root, cfg)}")
     runs.report_missing(rows, specs)
     return root
 

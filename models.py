@@ -120,9 +120,10 @@ class CrossAttention(nn.Module):
     forward(z, factor_embeddings) -> (attended z~ (n, L), attention A (n, K, L)).
     """
 
-    def __init__(self, latent_dim: int, num_factors: int, factor_dim: int, attention_dim: int):
+    def __init__(self, latent_dim: int, num_factors: int, factor_dim: int, attention_dim: int,
+                 temperature: float = 1.0):
         super().__init__()
-        self.scale = attention_dim ** -0.5
+        self.scale = attention_dim ** -0.5 / temperature
         self.slot_direction = nn.Parameter(torch.randn(latent_dim, attention_dim) * attention_dim ** -0.5)
         self.slot_embedding = nn.Parameter(torch.randn(latent_dim, attention_dim) * attention_dim ** -0.5)
         self.query = nn.Linear(factor_dim, attention_dim)
@@ -253,12 +254,12 @@ class MINEDisentangleVAE(nn.Module):
     the loss needs. ``encoder(x)[0]`` (the mean mu) is the code the metrics read."""
 
     def __init__(self, channels: int = 3, latent_dim: int = 128, num_factors: int = 10, factor_dim: int = 32,
-                 attention_dim: int = 128, gaussian_fit_samples: int = 1000):
+                 attention_dim: int = 128, gaussian_fit_samples: int = 1000, attention_temperature: float = 1.0):
         super().__init__()
         self.channels, self.latent_dim = channels, latent_dim
         self.encoder = Encoder(channels, latent_dim)
         self.factor_encoder = FactorEncoder(latent_dim, num_factors, factor_dim)
-        self.attention = CrossAttention(latent_dim, num_factors, factor_dim, attention_dim)
+        self.attention = CrossAttention(latent_dim, num_factors, factor_dim, attention_dim, attention_temperature)
         self.decoder = Decoder(channels, latent_dim)
         self.complexity = GaussianFitEstimator(latent_dim, gaussian_fit_samples)
 
