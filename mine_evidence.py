@@ -242,13 +242,24 @@ def claims_table(runs: list[dict]) -> list[str]:
             *(f"| {c} | {m} | {a} |" for c, m, a in rows)]
 
 
+def first_left_uniform(rows: list[dict], setting: str) -> int | None:
+    """The first measured step at which every seed of ``setting`` had left uniform
+    attention (``LEFT_UNIFORM`` of L_ent's maximum removed), and stayed so at every later
+    measured step; None if none."""
+    group = [r for r in rows if r["setting"] == setting]
+    steps = sorted({r["step"] for r in group})
+    ok = {s: all(r["ent_removed"] >= LEFT_UNIFORM for r in group if r["step"] == s) for s in steps}
+    return next((s for i, s in enumerate(steps) if all(ok[t] for t in steps[i:])), None)
+
+
 def budget_table(csv: Path) -> list[str]:
     """The budget measurement's last milestone per setting: how far each setting moved the attention."""
     if not csv.exists():
         return ["(docs/mine_budget.csv is missing: run scripts/mine_budget.py)"]
     rows = read_csv(csv)
-    out = ["| setting | L_sparse, L_ent weights, temperature | step | L_ent removed | L_sparse removed | "
-           "r(share, c) | |∇A| recon | |∇A| sparse | |∇A| ent |", "|---|---|---|---|---|---|---|---|---|"]
+    out = ["| setting | L_sparse, L_ent weights, temperature | left uniform in every seed from step | step | "
+           "L_ent removed | L_sparse removed | r(share, c) | ‖∇A‖ recon | ‖∇A‖ sparse | ‖∇A‖ ent |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for name in dict.fromkeys(r["setting"] for r in rows):
         group = [r for r in rows if r["setting"] == name]
         last = max(r["step"] for r in group)
@@ -257,9 +268,11 @@ def budget_table(csv: Path) -> list[str]:
 
         def cell(key, fmt="{:.2e}", group=at):
             mean, std, n = stats(r[key] for r in group)
-            return fmt.format(mean) + (f" ± {fmt.format(std)}" if math.isfinite(std) else "")
+            return fmt.format(mean) + (f" ± {fmt.replace('+', '').format(std)}" if math.isfinite(std) else "")
+        left = first_left_uniform(rows, name)
         out.append(f"| {name} | {first['attention_reg_weight']:g}, {first['entropy_reg_weight']:g}, "
-                   f"{first['attention_temperature']:g} | {last} | {cell('ent_removed', '{:.3f}')} | "
+                   f"{first['attention_temperature']:g} | {'never' if left is None else left} | {last} | "
+                   f"{cell('ent_removed', '{:.3f}')} | "
                    f"{cell('sparse_removed', '{:.3f}')} | {cell('capacity_correlation', '{:+.2f}')} | "
                    f"{cell('grad_recon')} | {cell('grad_sparse')} | {cell('grad_ent')} |")
     return out
@@ -320,7 +333,7 @@ def write_report(rows: list[dict], root: Path, cfg, docs: Path = DOCS) -> Path:
         lines.append(f"| {v} | " + " | ".join(_ms(stats(r.get(k) for r in group)) for k in keys) + " |")
     lines += ["", "## The budget", "",
               "What moved the attention of one `full` run, per setting, at the last measured step (mean ± "
-              "spread over seeds; |∇A|: the norm of each weighted term's gradient into the parameters that "
+              "spread over seeds; ‖∇A‖: the norm of each weighted term's gradient into the parameters that "
               "shape the attention, on one batch). Every row: `docs/mine_budget.csv`.", "",
               *budget_table(docs / "mine_budget.csv"), ""]
     write_text(docs / "mine_evidence.md", "\n".join(lines))

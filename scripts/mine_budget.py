@@ -126,6 +126,10 @@ def main(argv=None) -> Path:
                       f"{row['capacity_correlation']:+.2f} MIG {row['mig']:.3f} |grad| recon "
                       f"{row['grad_recon']:.2e} sparse {row['grad_sparse']:.2e} ent {row['grad_ent']:.2e}",
                       flush=True)
+    for name in dict.fromkeys(r["setting"] for r in rows):
+        left = mine_evidence.first_left_uniform(rows, name)
+        print(f"{name:20s} left uniform attention in every seed from step {'never' if left is None else left} "
+              f"(≥ {100 * mine_evidence.LEFT_UNIFORM:.0f} % of L_ent's maximum removed)")
     print(f"{len(rows)} rows in {args.csv}")
     return args.csv
 

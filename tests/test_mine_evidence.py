@@ -90,3 +90,34 @@ def test_a_run_that_stays_uniform_is_reported_as_such(tmp_path):
     assert "| the cross-attention leaves uniform (full) | L_ent removed per seed: 0.0 %, 0.0 %, 0.0 %" in page
     assert "no (it stays at its maximum)" in page
 
+
+
+def test_under_the_preset_settings_the_attention_leaves_uniform_on_a_toy_problem(tmp_path, request):
+    """Squares (factors of 4, 4 and 3 classes), the evidence preset's model and weights:
+    within a few hundred steps the attention is measurably away from uniform."""
+    import torch
+
+    import mine_study
+    from evaluation import encode
+    from loop import train_one
+    from runs import RunSpec
+    from tiny_data import Squares
+    cfg = MineConfig(**{**MINE_EVIDENCE_BASE, **MINE_EVIDENCE_PRESET, "sample_interval": 0, "figures": False,
+                        "log_interval": 50, "checkpoint_interval": 1000})
+    data = Squares()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)            # small steps: a second thread only waits (docs/mine.md)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+
+    def removed(steps: int) -> float:
+        spec = RunSpec("mine", "squares", cfg.kl_weight, 0.0, 0, steps, tmp_path / f"s{steps}", variant="full")
+        run = mine_study.MineRun(spec, cfg, data, torch.device("cpu"))
+        if steps:
+            train_one(run, steps, cfg)
+        codes = encode(run.model, data, np.arange(len(data)), "cpu")
+        return mine_evidence.attention_uniformity(mine_evidence.attention_of(run.model, codes, "cpu"))["ent_removed"]
+    assert removed(0) < 0.01                    # it starts at uniform...
+    assert removed(TOY_STEPS) >= mine_evidence.LEFT_UNIFORM     # ...and leaves it
+
+
+TOY_STEPS = 150
