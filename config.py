@@ -607,7 +607,7 @@ MINE_ORIGINAL_PRESET = dict(
 # model and optimiser. scripts/mine_budget.py measured the steps and weights
 # (docs/mine_budget.csv, 2 seeds): with the default weights the attention had lost only
 # 8 % ± 4 % of its uniform entropy after 2,000 steps (the reconstruction's gradient into
-# the attention was ~1,000x the regularisers'); with L_sparse 1.0, L_ent 0.5 and
+# the attention was 2,000-4,000x the weighted regularisers'); with L_sparse 1.0, L_ent 0.5 and
 # temperature 0.25 every seed had left uniform by step 250 (96 % removed at 2,000), the
 # cheapest measured budget. One setting per line, with its reason:
 MINE_EVIDENCE_PRESET = dict(
@@ -617,7 +617,7 @@ MINE_EVIDENCE_PRESET = dict(
     variants=("full", "no_mine", "no_sparse"),   # the mechanism, without MINE, without L_sparse
     seeds=(0, 1, 2),               # three seeds: the fewest that give a seed std
     num_factors=5,                 # one query per dSprites factor
-    attention_reg_weight=1.0,      # 10x the default L_sparse: at 0.1 its gradient is ~1e-3 of the reconstruction's
+    attention_reg_weight=1.0,      # 10x the default L_sparse: at 0.1 its gradient is ~1/4000 of the reconstruction's
     entropy_reg_weight=0.5,        # 10x the default L_ent, likewise
     attention_temperature=0.25,    # a sharper softmax: the regularisers' gradient at uniform grows with 1/T
     steps=1000,                    # 4x the first step at which every budget seed had left uniform (250)
