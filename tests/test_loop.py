@@ -120,7 +120,7 @@ def test_the_lambda_beta_family_gets_the_same_eval_only(tmp_path, capsys):
     import study
     flags = ["--source", "standin", "--datasets", "dsprites", "--betas", "4", "--seeds", "0", "--steps", "6",
              "--batch-size", "8", "--log-interval", "3", "--checkpoint-interval", "3", "--loss-window", "4",
-             "--metric-train-points", "60", "--metric-test-points", "20", "--heldout-eval-points", "20",
+             "--metric-train-points", "200", "--metric-test-points", "100", "--heldout-eval-points", "20",
              "--no-figures", "--device", "cpu", "--results-dir", str(tmp_path / "r")]
     root = study.main("beta", flags)
     run = root / "dsprites" / "beta_4" / "seed_0"
