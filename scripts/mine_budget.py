@@ -56,9 +56,15 @@ COLUMNS = ["setting", "dataset", "seed", "step", "attention_reg_weight", "entrop
 METRIC_POINTS = 1000
 
 
+MEASURED = ("attention_reg_weight", "entropy_reg_weight", "attention_temperature")
+
+
 def base_config(dataset: str) -> MineConfig:
-    """The evidence preset's model and optimiser (config.MINE_EVIDENCE_PRESET) on ``dataset``."""
-    return validate_mine(MineConfig(**{**MINE_EVIDENCE_BASE, **MINE_EVIDENCE_PRESET, "datasets": (dataset,),
+    """The evidence preset's model and optimiser (config.MINE_EVIDENCE_PRESET) on ``dataset``,
+    with MineConfig's default weights and temperature: ``SETTINGS`` change those from the
+    defaults, not from the values the preset chose."""
+    preset = {k: v for k, v in MINE_EVIDENCE_PRESET.items() if k not in MEASURED + ("steps",)}
+    return validate_mine(MineConfig(**{**MINE_EVIDENCE_BASE, **preset, "datasets": (dataset,),
                                        "variants": ("full",), "sample_interval": 0, "figures": False,
                                        "device": "cpu"}))
 
@@ -95,6 +101,12 @@ def main(argv=None) -> Path:
     base, device = base_config(args.dataset), torch.device("cpu")
     dataset = datasets.load_dataset(args.dataset, source="standin")
     rows = read_csv(args.csv) if args.csv.exists() else []
+    for r in rows:      # a row is reused only if it was measured with its setting's values
+        if r["setting"] in SETTINGS and any(r[k] != getattr(base.replace(**SETTINGS[r["setting"]]), k)
+                                            for k in MEASURED):
+            raise SystemExit(f"{args.csv}: the {r['setting']} rows were measured with "
+                             + ", ".join(f"{k}={r[k]}" for k in MEASURED) + "; not what SETTINGS says now: "
+                             "remove those rows (and their runs under --work) to measure them again")
     done = {(r["setting"], r["dataset"], int(r["seed"]), int(r["step"])) for r in rows}
     for name in args.settings:
         cfg = base.replace(**SETTINGS[name])
@@ -115,8 +127,7 @@ def main(argv=None) -> Path:
                 train_s = time.perf_counter() - tic
                 tic = time.perf_counter()
                 row = {"setting": name, "dataset": args.dataset, "seed": seed, "step": step,
-                       **{k: getattr(cfg, k) for k in ("attention_reg_weight", "entropy_reg_weight",
-                                                       "attention_temperature")},
+                       **{k: getattr(cfg, k) for k in MEASURED},
                        **measure(run, dataset, cfg, seed, device), "train_s": train_s}
                 row["measure_s"] = time.perf_counter() - tic
                 rows.append(row)

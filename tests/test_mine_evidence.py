@@ -125,3 +125,25 @@ def test_under_the_preset_settings_the_attention_leaves_uniform_on_a_toy_problem
 
 
 TOY_STEPS = 150
+
+
+def test_the_budget_script_appends_resumes_and_refuses_rows_of_other_settings(tmp_path):
+    import sys
+    from pathlib import Path
+
+    from utils import read_csv, write_csv
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import mine_budget
+    argv = ["--settings", "sparse_x10", "--seeds", "0", "--milestones", "0", "2", "--csv", str(tmp_path / "b.csv"),
+            "--work", str(tmp_path / "runs")]
+    mine_budget.main(argv)
+    rows = read_csv(tmp_path / "b.csv")
+    assert [(r["setting"], r["step"]) for r in rows] == [("sparse_x10", 0), ("sparse_x10", 2)]
+    assert (rows[0]["attention_reg_weight"], rows[0]["entropy_reg_weight"]) == (1.0, 0.05)   # from the defaults
+    assert rows[0]["l_ent"] <= rows[0]["l_ent_max"] and rows[0]["grad_recon"] == 0.0     # zero-initialised output
+    mine_budget.main(argv)                                  # nothing left to measure: the table stays
+    assert len(read_csv(tmp_path / "b.csv")) == 2
+    rows[1]["attention_temperature"] = 0.25                 # a row measured with another value
+    write_csv(tmp_path / "b.csv", rows, mine_budget.COLUMNS)
+    with pytest.raises(SystemExit, match="sparse_x10 rows were measured with .*attention_temperature=0.25"):
+        mine_budget.main(argv)
