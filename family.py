@@ -66,10 +66,12 @@ class Family:
     def specs(self, cfg) -> list[RunSpec]:
         raise NotImplementedError
 
-    def root(self, cfg, stage: str) -> Path:
+    def root(self, cfg) -> Path:
+        """The stage root of its runs."""
         raise NotImplementedError
 
-    def run_defining(self, stage: str) -> tuple[str, ...]:
+    def run_defining(self) -> tuple[str, ...]:
+        """The settings that define its runs (config.STAGE_RUN_DEFINING)."""
         raise NotImplementedError
 
     def summarize(self, rows: list[dict], specs: list[RunSpec], cfg) -> Path:
@@ -184,8 +186,7 @@ def run_grid(specs: list[RunSpec], cfg, family: Family, retry_failed: bool = Fal
         runs.check_batch_fits(cfg, name, len(heldout_split(len(dataset), cfg.heldout_fraction)[0]))
         print(f"{name}: {dataset!r}; {family.describe(cfg, dataset)}")
     if todo:        # the stage root is bound to these settings once something trains in it
-        stage = todo[0].stage
-        runs.bind_results_dir(cfg, family.root(cfg, stage), family.run_defining(stage), write=True)
+        runs.bind_results_dir(cfg, family.root(cfg), family.run_defining(), write=True)
     pack_size = family.pack_size(cfg, device)
     if device.type == "cuda":
         # Pick the fastest convolution algorithms for the fixed shapes. GPU runs are
@@ -315,7 +316,7 @@ def eval_only_command(family: Family, args, parser) -> Path:
 def launcher_stage(family: Family, cfg, specs: list[RunSpec], argv=None, retry_failed: bool = False):
     """The family's grid as launcher.py runs it on a cluster."""
     parent = family.parent(cfg) or (None, None)
-    return launcher.make_stage(family.stage, family.script, cfg, family.root(cfg, family.stage), specs,
+    return launcher.make_stage(family.stage, family.script, cfg, family.root(cfg), specs,
                                functools.partial(run_grid, family=family), family.summarize, argv, retry_failed,
                                preflight=functools.partial(runs.preflight, cfg, specs),
                                parent_root=parent[0], parent_script=parent[1])
@@ -329,7 +330,7 @@ def train_command(family: Family, args, argv, parser, make_config, run_defining:
         cfg = make_config(args)
         resolve_device(cfg.device)
         launcher.check_flags(args)
-        root = family.root(cfg, family.stage)
+        root = family.root(cfg)
         runs.bind_results_dir(cfg, root, run_defining)
     except (ConfigError, RuntimeError) as err:
         parser.exit(2, f"{err}\n")

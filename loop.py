@@ -81,11 +81,6 @@ class LossRecord:
         self.interval_sum.zero_()
         return means
 
-    def keep(self, indices: list[int]) -> None:
-        index = torch.tensor(indices, dtype=torch.long, device=self.window.device)
-        self.window, self.interval_sum = self.window[index], self.interval_sum[index]
-        self.logs = [self.logs[k] for k in indices]
-
 
 class Trainee(Protocol):
     """What the loop asks of a family's runs (see the module docstring)."""

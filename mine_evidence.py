@@ -8,9 +8,7 @@ factor by its complexity, and MINE makes the latent parts independent. The numbe
   H(query | latent) against log K (``attention_uniformity``);
 - each ground-truth factor's share of the latent capacity, against its complexity
   c_j = log(classes_j) (``capacity_shares``, ``capacity_correlation``);
-- the gradient each loss term sends into the parameters that shape A, at the model's
-  current state (``attention_gradients``): a term whose gradient vanishes there cannot
-  move the attention, whatever its weight.
+- the gradient each loss term sends into the attention (scripts/mine_budget.py).
 """
 from __future__ import annotations
 
@@ -24,12 +22,8 @@ import metrics
 import visualizations as vis
 from evidence import distinguishable
 from ground_truth import FACTORS
-from losses import attention_entropy, attention_sparsity, mine_vae_loss
+from losses import attention_entropy, attention_sparsity
 from utils import read_csv, read_json, write_text
-
-# The parameters that decide the attention weights A (not its values or output).
-ATTENTION_SHAPERS = ("attention.query", "attention.key", "attention.slot_direction", "attention.slot_embedding",
-                     "factor_encoder")
 
 
 @torch.no_grad()
@@ -79,42 +73,16 @@ def capacity_correlation(shares: np.ndarray, complexity: np.ndarray) -> float:
 
 def factor_capacity(model, dataset, codes: np.ndarray, factors: np.ndarray, num_bins: int) -> dict:
     """Capacity shares of the dataset's varying factors, their complexities and the
-    correlation; the MI matrix the shares come from."""
+    correlation; the MI matrix the shares come from and the MIG it gives."""
     varying = [j for j, size in enumerate(dataset.factor_sizes) if size > 1]
-    mi = metrics.mutual_info_matrix(factors[:, varying], codes, num_bins).T      # (J factors, L latents)
+    gap = metrics.mig(factors[:, varying], codes, num_bins)
+    mi = gap["mi"].T                                                            # (J factors, L latents)
     complexity = model.complexity.complexity().cpu().numpy()
     shares = capacity_shares(mi, complexity)
     c = factor_complexities([dataset.factor_sizes[j] for j in varying])
     return {"factors": [dataset.factor_names[j] for j in varying], "shares": shares, "complexity": c,
-            "correlation": capacity_correlation(shares, c), "mi": mi, "latent_complexity": complexity}
-
-
-def attention_gradients(model, estimator, x: torch.Tensor, cfg, weights_of, estimates_of, seed: int) -> dict:
-    """The norm of the gradient each weighted loss term sends into the parameters that
-    shape the attention (``ATTENTION_SHAPERS``), on batch ``x``, with noise from its own
-    generator: nothing of the run's state changes. Also each term's weighted value."""
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    model.train()
-    out = model.run(x, generator=generator)
-    estimator.requires_grad_(False)
-    try:
-        estimates = estimates_of(estimator, out["z"], out["factors"], torch.Generator().manual_seed(seed))
-    finally:
-        estimator.requires_grad_(True)
-    terms = mine_vae_loss(out["logits"], x, out["mu"], out["logvar"], out["attention"], estimates,
-                          weights_of(model, estimator), kl_weight=cfg.kl_weight, loss_scale=cfg.loss_scale)
-    scale = x.shape[0] if cfg.loss_scale == "batch_sum" else 1
-    weighted = {"recon": scale * terms["recon"], "kl": scale * cfg.kl_weight * terms["kl"],
-                "redundancy": cfg.disentanglement_weight * terms["redundancy"],
-                "sparse": cfg.attention_reg_weight * terms["sparse"], "ent": cfg.entropy_reg_weight * terms["ent"]}
-    params = [p for name, p in model.named_parameters() if name.startswith(ATTENTION_SHAPERS)]
-    out_row = {}
-    for name, term in weighted.items():
-        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
-        out_row[f"grad_{name}"] = math.sqrt(sum(float((g.float() ** 2).sum()) for g in grads if g is not None))
-        out_row[f"term_{name}"] = float(term.detach())
-    model.zero_grad(set_to_none=True)
-    return out_row
+            "correlation": capacity_correlation(shares, c), "mi": mi, "mig": gap["mig"],
+            "latent_complexity": complexity}
 
 
 # --- docs/mine_evidence.md, from the evidence preset's runs ----------------------------------

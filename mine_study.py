@@ -182,13 +182,15 @@ class MineRun:
     def failures(self) -> dict[int, RunFailed]:
         """The run, if a loss or MINE bound since the last log or a parameter is NaN/Inf."""
         failed = self.record.nonfinite(self.step)
-        if not failed and not bool(torch.isfinite(self.mine_interval).all()):
-            failed = {0: RunFailed(self.step, f"non-finite MINE bound before step {self.step}")}
-        for module in (self.model, self.estimator):
-            bad = [n for n, p in module.named_parameters() if not bool(torch.isfinite(p).all())]
-            if bad and not failed:
-                failed = {0: RunFailed(self.step, f"non-finite parameters {', '.join(bad[:3])} at step {self.step}")}
-        return failed
+        if failed:
+            return failed
+        if not bool(torch.isfinite(self.mine_interval).all()):
+            return {0: RunFailed(self.step, f"non-finite MINE bound before step {self.step}")}
+        bad = [n for module in (self.model, self.estimator) for n, p in module.named_parameters()
+               if not bool(torch.isfinite(p).all())]
+        if bad:
+            return {0: RunFailed(self.step, f"non-finite parameters {', '.join(bad[:3])} at step {self.step}")}
+        return {}
 
     def keep(self, indices: list[int]) -> None:
         if not indices:
@@ -330,10 +332,10 @@ class Mine(Family):
     def summarize(self, rows: list[dict], specs: list[RunSpec], cfg: MineConfig) -> Path:
         return summarize(rows, specs, cfg)
 
-    def root(self, cfg: MineConfig, stage: str) -> Path:
+    def root(self, cfg: MineConfig) -> Path:
         return mine_root(cfg)
 
-    def run_defining(self, stage: str) -> tuple[str, ...]:
+    def run_defining(self) -> tuple[str, ...]:
         return MINE_RUN_DEFINING
 
     def describe(self, cfg: MineConfig, dataset) -> str:

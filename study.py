@@ -42,11 +42,11 @@ from config import (
     validate,
 )
 from engine import LOSS_KEYS
-from evaluation import evaluate, heldout_split, metric_indices
+from evaluation import evaluate, metric_indices
 from family import Family
 from models import BetaVAE, num_parameters
 from runs import RESULT_COLUMNS, RunSpec
-from training import ImageFeed, Pack
+from training import ImageFeed, Pack, new_pack
 from utils import fmt_number, mean_std, write_csv, write_text
 
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
@@ -109,11 +109,11 @@ class LambdaBeta(Family):
     def parent(self, cfg: Config) -> tuple[Path, str] | None:
         return (stage_root(cfg, "beta"), "main_beta.py") if self.stage == "lambda" else None
 
-    def root(self, cfg: Config, stage: str) -> Path:
-        return stage_root(cfg, stage)
+    def root(self, cfg: Config) -> Path:
+        return stage_root(cfg, self.stage)
 
-    def run_defining(self, stage: str) -> tuple[str, ...]:
-        return STAGE_RUN_DEFINING[stage]
+    def run_defining(self) -> tuple[str, ...]:
+        return STAGE_RUN_DEFINING[self.stage]
 
     def check_todo(self, todo: list[RunSpec], cfg: Config) -> None:
         check_parents(todo, cfg)
@@ -132,8 +132,7 @@ class LambdaBeta(Family):
                 "seed": spec.seed, "steps": spec.steps, "init_from": spec.init_from}
 
     def trainee(self, specs: list[RunSpec], cfg: Config, dataset, device, feed) -> Pack:
-        train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
-        return Pack(specs, cfg, dataset.channels, device, train_idx, feed or ImageFeed(dataset, device))
+        return new_pack(specs, cfg, dataset, device, feed)
 
     def evaluate(self, result, cfg: Config, dataset, device, wall_time_s: float, pack_size: int) -> dict:
         scores = evaluate(result.spec, cfg, dataset, result.model, result.window_means() or {}, result.step,

@@ -221,9 +221,15 @@ def train_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, d
     targets = {s.steps for s in specs}
     if len(targets) != 1:
         raise ValueError(f"runs of one pack must share their step target, got {sorted(targets)}")
-    train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
-    pack = Pack(specs, cfg, dataset.channels, device, train_idx, feed or ImageFeed(dataset, device), mode=mode)
+    pack = new_pack(specs, cfg, dataset, device, feed, mode)
     yield from train_runs(pack, targets.pop(), cfg, heartbeat=heartbeat, position=position)
+
+
+def new_pack(specs: list[RunSpec], cfg: Config, dataset: GroundTruthDataset, device, feed: ImageFeed | None = None,
+             mode: str | None = None) -> Pack:
+    """The runs as one Pack at their checkpoints, reading the dataset's training images."""
+    train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)
+    return Pack(specs, cfg, dataset.channels, device, train_idx, feed or ImageFeed(dataset, device), mode=mode)
 
 
 def train(spec: RunSpec, cfg: Config, dataset: GroundTruthDataset, device, **kwargs) -> RunResult:

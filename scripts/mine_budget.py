@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -27,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import datasets  # noqa: E402
-import metrics  # noqa: E402
 import mine_evidence  # noqa: E402
 import mine_report  # noqa: E402
 import mine_study  # noqa: E402
 from config import MINE_EVIDENCE_BASE, MINE_EVIDENCE_PRESET, MineConfig, validate_mine  # noqa: E402
 from evaluation import encode, heldout_split, metric_indices  # noqa: E402
 from loop import train_one  # noqa: E402
+from losses import mine_vae_loss  # noqa: E402
 from runs import RunSpec  # noqa: E402
 from utils import read_csv, write_csv  # noqa: E402
 
@@ -69,19 +70,50 @@ def base_config(dataset: str) -> MineConfig:
                                        "device": "cpu"}))
 
 
+# The parameters that decide the attention weights A (not its values or output).
+ATTENTION_SHAPERS = ("attention.query", "attention.key", "attention.slot_direction", "attention.slot_embedding",
+                     "factor_encoder")
+
+
+def attention_gradients(model, estimator, x: torch.Tensor, cfg: MineConfig, seed: int) -> dict:
+    """The norm of the gradient each weighted loss term sends into the parameters that
+    shape the attention (``ATTENTION_SHAPERS``), on batch ``x``, with noise from its own
+    generator: nothing of the run's state changes. Also each term's weighted value."""
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    model.train()
+    out = model.run(x, generator=generator)
+    estimator.requires_grad_(False)
+    try:
+        estimates = mine_study.mine_estimates(estimator, out["z"], out["factors"], torch.Generator().manual_seed(seed),
+                                              update_ema=False)
+    finally:
+        estimator.requires_grad_(True)
+    terms = mine_vae_loss(out["logits"], x, out["mu"], out["logvar"], out["attention"], estimates,
+                          mine_study.mine_weights(model, estimator), kl_weight=cfg.kl_weight, loss_scale=cfg.loss_scale)
+    scale = x.shape[0] if cfg.loss_scale == "batch_sum" else 1
+    weighted = {"recon": scale * terms["recon"], "kl": scale * cfg.kl_weight * terms["kl"],
+                "redundancy": cfg.disentanglement_weight * terms["redundancy"],
+                "sparse": cfg.attention_reg_weight * terms["sparse"], "ent": cfg.entropy_reg_weight * terms["ent"]}
+    params = [p for name, p in model.named_parameters() if name.startswith(ATTENTION_SHAPERS)]
+    out_row = {}
+    for name, term in weighted.items():
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        out_row[f"grad_{name}"] = math.sqrt(sum(float((g.float() ** 2).sum()) for g in grads if g is not None))
+        out_row[f"term_{name}"] = float(term.detach())
+    model.zero_grad(set_to_none=True)
+    return out_row
+
+
 def measure(run: mine_study.MineRun, dataset, cfg: MineConfig, seed: int, device) -> dict:
     """The mechanism's numbers for the run's current model (mine_evidence.py)."""
     points = metric_indices(len(dataset), seed, METRIC_POINTS, 0)["train"]
     codes, factors = encode(run.model, dataset, points, device), dataset.index_to_factors(points)
     uniform = mine_evidence.attention_uniformity(mine_evidence.attention_of(run.model, codes, device))
     capacity = mine_evidence.factor_capacity(run.model, dataset, codes, factors, cfg.num_bins)
-    varying = [j for j, size in enumerate(dataset.factor_sizes) if size > 1]
     x = mine_study._images(dataset, heldout_split(len(dataset), cfg.heldout_fraction)[0][:64], device)
-    grads = mine_evidence.attention_gradients(run.model, run.estimator, x, cfg, mine_study.mine_weights,
-                                              lambda est, z, e, g: mine_study.mine_estimates(est, z, e, g, False),
-                                              seed)
+    grads = attention_gradients(run.model, run.estimator, x, cfg, seed)
     return {**uniform, "capacity_correlation": capacity["correlation"],
-            "mig": metrics.mig(factors[:, varying], codes, cfg.num_bins)["mig"],
+            "mig": capacity["mig"],
             "active_latents": int((capacity["latent_complexity"] > mine_report.ACTIVE_NATS).sum()),
             **grads, "factors": " ".join(capacity["factors"]),
             "capacity_shares": json.dumps([round(float(v), 5) for v in capacity["shares"]]),
