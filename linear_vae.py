@@ -34,6 +34,7 @@ DTYPE = torch.float64
 NOISE_VAR = 0.05          # the observation noise in Σ_Y
 JITTER = 5e-5             # AdamW's Σ = L Lᵀ + JITTER·I keeps Σ_Z, Σ_W positive definite
 SOLVERS = ("fixed-point", "adamw")
+STUDY_NS = (50, 100)      # the original's data dimensions, in the order it draws them
 
 
 @dataclass(frozen=True)
@@ -89,19 +90,30 @@ def draw_adamw_inits(n: int, m: int, k: int) -> dict:
     return {key: np.stack(v) for key, v in out.items()}
 
 
+def draw_order(ns) -> list[int]:
+    """The order the problems of ``ns`` are drawn in. The original draws n = 50, then n = 100, from
+    one stream, so n = 100's problem depends on n = 50's draws. A study asking for any of the
+    original's n therefore draws them first, in the original's order, up to the last one asked
+    for (``--n 100`` alone gets the full grid's n = 100 problem, not a fresh one); other n follow
+    in the order given."""
+    asked = [n for n in STUDY_NS if n in ns]
+    original = list(STUDY_NS[:STUDY_NS.index(asked[-1]) + 1]) if asked else []
+    return original + [n for n in ns if n not in original]
+
+
 def draw_study(ns, m: int, s: int, solutions: int, seed: int = 42) -> dict[int, Draws]:
-    """All random draws of a study: one global seed, then per n (in the order given) Σ_V, Γ, the
+    """All random draws of a study: one global seed, then per n (in ``draw_order``) Σ_V, Γ, the
     fixed-point inits and the AdamW inits. Both init sets are always drawn, so running one solver
-    alone sees the same problem and inits as running both."""
+    alone sees the same problem and inits as running both. Returns the n asked for, in their order."""
     np.random.seed(seed)
     torch.manual_seed(seed)
     draws = {}
-    for n in ns:
+    for n in draw_order(ns):
         problem = draw_problem(n, s)
         fp = draw_fixed_point_inits(n, m, solutions)
         aw = draw_adamw_inits(n, m, solutions)
         draws[n] = Draws(problem, fp, aw)
-    return draws
+    return {n: draws[n] for n in ns}
 
 
 # ----------------------------------------------------------------------------- losses

@@ -34,6 +34,19 @@ def test_seed_order_gives_the_originals_sigma_v():
                                [0.43708611, 0.95564288, 0.75879455, 0.63879264, 0.24041678], atol=1e-8)
 
 
+def test_one_n_alone_gets_the_full_grids_problem():
+    # The original draws n = 50 before n = 100 from one stream: --n 100 alone must not get a fresh problem.
+    full = lv.draw_study([50, 100], m=10, s=5, solutions=2)[100]
+    alone = lv.draw_study([100], m=10, s=5, solutions=2)
+    assert list(alone) == [100]
+    for got, want in ((alone[100].problem.sigma_y, full.problem.sigma_y), (alone[100].adamw["L_Z"], full.adamw["L_Z"]),
+                      (alone[100].fixed_point["B"], full.fixed_point["B"])):
+        np.testing.assert_array_equal(got, want)
+    # Other n keep the order they are given in, after the original's.
+    assert lv.draw_order([30]) == [30] and lv.draw_order([100, 30]) == [50, 100, 30]
+    assert lv.draw_order([50, 30]) == [50, 30]
+
+
 def test_closed_form_losses_match_monte_carlo_and_the_papers_four_traces():
     rng = np.random.default_rng(0)
     p, m = small_problem(n=5, s=2), 3
