@@ -72,6 +72,9 @@ def build_parser() -> Parser:
                    help="(β, λ) cells of one n that AdamW solves as one batch (default: 1 on the CPU, where "
                         "per-solution cost grows with the batch; every cell of an n on a GPU)")
     p.add_argument("--results-dir", help="default linear_betavae_results (demo_results/… with --demo)")
+    p.add_argument("--collect", action="store_true",
+                   help="solve nothing: write the tables and figures of the cells finished so far (a grid "
+                        "that is still running or was interrupted); unfinished cells are marked 'not run'")
     return p
 
 
@@ -124,6 +127,7 @@ def settings_from_args(argv=None) -> dict:
     cfg["betas"] = [float(b) for b in cfg["betas"]]
     cfg["lambdas"] = [float(x) for x in cfg["lambdas"]]
     cfg["workers"] = args.workers
+    cfg["collect"] = args.collect
     cfg["device"] = args.device
     if args.device.startswith("cuda"):
         import torch
@@ -270,14 +274,17 @@ def summarize(rows: list[dict]) -> list[dict]:
     return out
 
 
-def summary_text(summary: list[dict]) -> str:
-    """Mean I_m and SAP as λ × β tables per n and solver (and solutions left out)."""
+def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
+    """Mean I_m and SAP as λ × β tables per n and solver (and solutions left out). ``unsolved``:
+    the grid's (n, solver, β, λ) cells without results yet, shown as 'not run' and counted."""
     lines = []
-    keys = sorted({(e["n"], e["solver"]) for e in summary}, key=lambda x: (x[0], x[1] != "fixed-point"))
+    keys = sorted({(e["n"], e["solver"]) for e in summary} | {c[:2] for c in unsolved},
+                  key=lambda x: (x[0], x[1] != "fixed-point"))
     for n, solver in keys:
         cells = {(e["lambda"], e["beta"]): e for e in summary if e["n"] == n and e["solver"] == solver}
-        betas = sorted({b for _, b in cells})
-        lams = sorted({lam for lam, _ in cells})
+        grid = list(cells) + [(lam, b) for n_, solver_, b, lam in unsolved if (n_, solver_) == (n, solver)]
+        betas = sorted({b for _, b in grid})
+        lams = sorted({lam for lam, _ in grid})
         for metric, label in (("i_m", "I_m (nats), mean over solutions"), ("sap", "SAP, mean over solutions")):
             lines.append(f"n = {n}, {solver}: {label}; rows λ, columns β")
             lines.append("| λ \\ β | " + " | ".join(f"{b:g}" for b in betas) + " |")
@@ -287,14 +294,23 @@ def summary_text(summary: list[dict]) -> str:
                 for b in betas:
                     e = cells.get((lam, b))
                     v = None if e is None else e[f"{metric}_mean"]
-                    vals.append("" if v is None else f"{v:.3f}" + ("" if e["used"] == e["solutions"]
-                                                                    else f" ({e['used']}/{e['solutions']})"))
+                    if e is None:
+                        vals.append("not run" if (n, solver, b, lam) in unsolved else "")
+                    else:
+                        vals.append("" if v is None else f"{v:.3f}" + ("" if e["used"] == e["solutions"]
+                                                                        else f" ({e['used']}/{e['solutions']})"))
                 lines.append(f"| {lam:g} | " + " | ".join(vals) + " |")
             lines.append("")
+    for n, solver in keys:
+        missing = sum((n_, solver_) == (n, solver) for n_, solver_, _, _ in unsolved)
+        if missing:
+            lines.append(f"not run: {missing} of n = {n}'s {solver} cells have no results yet "
+                         "(rerun the command without --collect to solve them).")
     left_out = [e for e in summary if e["used"] < e["solutions"]]
     lines.append("(k/K): only k of K solutions entered the mean; the rest did not converge or failed "
                  "(see results.csv, columns status and failure)." if left_out else
-                 "Every solution entered the means (all fixed points converged, no solver failed).")
+                 f"Every solution{' of the cells run' if unsolved else ''} entered the means "
+                 "(all fixed points converged, no solver failed).")
     return "\n".join(lines) + "\n"
 
 
@@ -343,16 +359,18 @@ def draw_boxplots(rows, n, m, s, root: Path) -> Path:
     return path
 
 
-def draw_heatmaps(summary, n, m, s, root: Path) -> Path:
-    """Rows recon / SAP / I_m, columns solvers; λ × β cells annotated with seed means; (β=1, λ=0) boxed."""
+def draw_heatmaps(summary, n, m, s, root: Path, unsolved=()) -> Path:
+    """Rows recon / SAP / I_m, columns solvers; λ × β cells annotated with means over solutions;
+    (β=1, λ=0) boxed; the grid's cells without results yet (``unsolved``) marked 'not run'."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
     entries = [e for e in summary if e["n"] == n]
-    solvers = [x for x in ("fixed-point", "adamw") if any(e["solver"] == x for e in entries)]
-    betas = sorted({e["beta"] for e in entries})
-    lams = sorted({e["lambda"] for e in entries})
+    solvers = [x for x in ("fixed-point", "adamw") if any(e["solver"] == x for e in entries)
+               or any(c[1] == x for c in unsolved)]
+    betas = sorted({e["beta"] for e in entries} | {c[2] for c in unsolved if c[1] in solvers})
+    lams = sorted({e["lambda"] for e in entries} | {c[3] for c in unsolved if c[1] in solvers})
     fig, axes = plt.subplots(3, len(solvers), figsize=(4.8 * len(solvers), 9.5), squeeze=False)
     for row, (key, cmap) in enumerate((("recon", "Reds"), ("sap", "Blues"), ("i_m", "Blues"))):
         grids = {}
@@ -377,6 +395,8 @@ def draw_heatmaps(summary, n, m, s, root: Path) -> Path:
                     dark = (v - vmin) / (vmax - vmin) > 0.6
                     ax.text(j, i, f"{v:.2f}" if key == "recon" else f"{v:.3f}", ha="center", va="center", fontsize=8,
                             color="white" if dark else "black")
+                elif (n, solver, betas[j], lams[i]) in unsolved:
+                    ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="0.45")
             if 1.0 in betas and 0.0 in lams:
                 ax.add_patch(Rectangle((betas.index(1.0) - 0.5, lams.index(0.0) - 0.5), 1, 1, fill=False,
                                        edgecolor="red", linewidth=2))
@@ -429,7 +449,7 @@ def draw_solvers(summary, n, m, s, root: Path) -> Path | None:
     axes[0].plot([], [], "s", mfc="none", color="tab:red", label="β = 1, λ > 0: no minimum")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"linear λβ-VAE, n = {n}, m = {m}, s = {s}: AdamW against the fixed point, per (β, λ) cell "
-                 f"(means over solutions)", fontsize=10)
+                 f"(means over solutions; {len(pairs)} cells solved by both)", fontsize=10)
     path = root / f"adamw_vs_fixed_point_n{n}_m{m}_s{s}.png"
     _save(fig, path)
     return path
@@ -519,12 +539,13 @@ def run(cfg: dict, quiet: bool = False) -> Path:
         _save_npz(root / f"Gamma_Sigma_Y_n{n}_m{m}_s{s}.npz", Gamma=d.problem.gamma, Sigma_Y=d.problem.sigma_y)
 
     cells = root / "cells"
-    tasks = []
+    tasks, grid = [], []
     # Fixed-point cells first: they take seconds, so their tables exist long before AdamW's.
     for solver in [x for x in ("fixed-point", "adamw") if x in cfg["solvers"]]:
         for n in cfg["n"]:
             for beta in cfg["betas"]:
                 for lam in cfg["lambdas"]:
+                    grid.append((n, solver, beta, lam))
                     if (cells / f"{cell_name(n, solver, beta, lam)}.csv").exists():
                         continue
                     tasks.append({"problem": draws[n].problem, "m": m, "solver": solver, "beta": beta,
@@ -540,10 +561,14 @@ def run(cfg: dict, quiet: bool = False) -> Path:
         if len(open_batch[key]) == size:
             batches.append(open_batch.pop(key))
     batches += open_batch.values()
-    total = len(cfg["solvers"]) * len(cfg["n"]) * len(cfg["betas"]) * len(cfg["lambdas"])
+    total = len(grid)
+    unsolved = [(t["problem"].n, t["solver"], t["beta"], t["lambda"]) for t in tasks]
+    if cfg.get("collect"):
+        batches, tasks = [], []
     if not quiet:
-        print(f"{total - len(tasks)} of {total} cells already done in {root}; solving {len(tasks)} "
-              f"with {cfg['workers']} worker(s)", flush=True)
+        doing = (f"collecting them, solving none ({len(unsolved)} not run yet)" if cfg.get("collect")
+                 else f"solving {len(tasks)} with {cfg['workers']} worker(s)")
+        print(f"{total - len(unsolved)} of {total} cells already done in {root}; {doing}", flush=True)
     workers = min(cfg["workers"], max(1, len(batches)))
     with tqdm(total=len(tasks), desc="cells", unit="cell", disable=quiet or not tasks) as bar:
         def done(results):
@@ -564,13 +589,14 @@ def run(cfg: dict, quiet: bool = False) -> Path:
     write_csv(root / "results.csv", rows)
     summary = summarize(rows)
     write_csv(root / "summary.csv", summary)
-    write_text(root / "summary.txt", summary_text(summary))
+    unsolved = [c for c in grid if not (cells / f"{cell_name(*c)}.csv").exists()]
+    write_text(root / "summary.txt", summary_text(summary, unsolved))
 
     figures = []
     for n in sorted({r["n"] for r in rows}):
         if any(r["n"] == n and r["lambda"] == 0 for r in rows):
             figures.append(draw_boxplots(rows, n, m, s, root))
-        figures.append(draw_heatmaps(summary, n, m, s, root))
+        figures.append(draw_heatmaps(summary, n, m, s, root, [c for c in unsolved if c[0] == n]))
         solvers_figure = draw_solvers(summary, n, m, s, root)
         if solvers_figure:
             figures.append(solvers_figure)
@@ -579,12 +605,15 @@ def run(cfg: dict, quiet: bool = False) -> Path:
             path = root / f"collapse_sweep_n{n}_m{m}_s{s}.csv"
             sweep = read_csv(path) if path.exists() else []
             if sorted({r["lambda"] for r in sweep}) != sorted(cfg["lambdas"]):   # new λ grid: redo
+                if cfg.get("collect"):           # solves fixed points: not a collecting job
+                    continue
                 sweep = collapse_sweep(draws[n], cfg, n)
                 write_csv(path, sweep)
             figures.append(draw_collapse(sweep, draws[n].problem.sigma_y, n, m, s, root))
     if not quiet:
+        pending = f" ({len(unsolved)} of {total} cells not run yet: rerun without --collect)" if unsolved else ""
         print(f"done in {time.time() - start:.0f} s: {len(rows)} solutions in {root / 'results.csv'}, "
-              f"tables in {root / 'summary.txt'}, {len(figures)} figures in {root}/")
+              f"tables in {root / 'summary.txt'}, {len(figures)} figures in {root}/{pending}")
     return root
 
 

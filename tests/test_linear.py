@@ -282,6 +282,24 @@ def test_grid_writes_tables_figures_resumes_and_refuses_other_settings(tmp_path,
     assert len(err) == 1 and "was made with solutions=2, not 3" in err[0]
 
 
+def test_collect_tabulates_finished_cells_and_solves_none(tmp_path, capsys):
+    root = tmp_path / "r"
+    main_linear.main(TINY + ["--results-dir", str(root)])
+    (root / "cells" / "n6_adamw_beta4_lambda1.csv").unlink()
+    capsys.readouterr()
+    main_linear.main(TINY + ["--results-dir", str(root), "--collect"])
+    out = capsys.readouterr().out
+    assert "3 of 4 cells already done" in out and "solving none (1 not run yet)" in out
+    assert "(1 of 4 cells not run yet: rerun without --collect)" in out.splitlines()[-1]
+    assert not (root / "cells" / "n6_adamw_beta4_lambda1.csv").exists()
+    assert len(main_linear.read_csv(root / "results.csv")) == 3 * 2
+    text = (root / "summary.txt").read_text()
+    adamw_im = text.split("n = 6, adamw: I_m")[1].splitlines()
+    assert adamw_im[3].startswith("| 0 | 0.") and adamw_im[4] == "| 1 | not run |"
+    assert "not run: 1 of n = 6's adamw cells have no results yet" in text
+    assert "Every solution of the cells run entered the means" in text
+
+
 def test_a_folder_with_only_its_config_is_taken_over_one_with_cells_is_not(tmp_path, capsys):
     root = tmp_path / "r"
     root.mkdir()
