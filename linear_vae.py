@@ -300,7 +300,8 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     [A, B] and [L_Z, L_W] of a single run (the same formula: factor min(1, max_norm / (norm +
     1e-6))). AdamW's update is elementwise, so one optimizer over the stacked tensors is K
     independent runs: K may hold many (β, λ) cells (β and λ are per solution), and a cell's
-    result does not depend on which cells share its batch. Keeps, per solution, the iterate
+    result does not depend on which cells share its batch, up to the rounding of one product
+    (B Σ_Y, computed for the whole batch; see docs/linear.md). Keeps, per solution, the iterate
     with the lowest total loss (the parameters the loss was evaluated at). ``device``: where
     to solve, in float64 (a GPU runs the same arithmetic).
 

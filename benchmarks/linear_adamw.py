@@ -3,6 +3,7 @@
     python benchmarks/linear_adamw.py                    # n = 50 and 100, batches of 50 and 1,250 solutions
     python benchmarks/linear_adamw.py --profile          # also the top operations of one step (torch.profiler)
     python benchmarks/linear_adamw.py --rounding         # how far rounding moves AdamW where no minimum exists
+    python benchmarks/linear_adamw.py --batch-rounding   # how a solution's step depends on its batch's size
 
 Times per step, in one process on one thread (as main_linear.py's workers run), of:
 - ``autograd``: the loss through ``linear_vae.losses`` and its gradients by autograd (the
@@ -78,18 +79,48 @@ def rounding(n: int = 50, solutions: int = 5, steps: int = 1000) -> None:
               f"recon by up to {np.abs(recon[1] / recon[0] - 1).max():.1e} (relative)")
 
 
+def batch_rounding(n: int = 100, k: int = 50) -> None:
+    """One step of the study's n = 100 problem (the full grid's draws, β = 1, λ = 2) for K = 50
+    solutions in one batch against the same solutions in batches of 25, 10, 5 and 1: the largest
+    difference of B Σ_Y (the one product torch computes for a whole batch at once) and of the
+    loss and gradients, relative to each solution's largest entry."""
+    draws = lv.draw_study([50, n], 10, 5, k)[n]
+    sigma_y = torch.tensor(draws.problem.sigma_y)
+
+    def step(sl):
+        a, b, lz, lw = (torch.tensor(draws.adamw[key][sl]) for key in ("A", "B", "L_Z", "L_W"))
+        size = a.shape[0]
+        total, _, grads = lv.loss_and_gradients(a, b, lz, lw, sigma_y, torch.full((size,), 1.0, dtype=lv.DTYPE),
+                                                torch.full((size,), 2.0, dtype=lv.DTYPE))
+        return [b @ sigma_y, total, *grads]
+
+    whole = step(slice(None))
+    for size in (25, 10, 5, 1):
+        parts = [torch.cat(x) for x in zip(*(step(slice(i, i + size)) for i in range(0, k, size)))]
+        by = (parts[0] - whole[0]).abs().max().item()
+        rel = [((x - y).flatten(1).abs().amax(1) / y.flatten(1).abs().amax(1)).max().item() if y.dim() > 1
+               else ((x - y).abs() / y.abs()).max().item() for x, y in zip(parts[1:], whole[1:])]
+        print(f"n={n}: batches of {size:2d} against one of {k}: B Σ_Y differs by up to {by:.1e} (absolute); "
+              "relative step differences " + ", ".join(f"{name} {r:.1e}" for name, r in
+                                                       zip(("total", "∂A", "∂B", "∂L_Z", "∂L_W"), rel)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[50, 100])
     parser.add_argument("--batch", type=int, nargs="+", default=[50, 1250], help="solutions per solve")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="print the top operations of one closed-form step")
+    parser.add_argument("--batch-rounding", action="store_true",
+                        help="only: how one step of a solution depends on the size of its batch (n = 100)")
     parser.add_argument("--rounding", action="store_true",
                         help="only: perturb initial points by 1e-15 (relative) and report how far solutions move")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.rounding:
         return rounding()
+    if args.batch_rounding:
+        return batch_rounding()
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread; float64")
     per_solution = {}
     for n in args.n:

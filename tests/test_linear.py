@@ -353,6 +353,28 @@ def test_a_cells_adamw_result_does_not_depend_on_the_cells_beside_it():
             np.testing.assert_allclose(alone[key], batch[key][2 * c:2 * c + 2], rtol=0, atol=1e-12, err_msg=key)
 
 
+def test_a_solutions_step_at_the_studys_size_does_not_depend_on_its_batch():
+    # n = 100, m = 10, K = 50 against two batches of 25 (other cells' β, λ): one step's loss and
+    # gradients agree to 1e-12 relative. (Not bit for bit: torch computes B Σ_Y for a whole batch as
+    # one product, whose rounding depends on the batch size; docs/linear.md says what that does.)
+    rng = np.random.default_rng(7)
+    n, m, k = 100, 10, 50
+    p = small_problem(n=n, s=5, seed=3)
+    inits = adamw_inits(rng, n, m, k)
+    beta, lam = np.repeat([1.0, 4.0], 25), np.repeat([0.0, 8.0], 25)
+    def step(sl):
+        a, b, lz, lw = (torch.tensor(inits[key][sl]) for key in ("A", "B", "L_Z", "L_W"))
+        total, ok, grads = lv.loss_and_gradients(a, b, lz, lw, torch.tensor(p.sigma_y),
+                                                 torch.tensor(beta[sl]), torch.tensor(lam[sl]))
+        return [total, *grads]
+    whole = step(slice(None))
+    halves = [torch.cat(parts) for parts in zip(step(slice(0, 25)), step(slice(25, 50)))]
+    for name, x, y in zip(("total", "A", "B", "L_Z", "L_W"), whole, halves):
+        scale = y.abs().amax(dim=tuple(range(1, y.dim()))) if y.dim() > 1 else y.abs()
+        err = (x - y).abs().amax(dim=tuple(range(1, y.dim()))) if y.dim() > 1 else (x - y).abs()
+        assert (err <= 1e-12 * scale).all(), name
+
+
 def test_cells_solved_in_one_batch_give_the_rows_of_cells_solved_one_by_one(tmp_path):
     grid = TINY + ["--betas", "4", "16", "--solvers", "adamw", "--sweep-points", "0"]
     main_linear.main(grid + ["--results-dir", str(tmp_path / "one")])
