@@ -416,10 +416,13 @@ def draw_heatmaps(summary, n, m, s, root: Path, unsolved=()) -> Path:
 
 
 def draw_solvers(summary, n, m, s, root: Path) -> Path | None:
-    """Per (β, λ) cell, AdamW's mean over solutions against the fixed point's: the total loss
-    (does AdamW reach the theory's optimum?) and I_m (does it find the same information?).
-    Points on the diagonal agree. β = 1 with λ > 0 has no minimum: the fixed point stops on its
-    tolerance while AdamW keeps descending, so there AdamW may sit below the diagonal."""
+    """Per (β, λ) cell, AdamW against the fixed point, as differences of their means over
+    solutions: the total loss relative to the fixed point's ((AdamW − fixed point) / |fixed point|:
+    does AdamW reach the theory's optimum?) and I_m in nats (does it find the same information?).
+    Zero is agreement; the bars are the standard error of the difference of the two means. The
+    total's axis is symlog, so gaps of 1e-5 and of 30 % both show. β = 1 with λ > 0 has no
+    minimum: the fixed point stops on its tolerance while AdamW keeps descending, so there AdamW
+    may sit below the fixed point."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -430,26 +433,43 @@ def draw_solvers(summary, n, m, s, root: Path) -> Path | None:
     pairs = [(cell, v) for cell, v in sorted(cells.items()) if {"fixed-point", "adamw"} <= v.keys()]
     if not pairs:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), layout="constrained")
-    for ax, key, label in ((axes[0], "total", "total loss"), (axes[1], "i_m", "I_m (nats)")):
+    betas = sorted({beta for (beta, _), _ in pairs})
+    lams = sorted({lam for (_, lam), _ in pairs})
+    colours = dict(zip(lams, plt.cm.viridis(np.linspace(0.0, 0.85, len(lams)))))
+    offset = {lam: 0.6 * (i / max(len(lams) - 1, 1) - 0.5) for i, lam in enumerate(lams)}
+
+    def standard_error(e, key):
+        std, used = e.get(f"{key}_std"), e.get("used") or 1
+        return 0.0 if std is None else std ** 2 / used
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    for ax, key in zip(axes, ("total", "i_m")):
         for (beta, lam), v in pairs:
+            fp, aw = v["fixed-point"], v["adamw"]
+            diff = aw[f"{key}_mean"] - fp[f"{key}_mean"]
+            err = math.sqrt(standard_error(aw, key) + standard_error(fp, key))
+            if key == "total":                       # percent of the fixed point's loss
+                scale = 100 / max(abs(fp["total_mean"]), 1e-300)
+                diff, err = diff * scale, err * scale
             no_min = beta <= 1 and lam > 0
-            x, y = v["fixed-point"][f"{key}_mean"], v["adamw"][f"{key}_mean"]
-            yerr = v["adamw"][f"{key}_std"] or 0.0
-            ax.errorbar(x, y, yerr=yerr, fmt="s" if no_min else "o", ms=5, capsize=2,
-                        mfc="none" if no_min else None, color="tab:red" if no_min else "tab:blue")
-            ax.annotate(f"β={beta:g}, λ={lam:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=6)
-        lo, hi = ax.get_xlim()
-        lo, hi = min(lo, ax.get_ylim()[0]), max(hi, ax.get_ylim()[1])
-        ax.plot([lo, hi], [lo, hi], color="0.5", linewidth=0.8, linestyle="--", label="equal")
-        ax.set_xlabel(f"fixed point: mean {label}")
-        ax.set_ylabel(f"AdamW: mean {label} (± std over solutions)")
+            ax.errorbar(betas.index(beta) + offset[lam], diff, yerr=err, fmt="s" if no_min else "o", ms=5,
+                        capsize=2, color=colours[lam], mfc="none" if no_min else colours[lam],
+                        mec="tab:red" if no_min else colours[lam])
+        ax.axhline(0.0, color="0.4", linewidth=0.8)
+        ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
+        ax.set_xlabel("β (one marker per λ, left to right)")
         ax.grid(alpha=0.3, linewidth=0.5)
-    axes[0].plot([], [], "o", color="tab:blue", label="cells with a minimum")
-    axes[0].plot([], [], "s", mfc="none", color="tab:red", label="β = 1, λ > 0: no minimum")
+    axes[0].set_yscale("symlog", linthresh=1e-4)
+    axes[0].set_ylabel("total loss: (AdamW − fixed point) / |fixed point|, %\n(symlog: linear within ±1e-4 %)")
+    axes[1].set_ylabel("I_m: AdamW − fixed point (nats)")
+    for lam in lams:
+        axes[0].plot([], [], "o", color=colours[lam], label=f"λ = {lam:g}")
+    axes[0].plot([], [], "s", mfc="none", mec="tab:red", color="0.5", label="β = 1, λ > 0: no minimum")
+    axes[0].errorbar([], [], yerr=[], fmt="none", color="0.5", capsize=2,
+                     label="± standard error of the difference of means")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"linear λβ-VAE, n = {n}, m = {m}, s = {s}: AdamW against the fixed point, per (β, λ) cell "
-                 f"(means over solutions; {len(pairs)} cells solved by both)", fontsize=10)
+                 f"(means over solutions; {len(pairs)} cells solved by both; 0 = they agree)", fontsize=10)
     path = root / f"adamw_vs_fixed_point_n{n}_m{m}_s{s}.png"
     _save(fig, path)
     return path
@@ -529,6 +549,8 @@ def run(cfg: dict, quiet: bool = False) -> Path:
 
     import linear_vae as lv
     root = Path(cfg["results_dir"])
+    if cfg.get("collect") and not (root / "cells").is_dir():
+        raise SettingError(f"--collect: {root} has no cells/ to collect; run the command without --collect first")
     check_results_dir(root, cfg)
     _one_thread()
     start = time.time()

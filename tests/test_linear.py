@@ -298,6 +298,10 @@ def test_collect_tabulates_finished_cells_and_solves_none(tmp_path, capsys):
     assert adamw_im[3].startswith("| 0 | 0.") and adamw_im[4] == "| 1 | not run |"
     assert "not run: 1 of n = 6's adamw cells have no results yet" in text
     assert "Every solution of the cells run entered the means" in text
+    with pytest.raises(SystemExit):
+        main_linear.main(TINY + ["--results-dir", str(tmp_path / "none"), "--collect"])
+    err, = capsys.readouterr().err.strip().splitlines()
+    assert "has no cells/ to collect" in err and not (tmp_path / "none").exists()
 
 
 def test_a_folder_with_only_its_config_is_taken_over_one_with_cells_is_not(tmp_path, capsys):
@@ -396,20 +400,36 @@ def test_no_cuda_is_one_line(tmp_path, capsys, monkeypatch):
     assert "--device cuda: no CUDA device is visible to torch; use --device cpu" in err
 
 
-def test_the_solver_figure_puts_each_cell_at_its_two_means(tmp_path, monkeypatch):
+def test_the_solver_figure_puts_each_cell_at_adamws_gap_to_the_fixed_point(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
     figures = []
     monkeypatch.setattr(main_linear, "_save", lambda fig, path: figures.append(fig))
-    cells = (("fixed-point", 4.0, 0.0, 10.0, 0.5), ("adamw", 4.0, 0.0, 10.5, 0.4),
-             ("fixed-point", 1.0, 2.0, 20.0, 1.5), ("adamw", 1.0, 2.0, 16.0, 1.6),
-             ("fixed-point", 8.0, 0.0, 12.0, 0.0))                                  # the last: no AdamW, not drawn
-    summary = [{"n": 6, "solver": solver, "beta": beta, "lambda": lam, "total_mean": total, "total_std": 0.1,
-                "i_m_mean": i_m, "i_m_std": None} for solver, beta, lam, total, i_m in cells]
+    cells = (("fixed-point", 4.0, 0.0, 10.0, 0.5, 0.2), ("adamw", 4.0, 0.0, 10.5, 0.4, 0.3),
+             ("fixed-point", 1.0, 2.0, 20.0, 1.5, None), ("adamw", 1.0, 2.0, 16.0, 1.6, 0.1),
+             ("fixed-point", 8.0, 0.0, 12.0, 0.0, 0.0))                             # the last: no AdamW, not drawn
+    summary = [{"n": 6, "solver": solver, "beta": beta, "lambda": lam, "used": 4, "total_mean": total,
+                "total_std": 0.1, "i_m_mean": i_m, "i_m_std": i_m_std}
+               for solver, beta, lam, total, i_m, i_m_std in cells]
     main_linear.draw_solvers(summary, 6, 2, 2, tmp_path)
     total_ax, i_m_ax = figures[0].axes
-    points = sorted((float(c.lines[0].get_xdata()[0]), float(c.lines[0].get_ydata()[0])) for c in total_ax.containers)
-    assert points == [(10.0, 10.5), (20.0, 16.0)]
-    assert sorted(t.get_text() for t in i_m_ax.texts) == ["β=1, λ=2", "β=4, λ=0"]
+
+    def points(ax):   # (x, y, half-length of the error bar) per drawn cell
+        out = []
+        for c in ax.containers:
+            if c.lines[0] is not None and len(c.lines[0].get_xdata()):
+                (bar,) = c.lines[2]
+                low, high = bar.get_segments()[0][:, 1]
+                out.append((float(c.lines[0].get_xdata()[0]), float(c.lines[0].get_ydata()[0]), (high - low) / 2))
+        return sorted(out)
+    # β = 1 is the first tick, β = 4 the second; λ = 0 sits left of the tick, λ = 2 right of it.
+    (x1, gap1, err1), (x4, gap4, err4) = points(total_ax)
+    assert x1 == pytest.approx(1 - 1 + 0.3) and x4 == pytest.approx(2 - 1 - 0.3)
+    assert gap1 == pytest.approx(100 * (16.0 - 20.0) / 20.0) and gap4 == pytest.approx(100 * 0.5 / 10.0)
+    assert err4 == pytest.approx(100 * math.sqrt(2 * 0.1 ** 2 / 4) / 10.0)
+    (_, d1, e1), (_, d4, e4) = points(i_m_ax)
+    assert d1 == pytest.approx(0.1) and d4 == pytest.approx(-0.1)
+    assert e1 == pytest.approx(math.sqrt(0.1 ** 2 / 4)) and e4 == pytest.approx(math.sqrt((0.09 + 0.04) / 4))
+    assert total_ax.get_yscale() == "symlog"
     assert "no minimum" in " ".join(t.get_text() for t in total_ax.get_legend().get_texts())
     plt.close("all")
     assert main_linear.draw_solvers([e for e in summary if e["solver"] == "fixed-point"], 6, 2, 2, tmp_path) is None
