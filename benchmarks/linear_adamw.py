@@ -4,6 +4,7 @@
     python benchmarks/linear_adamw.py --profile          # also the top operations of one step (torch.profiler)
     python benchmarks/linear_adamw.py --rounding         # how far rounding moves AdamW where no minimum exists
     python benchmarks/linear_adamw.py --batch-rounding   # how a solution's step depends on its batch's size
+    python benchmarks/linear_adamw.py --floor            # the n³ work no closed-form step can avoid, and its grid
 
 Times per step, in one process on one thread (as main_linear.py's workers run), of:
 - ``autograd``: the loss through ``linear_vae.losses`` and its gradients by autograd (the
@@ -18,10 +19,12 @@ the solver's per-solution step time, for one and for two worker processes.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +108,57 @@ def batch_rounding(n: int = 100, k: int = 50) -> None:
                                                        zip(("total", "∂A", "∂B", "∂L_Z", "∂L_W"), rel)))
 
 
+def floor(ns, batches, repeats: int) -> None:
+    """The arithmetic no closed-form AdamW step of this parametrisation avoids, timed alone.
+
+    Σ_Z = L_Z L_Zᵀ + εI is one n × n product; its Cholesky factor is needed for log det Σ_Z; and
+    ∂/∂L_Z = (Σ_Z⁻¹ − Σ_Z⁻¹ E Σ_Z⁻¹) L_Z needs Σ_Z⁻¹ applied to two n × n matrices (L_Z, and the
+    result of E on it; E itself is low rank plus 0.05·I, so E times a matrix is cheap). Two ways
+    to apply Σ_Z⁻¹ twice: form it (Cholesky inverse) and multiply twice, or four triangular
+    solves. The floor is one product + one Cholesky + the cheaper of the two; everything else a
+    step does (the n × m products, AdamW, clipping, projection) is on top. Per solution, one
+    thread, median of ``repeats``; projected over the study's 25 cells × 50 solutions."""
+    torch.set_num_threads(1)
+    cells = len(DEFAULTS["betas"]) * len(DEFAULTS["lambdas"]) * DEFAULTS["solutions"]
+    for dtype in (torch.float64, torch.float32):
+        total = 0.0
+        for n in ns:
+            best = math.inf
+            for k in batches:
+                gen = torch.Generator().manual_seed(0)
+                x = torch.randn(k, n, n, dtype=dtype, generator=gen)
+                y = torch.randn(k, n, n, dtype=dtype, generator=gen)
+                spd = x @ x.mT + n * torch.eye(n, dtype=dtype)
+                chol = torch.linalg.cholesky(spd)
+                out = torch.empty_like(x)
+                ops = {"product": partial(torch.matmul, x, y, out=out),
+                       "cholesky": partial(torch.linalg.cholesky_ex, spd),
+                       "inverse": partial(torch.cholesky_inverse, chol),
+                       "triangular solve": partial(torch.linalg.solve_triangular, chol, y, upper=False)}
+                per = {}
+                for name, fn in ops.items():
+                    fn()
+                    times = []
+                    for _ in range(repeats):
+                        start = time.perf_counter()
+                        for _ in range(10):
+                            fn()
+                        times.append((time.perf_counter() - start) / 10 / k)
+                    per[name] = statistics.median(times)
+                step = per["product"] + per["cholesky"] + min(per["inverse"] + 2 * per["product"],
+                                                             4 * per["triangular solve"])
+                print(f"{str(dtype).split('.')[1]} n={n:3d} K={k:3d}: " + ", ".join(
+                    f"{name} {1e3 * t:.3f}" for name, t in per.items()) + f" ms per matrix; floor {1e3 * step:.3f} ms "
+                    "per solution-step", flush=True)
+                best = min(best, step)
+            iters = PER_N[50 if n <= 75 else 100]["adamw_iters"]
+            total += cells * iters * best
+            print(f"  n={n}: {cells} solutions × {iters:,} steps at the floor: {cells * iters * best / 3600:.2f} h "
+                  "on one core")
+        print(f"  {str(dtype).split('.')[1]}, n = {' and '.join(map(str, ns))} at the floor: {total / 3600:.2f} h on "
+              f"one core, {total / 7200:.2f} h on two (the goal for both n: 1.5 h on two)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[50, 100])
@@ -113,6 +167,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top operations of one closed-form step")
     parser.add_argument("--batch-rounding", action="store_true",
                         help="only: how one step of a solution depends on the size of its batch (n = 100)")
+    parser.add_argument("--floor", action="store_true",
+                        help="only: time the n³ work every closed-form step needs and project the grid from it")
     parser.add_argument("--rounding", action="store_true",
                         help="only: perturb initial points by 1e-15 (relative) and report how far solutions move")
     args = parser.parse_args()
@@ -121,6 +177,9 @@ def main() -> None:
         return rounding()
     if args.batch_rounding:
         return batch_rounding()
+    if args.floor:
+        print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread")
+        return floor(args.n, [k for k in args.batch if k <= 50] or [50], args.repeats)
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread; float64")
     per_solution = {}
     for n in args.n:
