@@ -116,8 +116,11 @@ def floor(ns, batches, repeats: int) -> None:
     result of E on it; E itself is low rank plus 0.05·I, so E times a matrix is cheap). Two ways
     to apply Σ_Z⁻¹ twice: form it (Cholesky inverse) and multiply twice, or four triangular
     solves. The floor is one product + one Cholesky + the cheaper of the two; everything else a
-    step does (the n × m products, AdamW, clipping, projection) is on top. Per solution, one
-    thread, median of ``repeats``; projected over the study's 25 cells × 50 solutions."""
+    step does (the n × m products, AdamW, clipping, projection) is on top. It is a floor for the
+    batched operations torch has: it offers no batched triangular or symmetric product, which
+    would do L_Z L_Zᵀ and Σ_Z⁻¹ L_Z in about half the multiplications (the clipping needs the
+    whole gradient of L_Z, upper triangle included, so no product can be skipped). Per
+    solution, one thread, median of ``repeats``; projected over the study's 25 cells × 50 solutions."""
     torch.set_num_threads(1)
     cells = len(DEFAULTS["betas"]) * len(DEFAULTS["lambdas"]) * DEFAULTS["solutions"]
     for dtype in (torch.float64, torch.float32):
