@@ -35,6 +35,7 @@ NOISE_VAR = 0.05          # the observation noise in Σ_Y
 JITTER = 5e-5             # AdamW's Σ = L Lᵀ + JITTER·I keeps Σ_Z, Σ_W positive definite
 SOLVERS = ("fixed-point", "adamw")
 STUDY_NS = (50, 100)      # the original's data dimensions, in the order it draws them
+PROGRESS_EVERY = 100      # AdamW steps between progress reports (a few seconds of a 50-solution cell)
 
 
 @dataclass(frozen=True)
@@ -291,7 +292,7 @@ def loss_and_gradients(A, B, L_Z, L_W, sigma_y, beta, lam):
 
 def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, clip_l: float,
                 lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
-                device="cpu") -> dict:
+                device="cpu", progress=None) -> dict:
     """The paper's AdamW solver for K solutions at once (leading axis of every init).
 
     Parameters A, B, L_Z, L_W with Σ_Z = L_Z L_Zᵀ + 5e-5·I and Σ_W likewise; L is projected back
@@ -303,7 +304,9 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     result does not depend on which cells share its batch, up to the rounding of one product
     (B Σ_Y, computed for the whole batch; see docs/linear.md). Keeps, per solution, the iterate
     with the lowest total loss (the parameters the loss was evaluated at). ``device``: where
-    to solve, in float64 (a GPU runs the same arithmetic).
+    to solve, in float64 (a GPU runs the same arithmetic). ``progress``: called with the number
+    of steps done every ``PROGRESS_EVERY`` steps and after the last (a cell at n = 100 takes
+    minutes, so the caller can show how far it is).
 
     Returned as in ``solve_fixed_point``, plus best_iteration; a solution whose loss turned
     non-finite or whose covariance lost positive definiteness stops there and is marked failed.
@@ -348,6 +351,8 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
         with torch.no_grad():
             lz.copy_(torch.tril(lz))
             lw.copy_(torch.tril(lw))
+        if progress is not None and (it % PROGRESS_EVERY == 0 or it == iters):
+            progress(it)
     a, b, lz, lw = best
     failure = [f"loss non-finite or covariance not positive definite at iteration {int(i)}" if i else ""
                for i in failed_at.cpu()]

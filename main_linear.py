@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -180,11 +180,16 @@ def cell_name(n, solver, beta, lam) -> str:
     return f"n{n}_{solver}_beta{beta:g}_lambda{lam:g}"
 
 
-def solve_cells(tasks: list[dict]) -> list[tuple[str, list[dict], float]]:
+def solve_cells(tasks: list[dict], slot: int | None = None, progress=None) -> list[tuple[str, list[dict], float]]:
     """Solve (n, solver, β, λ) cells of one n and solver as one batch of solutions (β and λ are
     per solution, and every solution is independent of the others in its batch); return each
-    cell's name, results rows and seconds (the batch's time, shared out by solutions)."""
+    cell's name, results rows and seconds (the batch's time, shared out by solutions). AdamW
+    reports its steps done to ``progress``, or, in a worker, into slot ``slot`` of the array
+    the pool shares (``_worker_setup``)."""
     import linear_vae as lv
+    if progress is None and slot is not None and _STEPS_DONE is not None:
+        def progress(step):
+            _STEPS_DONE[slot] = step
     start = time.time()
     first = tasks[0]
     problem, per_n, solver, k = first["problem"], first["per_n"], first["solver"], len(first["inits"]["B"])
@@ -195,8 +200,8 @@ def solve_cells(tasks: list[dict]) -> list[tuple[str, list[dict], float]]:
         sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, inits["B"], inits["sigma_w"],
                                    per_n["tol"], per_n["fp_iters"])
     else:
-        sol = lv.solve_adamw(problem.sigma_y, beta, lam, inits, per_n["adamw_iters"],
-                             per_n["clip_ab"], per_n["clip_l"], device=first.get("device", "cpu"), **first["adamw"])
+        sol = lv.solve_adamw(problem.sigma_y, beta, lam, inits, per_n["adamw_iters"], per_n["clip_ab"],
+                             per_n["clip_l"], device=first.get("device", "cpu"), progress=progress, **first["adamw"])
     seconds = (time.time() - start) / len(tasks)
     metrics = lv.solution_metrics(sol, problem, beta, lam)
     out = []
@@ -218,11 +223,17 @@ def solve_cells(tasks: list[dict]) -> list[tuple[str, list[dict], float]]:
     return out
 
 
-def _one_thread():
+_STEPS_DONE = None     # in a worker: the pool's shared array of AdamW steps done, one slot per batch
+
+
+def _worker_setup(steps_done=None):
     """Every matrix here is at most 100 × 100: more threads per process only contend (on 2 busy
-    cores, two threads made the β sweep 25× slower); the processes are the parallelism."""
+    cores, two threads made the β sweep 25× slower); the processes are the parallelism. A
+    worker also keeps the shared array its batches report their steps into."""
+    global _STEPS_DONE
     import torch
     torch.set_num_threads(1)
+    _STEPS_DONE = steps_done
 
 
 def usable(row) -> bool:
@@ -552,7 +563,7 @@ def run(cfg: dict, quiet: bool = False) -> Path:
     if cfg.get("collect") and not (root / "cells").is_dir():
         raise SettingError(f"--collect: {root} has no cells/ to collect; run the command without --collect first")
     check_results_dir(root, cfg)
-    _one_thread()
+    _worker_setup()
     start = time.time()
     m, s = cfg["m"], cfg["s"]
     draws = lv.draw_study(cfg["n"], m, s, cfg["solutions"], cfg["seed"])
@@ -592,19 +603,39 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                  else f"solving {len(tasks)} with {cfg['workers']} worker(s)")
         print(f"{total - len(unsolved)} of {total} cells already done in {root}; {doing}", flush=True)
     workers = min(cfg["workers"], max(1, len(batches)))
-    with tqdm(total=len(tasks), desc="cells", unit="cell", disable=quiet or not tasks) as bar:
+    # AdamW cells take minutes (half an hour at n = 100): the bar counts their steps as fractions
+    # of a cell, so it moves, and its rate and time left hold, between cells.
+    iters = [cfg["per_n"][str(b[0]["problem"].n)]["adamw_iters"] if b[0]["solver"] == "adamw" else None
+             for b in batches]
+    finished = 0
+    with tqdm(total=len(tasks), desc="cells", unit="cell", disable=quiet or not tasks,
+              bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]") as bar:
+        def show(steps_done: dict):
+            bar.n = finished + sum(len(batches[i]) * step / iters[i] for i, step in steps_done.items() if iters[i])
+            bar.refresh()
+
         def done(results):
+            nonlocal finished
             for name, rows, seconds in results:
                 write_csv(cells / f"{name}.csv", rows)
-                bar.set_postfix_str(f"{name} {seconds:.0f}s")
-                bar.update()
+                bar.set_postfix_str(f"{name} {seconds:.0f}s", refresh=False)
+                finished += 1
+            show({})
         if workers == 1:
-            for batch in batches:
-                done(solve_cells(batch))
+            for i, batch in enumerate(batches):
+                done(solve_cells(batch, progress=lambda step, i=i: show({i: step})))
         else:
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
-                for future in as_completed([pool.submit(solve_cells, b) for b in batches]):
-                    done(future.result())
+            context = get_context("spawn")
+            steps_done = context.Array("q", len(batches), lock=False)
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_setup,
+                                     initargs=(steps_done,)) as pool:
+                pending = {pool.submit(solve_cells, b, i): i for i, b in enumerate(batches)}
+                while pending:
+                    ready, _ = wait(pending, timeout=5.0, return_when=FIRST_COMPLETED)
+                    for future in ready:
+                        pending.pop(future)
+                        done(future.result())
+                    show({i: steps_done[i] for i in pending.values()})
 
     rows = [r for f in sorted(cells.glob("*.csv")) for r in read_csv(f)]
     rows.sort(key=lambda r: (r["n"], r["solver"] != "fixed-point", r["beta"], r["lambda"], r["solution"]))

@@ -304,6 +304,24 @@ def test_collect_tabulates_finished_cells_and_solves_none(tmp_path, capsys):
     assert "has no cells/ to collect" in err and not (tmp_path / "none").exists()
 
 
+def test_adamw_reports_its_steps_and_two_workers_give_the_rows_of_one(tmp_path, capsys):
+    p, m = small_problem(), 3
+    steps = []
+    lv.solve_adamw(p.sigma_y, 4.0, 1.0, adamw_inits(np.random.default_rng(2), p.n, m, 2), iters=250,
+                   clip_ab=1.0, clip_l=2.0, progress=steps.append)
+    assert steps == [100, 200, 250]
+
+    grid = TINY + ["--adamw-iters", "250", "--sweep-points", "0"]
+    main_linear.main(grid + ["--results-dir", str(tmp_path / "one")])
+    capsys.readouterr()
+    main_linear.main(grid + ["--results-dir", str(tmp_path / "two"), "--workers", "2"])
+    bar = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()
+    assert "4.0/4" in bar[-1]
+    one, two = (main_linear.read_csv(tmp_path / d / "results.csv") for d in ("one", "two"))
+    assert [{k: v for k, v in r.items() if k != "cell_seconds"} for r in one] == \
+        [{k: v for k, v in r.items() if k != "cell_seconds"} for r in two]
+
+
 def test_a_folder_with_only_its_config_is_taken_over_one_with_cells_is_not(tmp_path, capsys):
     root = tmp_path / "r"
     root.mkdir()
