@@ -312,6 +312,19 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
                                                                         else f" ({e['used']}/{e['solutions']})"))
                 lines.append(f"| {lam:g} | " + " | ".join(vals) + " |")
             lines.append("")
+    for n in sorted({n for n, _ in keys}):
+        gaps = solver_gaps(summary, n)
+        if not gaps:
+            continue
+        lines.append(f"n = {n}: AdamW against the fixed point, per cell (means over solutions; ± the standard "
+                     "error of the difference of means)")
+        lines.append("| β | λ | total: (AdamW − fixed) / abs(fixed) | I_m: AdamW − fixed (nats) |")
+        lines.append("|---|---|---|---|")
+        for g in gaps:
+            note = " (no minimum)" if g["no_minimum"] else ""
+            lines.append(f"| {g['beta']:g} | {g['lambda']:g}{note} | {g['total_gap']:+.2e} ± {g['total_gap_se']:.1e} | "
+                         f"{g['i_m_diff']:+.3f} ± {g['i_m_diff_se']:.3f} |")
+        lines.append("")
     for n, solver in keys:
         missing = sum((n_, solver_) == (n, solver) for n_, solver_, _, _ in unsolved)
         if missing:
@@ -426,6 +439,33 @@ def draw_heatmaps(summary, n, m, s, root: Path, unsolved=()) -> Path:
     return path
 
 
+def solver_gaps(summary: list[dict], n) -> list[dict]:
+    """Per (β, λ) cell of ``n`` solved by both solvers: AdamW's mean total loss relative to the
+    fixed point's, (AdamW − fixed point) / |fixed point|, and AdamW's mean I_m minus the fixed
+    point's (nats), each with the standard error of the difference of the two means
+    (√(s²_AdamW / k_AdamW + s²_fixed / k_fixed), s the std over the k solutions used)."""
+    def variance_of_mean(e, key):
+        std = e.get(f"{key}_std")
+        return 0.0 if std is None else std ** 2 / (e.get("used") or 1)
+
+    cells = {}
+    for e in summary:
+        if e["n"] == n and e["total_mean"] is not None:
+            cells.setdefault((e["beta"], e["lambda"]), {})[e["solver"]] = e
+    out = []
+    for (beta, lam), v in sorted(cells.items()):
+        if not {"fixed-point", "adamw"} <= v.keys():
+            continue
+        fp, aw = v["fixed-point"], v["adamw"]
+        scale = max(abs(fp["total_mean"]), 1e-300)
+        out.append({"beta": beta, "lambda": lam, "no_minimum": beta <= 1 and lam > 0,
+                    "total_gap": (aw["total_mean"] - fp["total_mean"]) / scale,
+                    "total_gap_se": math.sqrt(variance_of_mean(aw, "total") + variance_of_mean(fp, "total")) / scale,
+                    "i_m_diff": aw["i_m_mean"] - fp["i_m_mean"],
+                    "i_m_diff_se": math.sqrt(variance_of_mean(aw, "i_m") + variance_of_mean(fp, "i_m"))})
+    return out
+
+
 def draw_solvers(summary, n, m, s, root: Path) -> Path | None:
     """Per (β, λ) cell, AdamW against the fixed point, as differences of their means over
     solutions: the total loss relative to the fixed point's ((AdamW − fixed point) / |fixed point|:
@@ -437,35 +477,20 @@ def draw_solvers(summary, n, m, s, root: Path) -> Path | None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    cells = {}
-    for e in summary:
-        if e["n"] == n and e["total_mean"] is not None:
-            cells.setdefault((e["beta"], e["lambda"]), {})[e["solver"]] = e
-    pairs = [(cell, v) for cell, v in sorted(cells.items()) if {"fixed-point", "adamw"} <= v.keys()]
-    if not pairs:
+    gaps = solver_gaps(summary, n)
+    if not gaps:
         return None
-    betas = sorted({beta for (beta, _), _ in pairs})
-    lams = sorted({lam for (_, lam), _ in pairs})
+    betas = sorted({g["beta"] for g in gaps})
+    lams = sorted({g["lambda"] for g in gaps})
     colours = dict(zip(lams, plt.cm.viridis(np.linspace(0.0, 0.85, len(lams)))))
     offset = {lam: 0.6 * (i / max(len(lams) - 1, 1) - 0.5) for i, lam in enumerate(lams)}
-
-    def standard_error(e, key):
-        std, used = e.get(f"{key}_std"), e.get("used") or 1
-        return 0.0 if std is None else std ** 2 / used
-
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
-    for ax, key in zip(axes, ("total", "i_m")):
-        for (beta, lam), v in pairs:
-            fp, aw = v["fixed-point"], v["adamw"]
-            diff = aw[f"{key}_mean"] - fp[f"{key}_mean"]
-            err = math.sqrt(standard_error(aw, key) + standard_error(fp, key))
-            if key == "total":                       # percent of the fixed point's loss
-                scale = 100 / max(abs(fp["total_mean"]), 1e-300)
-                diff, err = diff * scale, err * scale
-            no_min = beta <= 1 and lam > 0
-            ax.errorbar(betas.index(beta) + offset[lam], diff, yerr=err, fmt="s" if no_min else "o", ms=5,
-                        capsize=2, color=colours[lam], mfc="none" if no_min else colours[lam],
-                        mec="tab:red" if no_min else colours[lam])
+    for ax, key, scale in zip(axes, ("total_gap", "i_m_diff"), (100, 1)):    # the total's gap in percent
+        for g in gaps:
+            colour = colours[g["lambda"]]
+            ax.errorbar(betas.index(g["beta"]) + offset[g["lambda"]], scale * g[key], yerr=scale * g[f"{key}_se"],
+                        fmt="s" if g["no_minimum"] else "o", ms=5, capsize=2, color=colour,
+                        mfc="none" if g["no_minimum"] else colour, mec="tab:red" if g["no_minimum"] else colour)
         ax.axhline(0.0, color="0.4", linewidth=0.8)
         ax.set_xticks(range(len(betas)), [f"{b:g}" for b in betas])
         ax.set_xlabel("β (one marker per λ, left to right)")
@@ -480,7 +505,7 @@ def draw_solvers(summary, n, m, s, root: Path) -> Path | None:
                      label="± standard error of the difference of means")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"linear λβ-VAE, n = {n}, m = {m}, s = {s}: AdamW against the fixed point, per (β, λ) cell "
-                 f"(means over solutions; {len(pairs)} cells solved by both; 0 = they agree)", fontsize=10)
+                 f"(means over solutions; {len(gaps)} cells solved by both; 0 = they agree)", fontsize=10)
     path = root / f"adamw_vs_fixed_point_n{n}_m{m}_s{s}.png"
     _save(fig, path)
     return path

@@ -448,6 +448,9 @@ def test_the_solver_figure_puts_each_cell_at_adamws_gap_to_the_fixed_point(tmp_p
     assert d1 == pytest.approx(0.1) and d4 == pytest.approx(-0.1)
     assert e1 == pytest.approx(math.sqrt(0.1 ** 2 / 4)) and e4 == pytest.approx(math.sqrt((0.09 + 0.04) / 4))
     assert total_ax.get_yscale() == "symlog"
+    table = main_linear.summary_text([dict(e, solutions=4, sap_mean=0.1) for e in summary]).splitlines()
+    assert "| 1 | 2 (no minimum) | -2.00e-01 ± 3.5e-03 | +0.100 ± 0.050 |" in table
+    assert "| 4 | 0 | +5.00e-02 ± 7.1e-03 | -0.100 ± 0.180 |" in table
     assert "no minimum" in " ".join(t.get_text() for t in total_ax.get_legend().get_texts())
     plt.close("all")
     assert main_linear.draw_solvers([e for e in summary if e["solver"] == "fixed-point"], 6, 2, 2, tmp_path) is None
