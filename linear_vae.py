@@ -292,7 +292,7 @@ def loss_and_gradients(A, B, L_Z, L_W, sigma_y, beta, lam):
 
 def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, clip_l: float,
                 lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
-                device="cpu", progress=None) -> dict:
+                device="cpu", progress=None, dtype=DTYPE) -> dict:
     """The paper's AdamW solver for K solutions at once (leading axis of every init).
 
     Parameters A, B, L_Z, L_W with Σ_Z = L_Z L_Zᵀ + 5e-5·I and Σ_W likewise; L is projected back
@@ -304,7 +304,8 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     result does not depend on which cells share its batch, up to the rounding of one product
     (B Σ_Y, computed for the whole batch; see docs/linear.md). Keeps, per solution, the iterate
     with the lowest total loss (the parameters the loss was evaluated at). ``device``: where
-    to solve, in float64 (a GPU runs the same arithmetic). ``progress``: called with the number
+    to solve (a GPU runs the same arithmetic). ``dtype``: float64, the study's; float32 only to
+    measure what it would change (benchmarks/linear_adamw.py --float32). ``progress``: called with the number
     of steps done every ``PROGRESS_EVERY`` steps and after the last (a cell at n = 100 takes
     minutes, so the caller can show how far it is).
 
@@ -312,16 +313,16 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     non-finite or whose covariance lost positive definiteness stops there and is marked failed.
     """
     device = torch.device(device)
-    sigma_y = _t(sigma_y).to(device)
+    sigma_y = _t(sigma_y).to(device, dtype)
     n, m = sigma_y.shape[-1], inits["B"].shape[1]
-    params = [_t(inits[key]).to(device).clone() for key in ("A", "B", "L_Z", "L_W")]
+    params = [_t(inits[key]).to(device, dtype).clone() for key in ("A", "B", "L_Z", "L_W")]
     a, b, lz, lw = params
     k = a.shape[0]
-    beta_t, lam_t = _t(beta).to(device).expand(k), _t(lam).to(device).expand(k)
-    jitter_n = JITTER * torch.eye(n, dtype=DTYPE, device=device)
-    jitter_m = JITTER * torch.eye(m, dtype=DTYPE, device=device)
+    beta_t, lam_t = _t(beta).to(device, dtype).expand(k), _t(lam).to(device, dtype).expand(k)
+    jitter_n = JITTER * torch.eye(n, dtype=dtype, device=device)
+    jitter_m = JITTER * torch.eye(m, dtype=dtype, device=device)
     opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
-    best_total = torch.full((k,), math.inf, dtype=DTYPE, device=device)
+    best_total = torch.full((k,), math.inf, dtype=dtype, device=device)
     best = [x.clone() for x in params]
     best_iteration = torch.zeros(k, dtype=torch.int64, device=device)
     alive = torch.ones(k, dtype=torch.bool, device=device)

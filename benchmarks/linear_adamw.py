@@ -5,6 +5,7 @@
     python benchmarks/linear_adamw.py --rounding         # how far rounding moves AdamW where no minimum exists
     python benchmarks/linear_adamw.py --batch-rounding   # how a solution's step depends on its batch's size
     python benchmarks/linear_adamw.py --floor            # the n³ work no closed-form step can avoid, and its grid
+    python benchmarks/linear_adamw.py --float32          # what solving in float32 would change, and gain
 
 Times per step, in one process on one thread (as main_linear.py's workers run), of:
 - ``autograd``: the loss through ``linear_vae.losses`` and its gradients by autograd (the
@@ -162,6 +163,31 @@ def floor(ns, batches, repeats: int) -> None:
               f"one core, {total / 7200:.2f} h on two (the goal for both n: 1.5 h on two)")
 
 
+def float32(n: int = 50, solutions: int = 10) -> None:
+    """Cells of the study's n = 50 problem solved in float64 and in float32 from the same initial
+    points, for the full 30,000 steps; per cell the largest difference of a solution's total
+    (relative), SAP and I_m, the cell means to the tables' 3 decimals, and the time ratio."""
+    draws = lv.draw_study([n], 10, 5, solutions)[n]
+    per_n = PER_N[50 if n <= 75 else 100]
+    for beta, lam in ((4.0, 2.0), (16.0, 8.0), (4.0, 0.0), (1.0, 2.0)):
+        out, seconds = {}, {}
+        for dtype in (torch.float64, torch.float32):
+            start = time.perf_counter()
+            sol = lv.solve_adamw(draws.problem.sigma_y, beta, lam, draws.adamw, per_n["adamw_iters"],
+                                 per_n["clip_ab"], per_n["clip_l"], dtype=dtype)
+            seconds[dtype] = time.perf_counter() - start
+            out[dtype] = {key: np.array([r[key] for r in lv.solution_metrics(sol, draws.problem, beta, lam)])
+                          for key in ("total", "sap", "i_m")}
+            out[dtype]["failed"] = sum(bool(f) for f in sol["failure"])
+        a, b = out[torch.float64], out[torch.float32]
+        print(f"n={n} β={beta:g} λ={lam:g}, {solutions} solutions × {per_n['adamw_iters']:,} steps: float32 "
+              f"{seconds[torch.float64] / seconds[torch.float32]:.2f}x faster; failed {a['failed']} / {b['failed']}; "
+              f"largest difference: total {np.max(np.abs(b['total'] / a['total'] - 1)):.1e} (relative), "
+              f"SAP {np.max(np.abs(b['sap'] - a['sap'])):.1e}, I_m {np.max(np.abs(b['i_m'] - a['i_m'])):.1e}; "
+              f"means float64 / float32: SAP {a['sap'].mean():.3f} / {b['sap'].mean():.3f}, "
+              f"I_m {a['i_m'].mean():.3f} / {b['i_m'].mean():.3f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[50, 100])
@@ -170,6 +196,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top operations of one closed-form step")
     parser.add_argument("--batch-rounding", action="store_true",
                         help="only: how one step of a solution depends on the size of its batch (n = 100)")
+    parser.add_argument("--float32", action="store_true",
+                        help="only: solve four n = 50 cells (10 solutions) in float64 and float32 and compare")
     parser.add_argument("--floor", action="store_true",
                         help="only: time the n³ work every closed-form step needs and project the grid from it")
     parser.add_argument("--rounding", action="store_true",
@@ -180,6 +208,9 @@ def main() -> None:
         return rounding()
     if args.batch_rounding:
         return batch_rounding()
+    if args.float32:
+        print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread")
+        return float32()
     if args.floor:
         print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread")
         return floor(args.n, [k for k in args.batch if k <= 50] or [50], args.repeats)
