@@ -72,15 +72,18 @@ def timed(fn, *args) -> float:
 def rounding(n: int = 50, solutions: int = 5, steps: int = 1000) -> None:
     """AdamW's sensitivity to rounding: one cell solved from its initial points and from the same
     points with A scaled by (1 + 1e-15). Where the loss has no minimum (β = 1, λ > 0) the paths
-    part; where it has one they do not."""
+    part; where it has one the loss does not move, but SAP and I_m, which change when the latent
+    space is rotated (the loss does not), may."""
     draws = lv.draw_study([n], 10, 5, solutions)[n]
     nudged = {**draws.adamw, "A": draws.adamw["A"] * (1 + 1e-15)}
     for beta, lam in ((1.0, 2.0), (4.0, 2.0), (16.0, 0.0)):
-        recon = [np.array([r["recon"] for r in lv.solution_metrics(
+        ours, theirs = ({key: np.array([r[key] for r in lv.solution_metrics(
             lv.solve_adamw(draws.problem.sigma_y, beta, lam, inits, steps, 1.0, 2.0), draws.problem, beta, lam)])
-            for inits in (draws.adamw, nudged)]
-        print(f"n={n} β={beta:g} λ={lam:g}, {solutions} solutions, {steps} steps: initial A × (1 + 1e-15) moves "
-              f"recon by up to {np.abs(recon[1] / recon[0] - 1).max():.1e} (relative)")
+            for key in ("recon", "sap", "i_m")} for inits in (draws.adamw, nudged))
+        moved = {key: np.abs(theirs[key] - ours[key]).max() for key in ("sap", "i_m")}
+        print(f"n={n} β={beta:g} λ={lam:g}, {solutions} solutions, {steps:,} steps: initial A × (1 + 1e-15) moves "
+              f"recon by up to {np.abs(theirs['recon'] / ours['recon'] - 1).max():.1e} (relative), SAP by "
+              f"{moved['sap']:.1e} and I_m by {moved['i_m']:.1e}", flush=True)
 
 
 def batch_rounding(n: int = 100, k: int = 50) -> None:
@@ -200,12 +203,13 @@ def main() -> None:
                         help="only: solve four n = 50 cells (10 solutions) in float64 and float32 and compare")
     parser.add_argument("--floor", action="store_true",
                         help="only: time the n³ work every closed-form step needs and project the grid from it")
+    parser.add_argument("--rounding-steps", type=int, default=1000, help="AdamW steps of --rounding (default 1,000)")
     parser.add_argument("--rounding", action="store_true",
                         help="only: perturb initial points by 1e-15 (relative) and report how far solutions move")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.rounding:
-        return rounding()
+        return rounding(steps=args.rounding_steps)
     if args.batch_rounding:
         return batch_rounding()
     if args.float32:
