@@ -63,6 +63,12 @@ def solver_step(sigma_y, inits, beta, lam, iters=30):
     return iters
 
 
+def metric_arrays(sol: dict, problem, beta, lam, keys=("recon", "total", "sap", "i_m")) -> dict:
+    """Per metric, one value per solution of ``sol``."""
+    rows = lv.solution_metrics(sol, problem, beta, lam)
+    return {key: np.array([r[key] for r in rows]) for key in keys}
+
+
 def timed(fn, *args) -> float:
     start = time.perf_counter()
     steps = fn(*args) or 1
@@ -77,9 +83,8 @@ def rounding(n: int = 50, solutions: int = 5, steps: int = 1000) -> None:
     draws = lv.draw_study([n], 10, 5, solutions)[n]
     nudged = {**draws.adamw, "A": draws.adamw["A"] * (1 + 1e-15)}
     for beta, lam in ((1.0, 2.0), (4.0, 2.0), (16.0, 0.0)):
-        ours, theirs = ({key: np.array([r[key] for r in lv.solution_metrics(
-            lv.solve_adamw(draws.problem.sigma_y, beta, lam, inits, steps, 1.0, 2.0), draws.problem, beta, lam)])
-            for key in ("recon", "sap", "i_m")} for inits in (draws.adamw, nudged))
+        ours, theirs = (metric_arrays(lv.solve_adamw(draws.problem.sigma_y, beta, lam, inits, steps, 1.0, 2.0),
+                                      draws.problem, beta, lam) for inits in (draws.adamw, nudged))
         moved = {key: np.abs(theirs[key] - ours[key]).max() for key in ("sap", "i_m")}
         print(f"n={n} β={beta:g} λ={lam:g}, {solutions} solutions, {steps:,} steps: initial A × (1 + 1e-15) moves "
               f"recon by up to {np.abs(theirs['recon'] / ours['recon'] - 1).max():.1e} (relative), SAP by "
@@ -91,7 +96,7 @@ def batch_rounding(n: int = 100, k: int = 50) -> None:
     solutions in one batch against the same solutions in batches of 25, 10, 5 and 1: the largest
     difference of B Σ_Y (the one product torch computes for a whole batch at once) and of the
     loss and gradients, relative to each solution's largest entry."""
-    draws = lv.draw_study([50, n], 10, 5, k)[n]
+    draws = lv.draw_study([n], 10, 5, k)[n]
     sigma_y = torch.tensor(draws.problem.sigma_y)
 
     def step(sl):
@@ -179,8 +184,7 @@ def float32(n: int = 50, solutions: int = 10) -> None:
             sol = lv.solve_adamw(draws.problem.sigma_y, beta, lam, draws.adamw, per_n["adamw_iters"],
                                  per_n["clip_ab"], per_n["clip_l"], dtype=dtype)
             seconds[dtype] = time.perf_counter() - start
-            out[dtype] = {key: np.array([r[key] for r in lv.solution_metrics(sol, draws.problem, beta, lam)])
-                          for key in ("total", "sap", "i_m")}
+            out[dtype] = metric_arrays(sol, draws.problem, beta, lam)
             out[dtype]["failed"] = sum(bool(f) for f in sol["failure"])
         a, b = out[torch.float64], out[torch.float32]
         print(f"n={n} β={beta:g} λ={lam:g}, {solutions} solutions × {per_n['adamw_iters']:,} steps: float32 "
@@ -208,17 +212,15 @@ def main() -> None:
                         help="only: perturb initial points by 1e-15 (relative) and report how far solutions move")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread")
     if args.rounding:
         return rounding(steps=args.rounding_steps)
     if args.batch_rounding:
         return batch_rounding()
     if args.float32:
-        print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread")
         return float32()
     if args.floor:
-        print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread")
         return floor(args.n, [k for k in args.batch if k <= 50] or [50], args.repeats)
-    print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread; float64")
     per_solution = {}
     for n in args.n:
         for k in args.batch:
