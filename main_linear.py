@@ -243,24 +243,44 @@ def usable(row) -> bool:
 
 # ----------------------------------------------------------------------------- collapse sweep
 
-def collapse_sweep(draws, cfg, n) -> list[dict]:
-    """The fixed point on a fine log grid of β for each λ, from the first solution's initial point."""
+def collapse_sweep(draws, cfg, n, lambdas) -> list[dict]:
+    """The fixed point on a fine log grid of β for each λ, from the first solution's initial point.
+
+    One solve per λ, so a λ's rows are the same whichever other λ's are swept with it (a
+    batched product may round differently for another batch) and a later run can add λ's."""
     import linear_vae as lv
     problem, per_n, m = draws.problem, cfg["per_n"][str(n)], cfg["m"]
     grid = np.geomspace(*cfg["sweep_range"], cfg["sweep_points"])
-    beta, lam = (x.ravel() for x in np.meshgrid(grid, cfg["lambdas"], indexing="ij"))
-    k = len(beta)
+    k = len(grid)
     b0 = np.repeat(draws.fixed_point["B"][:1], k, axis=0)
     w0 = np.repeat(draws.fixed_point["sigma_w"][:1], k, axis=0)
-    sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, b0, w0, per_n["tol"], per_n["fp_iters"])
     rows = []
-    for i, metrics in enumerate(lv.solution_metrics(sol, problem, beta, lam)):
-        predicted = lv.predicted_information(problem.sigma_y, m, beta[i], lam[i]).sum()
-        rows.append({"n": n, "beta": float(beta[i]), "lambda": float(lam[i]), "kl": metrics["kl"],
-                     "i_m": metrics["i_m"], "sap": metrics["sap"], "predicted_kl": predicted,
-                     "iterations": int(sol["iterations"][i]), "converged": bool(sol["converged"][i]),
-                     "failure": sol["failure"][i]})
-    return rows
+    for lam in lambdas:
+        sol = lv.solve_fixed_point(problem.sigma_y, grid, lam, b0, w0, per_n["tol"], per_n["fp_iters"])
+        for i, metrics in enumerate(lv.solution_metrics(sol, problem, grid, np.full(k, lam))):
+            predicted = lv.predicted_information(problem.sigma_y, m, grid[i], lam).sum()
+            rows.append({"n": n, "beta": float(grid[i]), "lambda": float(lam), "kl": metrics["kl"],
+                         "i_m": metrics["i_m"], "sap": metrics["sap"], "predicted_kl": predicted,
+                         "iterations": int(sol["iterations"][i]), "converged": bool(sol["converged"][i]),
+                         "failure": sol["failure"][i]})
+    return sorted(rows, key=lambda r: (r["beta"], r["lambda"]))
+
+
+def update_sweep(path: Path, draws, cfg, n, solve: bool = True) -> list[dict]:
+    """The sweep saved in ``path``, with the λ's of this run that it lacks added (``solve``).
+
+    A run over some of the grid's λ's (``--lambdas 2``) adds to the folder's sweep and never
+    drops the λ's an earlier run swept: the folder keeps everything it was asked to compute."""
+    sweep = read_csv(path) if path.exists() else []
+    for r in sweep:                     # CSV gives back "True"/"False" as text
+        r["converged"] = r["converged"] in (True, "True")
+        r["failure"] = r["failure"] or ""
+    have = {r["lambda"] for r in sweep}
+    missing = [lam for lam in cfg["lambdas"] if lam not in have]
+    if missing and solve:
+        sweep = sorted(sweep + collapse_sweep(draws, cfg, n, missing), key=lambda r: (r["beta"], r["lambda"]))
+        write_csv(path, sweep)
+    return sweep
 
 
 # ----------------------------------------------------------------------------- tables
@@ -680,14 +700,11 @@ def run(cfg: dict, quiet: bool = False) -> Path:
             figures.append(solvers_figure)
     if cfg["sweep_points"]:
         for n in cfg["n"]:
-            path = root / f"collapse_sweep_n{n}_m{m}_s{s}.csv"
-            sweep = read_csv(path) if path.exists() else []
-            if sorted({r["lambda"] for r in sweep}) != sorted(cfg["lambdas"]):   # new λ grid: redo
-                if cfg.get("collect"):           # solves fixed points: not a collecting job
-                    continue
-                sweep = collapse_sweep(draws[n], cfg, n)
-                write_csv(path, sweep)
-            figures.append(draw_collapse(sweep, draws[n].problem.sigma_y, n, m, s, root))
+            # --collect solves nothing, fixed points included: it draws what is swept already.
+            sweep = update_sweep(root / f"collapse_sweep_n{n}_m{m}_s{s}.csv", draws[n], cfg, n,
+                                 solve=not cfg.get("collect"))
+            if sweep:
+                figures.append(draw_collapse(sweep, draws[n].problem.sigma_y, n, m, s, root))
     if not quiet:
         pending = f" ({len(unsolved)} of {total} cells not run yet: rerun without --collect)" if unsolved else ""
         print(f"done in {time.time() - start:.0f} s: {len(rows)} solutions in {root / 'results.csv'}, "

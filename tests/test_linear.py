@@ -410,6 +410,28 @@ def test_cells_solved_in_one_batch_give_the_rows_of_cells_solved_one_by_one(tmp_
             assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-12), key
 
 
+def test_a_run_over_some_lambdas_adds_to_the_collapse_sweep_and_drops_nothing(tmp_path):
+    one_run, in_parts = tmp_path / "one", tmp_path / "parts"
+    settings = TINY[:TINY.index("--lambdas")] + TINY[TINY.index("--solutions"):] + ["--solvers", "fixed-point"]
+    main_linear.main(settings + ["--lambdas", "0", "1", "3", "--results-dir", str(one_run)])
+    main_linear.main(settings + ["--lambdas", "0", "1", "--results-dir", str(in_parts)])
+    main_linear.main(settings + ["--lambdas", "3", "1", "--results-dir", str(in_parts)])
+    name = "collapse_sweep_n6_m2_s2.csv"
+    merged = (in_parts / name).read_text()
+    assert merged == (one_run / name).read_text()
+    assert {r["lambda"] for r in main_linear.read_csv(in_parts / name)} == {0.0, 1.0, 3.0}
+    main_linear.main(settings + ["--lambdas", "0", "--results-dir", str(in_parts), "--collect"])
+    assert (in_parts / name).read_text() == merged
+
+
+def test_a_saved_sweep_keeps_its_unconverged_points(tmp_path):
+    path = tmp_path / "sweep.csv"
+    main_linear.write_csv(path, [{"n": 6, "beta": 2.0, "lambda": 0.0, "converged": False, "failure": None}])
+    cfg = {"lambdas": [0.0]}
+    row, = main_linear.update_sweep(path, draws=None, cfg=cfg, n=6)
+    assert row["converged"] is False and row["failure"] == ""
+
+
 def test_no_cuda_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(SystemExit):
