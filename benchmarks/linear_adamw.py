@@ -220,8 +220,8 @@ def main() -> None:
     if args.float32:
         return float32()
     if args.floor:
-        # Beyond 50 solutions a batch is no faster per solution (the products are already large),
-        # and timing 1,250 of them per operation takes minutes: say which batches are left out.
+        # The floor is per solution and a cell's solve has 50; timing each operation on the
+        # default 1,250 would take minutes. Say which batches are left out rather than drop them.
         kept = [k for k in args.batch if k <= 50] or [50]
         skipped = [k for k in args.batch if k > 50]
         if skipped:
