@@ -1,5 +1,6 @@
 """The linear λβ-VAE: closed forms against sampling, solvers against each other and the theory, metrics, CLI."""
 import math
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -304,12 +305,23 @@ def test_collect_tabulates_finished_cells_and_solves_none(tmp_path, capsys):
     assert "has no cells/ to collect" in err and not (tmp_path / "none").exists()
 
 
-def test_adamw_reports_its_steps_and_two_workers_give_the_rows_of_one(tmp_path, capsys):
+def test_adamw_reports_its_steps_and_two_workers_give_the_rows_of_one(tmp_path, capsys, monkeypatch):
     p, m = small_problem(), 3
     steps = []
     lv.solve_adamw(p.sigma_y, 4.0, 1.0, adamw_inits(np.random.default_rng(2), p.n, m, 2), iters=250,
                    clip_ab=1.0, clip_l=2.0, progress=steps.append)
     assert steps == [100, 200, 250]
+
+    # In a pool worker the steps go into the batch's slot of the array the main process polls.
+    shared = multiprocessing.Array("q", 2, lock=False)
+    monkeypatch.setattr(main_linear, "_STEPS_DONE", None)
+    main_linear._worker_setup(shared)
+    task = {"problem": p, "m": m, "solver": "adamw", "beta": 4.0, "lambda": 1.0,
+            "per_n": {"adamw_iters": 250, "clip_ab": 1.0, "clip_l": 2.0},
+            "adamw": main_linear.settings_from_args(TINY)["adamw"],
+            "inits": adamw_inits(np.random.default_rng(2), p.n, m, 2)}
+    main_linear.solve_cells([task], slot=1)
+    assert list(shared) == [0, 250]
 
     grid = TINY + ["--adamw-iters", "250", "--sweep-points", "0"]
     main_linear.main(grid + ["--results-dir", str(tmp_path / "one")])
