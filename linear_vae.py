@@ -388,6 +388,23 @@ def i_m(mi: np.ndarray) -> float:
     return float(mi[rows, cols].sum())
 
 
+def rotate(A, B, sigma_w, q):
+    """The same solution with its latent space rotated by the orthogonal q: A Qᵀ, Q B, Q Σ_W Qᵀ.
+    The prior N(0, I) is isotropic, so every loss is unchanged; SAP and I_m are not."""
+    q = np.asarray(q)
+    return np.asarray(A) @ q.T, q @ np.asarray(B), q @ np.asarray(sigma_w) @ q.T
+
+
+def i_m_over_rotations(B, sigma_w, problem: Problem, rotations) -> np.ndarray:
+    """I_m of one solution after each rotation of its latent space (``rotate``): how much of
+    I_m the loss leaves open, since all of them have the solution's total loss."""
+    out = []
+    for q in rotations:
+        _, b, w = rotate(np.zeros((problem.n, len(q))), B, sigma_w, q)
+        out.append(i_m(factor_mi(b, w, problem)[1]))
+    return np.array(out)
+
+
 def solution_metrics(solution: dict, problem: Problem, beta, lam) -> list[dict]:
     """recon, KL, L2, total, SAP and I_m of every solution in a solver's output."""
     out = losses(solution["A"], solution["B"], solution["sigma_z"], solution["sigma_w"], problem.sigma_y,

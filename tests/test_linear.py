@@ -5,6 +5,7 @@ import multiprocessing
 import numpy as np
 import pytest
 import torch
+from scipy.stats import ortho_group
 
 import linear_vae as lv
 import main_linear
@@ -196,6 +197,24 @@ def test_fixed_point_kl_is_the_predicted_information():
         sol = lv.solve_fixed_point(p.sigma_y, beta, lam, b0, w0, tol=1e-11, max_iters=50_000)
         kl = lv.solution_metrics(sol, p, beta, lam)[0]["kl"]
         np.testing.assert_allclose(kl, lv.predicted_information(p.sigma_y, m, beta, lam).sum(), rtol=1e-6, atol=1e-9)
+
+
+def test_a_rotated_optimum_has_the_same_loss_and_another_i_m():
+    p, m = small_problem(n=10), 4
+    b0, w0 = fp_inits(p.n, m, 1)
+    sol = lv.solve_fixed_point(p.sigma_y, 4.0, 2.0, b0, w0, tol=1e-10, max_iters=20_000)
+    A, B, sz, sw = (sol[key][0] for key in ("A", "B", "sigma_z", "sigma_w"))
+    rotations = [np.eye(m), np.eye(m)[[2, 0, 3, 1]]] + list(ortho_group.rvs(m, size=20, random_state=0))
+    before = lv.losses(A, B, sz, sw, p.sigma_y, 4.0, 2.0)
+    for q in rotations:
+        a, b, w = lv.rotate(A, B, sw, q)
+        after = lv.losses(a, b, sz, w, p.sigma_y, 4.0, 2.0)
+        for key in ("recon", "kl", "l2", "total"):
+            assert float(after[key]) == pytest.approx(float(before[key]), rel=1e-12, abs=1e-12), key
+    ims = lv.i_m_over_rotations(B, sw, p, rotations)
+    own = lv.i_m(lv.factor_mi(B, sw, p)[1])
+    assert ims[0] == pytest.approx(own, abs=1e-15) and ims[1] == pytest.approx(own, abs=1e-12)
+    assert own > 0.1 and ims[2:].max() - ims[2:].min() > 0.1 * own      # the loss does not pin I_m
 
 
 def test_metrics_by_hand_and_invariant_to_permuting_latents():
