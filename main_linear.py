@@ -307,7 +307,8 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
     """Mean I_m and SAP as λ × β tables per n and solver (and solutions left out). ``unsolved``:
-    the grid's (n, solver, β, λ) cells without results yet, shown as 'not run' and counted."""
+    this command's (n, solver, β, λ) cells without results yet; they widen the tables and are
+    counted. Any table cell without results reads 'not run', whichever command's grid it is in."""
     lines = []
     keys = sorted({(e["n"], e["solver"]) for e in summary} | {c[:2] for c in unsolved},
                   key=lambda x: (x[0], x[1] != "fixed-point"))
@@ -325,11 +326,13 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
                 for b in betas:
                     e = cells.get((lam, b))
                     v = None if e is None else e[f"{metric}_mean"]
-                    if e is None:
-                        vals.append("not run" if (n, solver, b, lam) in unsolved else "")
+                    if e is None:               # this command's grid or an earlier one's: no results here
+                        vals.append("not run")
+                    elif v is None:
+                        vals.append(f"none usable (0/{e['solutions']})")
                     else:
-                        vals.append("" if v is None else f"{v:.3f}" + ("" if e["used"] == e["solutions"]
-                                                                        else f" ({e['used']}/{e['solutions']})"))
+                        vals.append(f"{v:.3f}" + ("" if e["used"] == e["solutions"]
+                                                  else f" ({e['used']}/{e['solutions']})"))
                 lines.append(f"| {lam:g} | " + " | ".join(vals) + " |")
             lines.append("")
     for n in sorted({n for n, _ in keys}):
@@ -405,12 +408,14 @@ def draw_boxplots(rows, n, m, s, root: Path) -> Path:
 
 def draw_heatmaps(summary, n, m, s, root: Path, unsolved=()) -> Path:
     """Rows recon / SAP / I_m, columns solvers; λ × β cells annotated with means over solutions;
-    (β=1, λ=0) boxed; the grid's cells without results yet (``unsolved``) marked 'not run'."""
+    (β=1, λ=0) boxed. The axes span the folder's cells and this command's unsolved ones; a cell
+    without results is marked 'not run' (a cell of an earlier command's grid may be one)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
     entries = [e for e in summary if e["n"] == n]
+    solved = {(e["solver"], e["beta"], e["lambda"]) for e in entries}
     solvers = [x for x in ("fixed-point", "adamw") if any(e["solver"] == x for e in entries)
                or any(c[1] == x for c in unsolved)]
     betas = sorted({e["beta"] for e in entries} | {c[2] for c in unsolved if c[1] in solvers})
@@ -439,8 +444,10 @@ def draw_heatmaps(summary, n, m, s, root: Path, unsolved=()) -> Path:
                     dark = (v - vmin) / (vmax - vmin) > 0.6
                     ax.text(j, i, f"{v:.2f}" if key == "recon" else f"{v:.3f}", ha="center", va="center", fontsize=8,
                             color="white" if dark else "black")
-                elif (n, solver, betas[j], lams[i]) in unsolved:
-                    ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="0.45")
+                else:
+                    done = (solver, betas[j], lams[i]) in solved
+                    ax.text(j, i, "none usable" if done else "not run", ha="center", va="center", fontsize=7,
+                            color="0.45")
             if 1.0 in betas and 0.0 in lams:
                 ax.add_patch(Rectangle((betas.index(1.0) - 0.5, lams.index(0.0) - 0.5), 1, 1, fill=False,
                                        edgecolor="red", linewidth=2))

@@ -324,6 +324,18 @@ def test_collect_tabulates_finished_cells_and_solves_none(tmp_path, capsys):
     assert "has no cells/ to collect" in err and not (tmp_path / "none").exists()
 
 
+def test_a_cell_missing_outside_this_commands_grid_reads_not_run(tmp_path):
+    root = tmp_path / "r"
+    main_linear.main(TINY + ["--betas", "4", "8", "--results-dir", str(root)])
+    for name in ("n6_adamw_beta4_lambda1", "n6_adamw_beta8_lambda0"):
+        (root / "cells" / f"{name}.csv").unlink()
+    main_linear.main(TINY + ["--betas", "4", "--lambdas", "0", "--results-dir", str(root), "--collect"])
+    adamw_im = (root / "summary.txt").read_text().split("n = 6, adamw: I_m")[1].splitlines()
+    assert adamw_im[1] == "| λ \\ β | 4 | 8 |"
+    assert adamw_im[3].startswith("| 0 | 0.") and adamw_im[3].endswith("| not run |")
+    assert adamw_im[4].startswith("| 1 | not run | 0.")
+
+
 def test_adamw_reports_its_steps_and_two_workers_give_the_rows_of_one(tmp_path, capsys, monkeypatch):
     p, m = small_problem(), 3
     steps = []
