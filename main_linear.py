@@ -309,7 +309,7 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
     """Mean I_m and SAP as λ × β tables per n and solver (and solutions left out). ``unsolved``:
     this command's (n, solver, β, λ) cells without results yet; they widen the tables and are
     counted. Any table cell without results reads 'not run', whichever command's grid it is in."""
-    lines = []
+    lines, missing = [], {}
     keys = sorted({(e["n"], e["solver"]) for e in summary} | {c[:2] for c in unsolved},
                   key=lambda x: (x[0], x[1] != "fixed-point"))
     for n, solver in keys:
@@ -317,6 +317,7 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
         grid = list(cells) + [(lam, b) for n_, solver_, b, lam in unsolved if (n_, solver_) == (n, solver)]
         betas = sorted({b for _, b in grid})
         lams = sorted({lam for lam, _ in grid})
+        missing[n, solver] = sum((lam, b) not in cells for lam in lams for b in betas)
         for metric, label in (("i_m", "I_m (nats), mean over solutions"), ("sap", "SAP, mean over solutions")):
             lines.append(f"n = {n}, {solver}: {label}; rows λ, columns β")
             lines.append("| λ \\ β | " + " | ".join(f"{b:g}" for b in betas) + " |")
@@ -349,9 +350,8 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
                          f"{g['i_m_diff']:+.3f} ± {g['i_m_diff_se']:.3f} |")
         lines.append("")
     for n, solver in keys:
-        missing = sum((n_, solver_) == (n, solver) for n_, solver_, _, _ in unsolved)
-        if missing:
-            lines.append(f"not run: {missing} of n = {n}'s {solver} cells have no results yet "
+        if missing[n, solver]:
+            lines.append(f"not run: {missing[n, solver]} of n = {n}'s {solver} cells have no results yet "
                          "(rerun the command without --collect to solve them).")
     left_out = [e for e in summary if e["used"] < e["solutions"]]
     lines.append("(k/K): only k of K solutions entered the mean; the rest did not converge or failed "
