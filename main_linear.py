@@ -356,7 +356,7 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
     left_out = [e for e in summary if e["used"] < e["solutions"]]
     lines.append("(k/K): only k of K solutions entered the mean; the rest did not converge or failed "
                  "(see results.csv, columns status and failure)." if left_out else
-                 f"Every solution{' of the cells run' if unsolved else ''} entered the means "
+                 f"Every solution{' of the cells run' if any(missing.values()) else ''} entered the means "
                  "(all fixed points converged, no solver failed).")
     return "\n".join(lines) + "\n"
 
