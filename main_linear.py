@@ -352,7 +352,7 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
     for n, solver in keys:
         if missing[n, solver]:
             lines.append(f"not run: {missing[n, solver]} of n = {n}'s {solver} cells have no results yet "
-                         "(rerun the command without --collect to solve them).")
+                         "(a run without --collect whose grid holds them solves them).")
     left_out = [e for e in summary if e["used"] < e["solutions"]]
     lines.append("(k/K): only k of K solutions entered the mean; the rest did not converge or failed "
                  "(see results.csv, columns status and failure)." if left_out else
