@@ -389,20 +389,17 @@ def i_m(mi: np.ndarray) -> float:
 
 
 def rotate(A, B, sigma_w, q):
-    """The same solution with its latent space rotated by the orthogonal q: A Qᵀ, Q B, Q Σ_W Qᵀ.
-    The prior N(0, I) is isotropic, so every loss is unchanged; SAP and I_m are not."""
+    """The same solution with its latent space rotated by the orthogonal q: A Qᵀ, Q B, Q Σ_W Qᵀ
+    (A may be None: the metrics need only B and Σ_W). The prior N(0, I) is isotropic, so every
+    loss is unchanged; SAP and I_m are not."""
     q = np.asarray(q)
-    return np.asarray(A) @ q.T, q @ np.asarray(B), q @ np.asarray(sigma_w) @ q.T
+    return (None if A is None else np.asarray(A) @ q.T), q @ np.asarray(B), q @ np.asarray(sigma_w) @ q.T
 
 
 def i_m_over_rotations(B, sigma_w, problem: Problem, rotations) -> np.ndarray:
     """I_m of one solution after each rotation of its latent space (``rotate``): how much of
     I_m the loss leaves open, since all of them have the solution's total loss."""
-    out = []
-    for q in rotations:
-        _, b, w = rotate(np.zeros((problem.n, len(q))), B, sigma_w, q)
-        out.append(i_m(factor_mi(b, w, problem)[1]))
-    return np.array(out)
+    return np.array([i_m(factor_mi(*rotate(None, B, sigma_w, q)[1:], problem)[1]) for q in rotations])
 
 
 def solution_metrics(solution: dict, problem: Problem, beta, lam) -> list[dict]:

@@ -272,8 +272,7 @@ def update_sweep(path: Path, draws, cfg, n, solve: bool = True) -> list[dict]:
     A run over some of the grid's λ's (``--lambdas 2``) adds to the folder's sweep and never
     drops the λ's an earlier run swept: the folder keeps everything it was asked to compute."""
     sweep = read_csv(path) if path.exists() else []
-    for r in sweep:                     # CSV gives back "True"/"False" as text
-        r["converged"] = r["converged"] in (True, "True")
+    for r in sweep:
         r["failure"] = r["failure"] or ""
     have = {r["lambda"] for r in sweep}
     missing = [lam for lam in cfg["lambdas"] if lam not in have]

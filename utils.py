@@ -152,7 +152,8 @@ def _csv_cell(v):
 
 
 def read_csv(path) -> list[dict]:
-    """Rows of a CSV written by ``write_csv``; numeric cells become int/float, empty ones None."""
+    """Rows of a CSV written by ``write_csv``; numeric cells become int/float, True/False bool
+    (``bool("False")`` would be True), empty ones None."""
     with open(path, newline="") as f:
         return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
@@ -160,6 +161,8 @@ def read_csv(path) -> list[dict]:
 def _parse_cell(v: str):
     if v == "":
         return None
+    if v in ("True", "False"):
+        return v == "True"
     for cast in (int, float):
         try:
             return cast(v)
