@@ -292,7 +292,7 @@ def loss_and_gradients(A, B, L_Z, L_W, sigma_y, beta, lam):
 
 def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, clip_l: float,
                 lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
-                device="cpu", progress=None, dtype=DTYPE) -> dict:
+                device="cpu", progress=None, dtype=DTYPE, resume: dict | None = None, save=None) -> dict:
     """The paper's AdamW solver for K solutions at once (leading axis of every init).
 
     Parameters A, B, L_Z, L_W with Σ_Z = L_Z L_Zᵀ + 5e-5·I and Σ_W likewise; L is projected back
@@ -307,7 +307,11 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     to solve (a GPU runs the same arithmetic). ``dtype``: float64, the study's; float32 only to
     measure what it would change (benchmarks/linear_adamw.py --float32). ``progress``: called with the number
     of steps done every ``PROGRESS_EVERY`` steps and after the last (a cell at n = 100 takes
-    minutes, so the caller can show how far it is).
+    minutes, so the caller can show how far it is). ``save``: called as ``save(step, state)`` at
+    the same steps, ``state()`` giving everything the remaining steps depend on (parameters,
+    AdamW's moments, the best iterates so far); passing such a state back as ``resume``
+    continues from that step, bit for bit as if never stopped (an n = 100 cell takes most of an
+    hour, so the caller can keep its work across an interruption).
 
     Returned as in ``solve_fixed_point``, plus best_iteration; a solution whose loss turned
     non-finite or whose covariance lost positive definiteness stops there and is marked failed.
@@ -327,7 +331,21 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     best_iteration = torch.zeros(k, dtype=torch.int64, device=device)
     alive = torch.ones(k, dtype=torch.bool, device=device)
     failed_at = torch.zeros(k, dtype=torch.int64, device=device)
-    for it in range(1, iters + 1):
+    first = 1
+    if resume is not None:
+        with torch.no_grad():
+            for x, saved in zip(params + best, resume["params"] + resume["best"]):
+                x.copy_(saved)
+        opt.load_state_dict(resume["optimizer"])
+        best_total, best_iteration, alive, failed_at = (resume[key].to(device) for key in
+                                                        ("best_total", "best_iteration", "alive", "failed_at"))
+        first = resume["step"] + 1
+
+    def state():
+        return {"step": it, "params": params, "best": best, "optimizer": opt.state_dict(),
+                "best_total": best_total, "best_iteration": best_iteration, "alive": alive, "failed_at": failed_at}
+
+    for it in range(first, iters + 1):
         total, ok, grads = loss_and_gradients(a, b, lz, lw, sigma_y, beta_t, lam_t)
         failed_at = torch.where(alive & ~ok, it, failed_at)
         alive &= ok
@@ -352,8 +370,11 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
         with torch.no_grad():
             lz.copy_(torch.tril(lz))
             lw.copy_(torch.tril(lw))
-        if progress is not None and (it % PROGRESS_EVERY == 0 or it == iters):
-            progress(it)
+        if it % PROGRESS_EVERY == 0 or it == iters:
+            if progress is not None:
+                progress(it)
+            if save is not None and it < iters:
+                save(it, state)
     a, b, lz, lw = best
     failure = [f"loss non-finite or covariance not positive definite at iteration {int(i)}" if i else ""
                for i in failed_at.cpu()]

@@ -12,6 +12,8 @@ kept as files under cells/ and skipped on a rerun. docs/linear.md explains the m
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -180,12 +182,45 @@ def cell_name(n, solver, beta, lam) -> str:
     return f"n{n}_{solver}_beta{beta:g}_lambda{lam:g}"
 
 
-def solve_cells(tasks: list[dict], slot: int | None = None, progress=None) -> list[tuple[str, list[dict], float]]:
+def partial_path(folder: Path, names: list[str]) -> Path:
+    """Where an AdamW batch of the cells ``names`` keeps its partial state."""
+    return folder / (names[0] + (f"+{len(names) - 1}" if len(names) > 1 else "") + ".pt")
+
+
+def _fingerprint(*arrays, settings) -> str:
+    """A digest of everything an AdamW batch's steps depend on: a partial state is resumed only
+    by the same batch of the same problem (another --cells-per-solve makes other batches)."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=list).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(f"{a.dtype}{a.shape}".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def _load_partial(path: Path, fingerprint: str) -> dict | None:
+    """A batch's saved state, or None where there is none or it belongs to other inputs (it is
+    then overwritten at the next save)."""
+    import torch
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        return None
+    except Exception:               # unreadable (atomic writes make this unlikely): start the batch over
+        return None
+    return state if state.get("fingerprint") == fingerprint else None
+
+
+def solve_cells(tasks: list[dict], slot: int | None = None, progress=None,
+                partial: Path | None = None) -> list[tuple[str, list[dict], float]]:
     """Solve (n, solver, β, λ) cells of one n and solver as one batch of solutions (β and λ are
     per solution, and every solution is independent of the others in its batch); return each
-    cell's name, results rows and seconds (the batch's time, shared out by solutions). AdamW
-    reports its steps done to ``progress``, or, in a worker, into slot ``slot`` of the array
-    the pool shares (``_worker_setup``)."""
+    cell's name, results rows and seconds (the batch's solving time, shared out by solutions).
+    AdamW reports its steps done to ``progress``, or, in a worker, into slot ``slot`` of the
+    array the pool shares (``_worker_setup``). With a ``partial`` folder, an AdamW batch saves
+    its state there at most every ``PARTIAL_SECONDS`` and resumes from a state saved by an
+    interrupted run of the same batch, bit for bit; the caller deletes it once the cells are
+    written."""
     import linear_vae as lv
     if progress is None and slot is not None and _STEPS_DONE is not None:
         def progress(step):
@@ -196,13 +231,33 @@ def solve_cells(tasks: list[dict], slot: int | None = None, progress=None) -> li
     inits = {key: np.concatenate([t["inits"][key] for t in tasks]) for key in first["inits"]}
     beta = np.repeat([t["beta"] for t in tasks], k)
     lam = np.repeat([t["lambda"] for t in tasks], k)
+    solved_before = 0.0
     if solver == "fixed-point":
         sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, inits["B"], inits["sigma_w"],
                                    per_n["tol"], per_n["fp_iters"])
     else:
+        resume = save = None
+        if partial is not None:
+            path = partial_path(partial, [cell_name(problem.n, solver, t["beta"], t["lambda"]) for t in tasks])
+            fingerprint = _fingerprint(problem.sigma_y, beta, lam, *(inits[key] for key in sorted(inits)),
+                                       settings=[per_n, first["adamw"], first.get("device", "cpu")])
+            resume = _load_partial(path, fingerprint)
+            solved_before = resume["seconds"] if resume else 0.0
+            last_save = time.time()
+
+            def save(step, state):
+                nonlocal last_save
+                if time.time() - last_save < PARTIAL_SECONDS:
+                    return
+                import torch
+                with atomic_write(path, "wb") as f:
+                    torch.save({**state(), "fingerprint": fingerprint,
+                                "seconds": solved_before + time.time() - start}, f)
+                last_save = time.time()
         sol = lv.solve_adamw(problem.sigma_y, beta, lam, inits, per_n["adamw_iters"], per_n["clip_ab"],
-                             per_n["clip_l"], device=first.get("device", "cpu"), progress=progress, **first["adamw"])
-    seconds = (time.time() - start) / len(tasks)
+                             per_n["clip_l"], device=first.get("device", "cpu"), progress=progress,
+                             resume=resume, save=save, **first["adamw"])
+    seconds = (solved_before + time.time() - start) / len(tasks)
     metrics = lv.solution_metrics(sol, problem, beta, lam)
     out = []
     for c, task in enumerate(tasks):
@@ -223,6 +278,7 @@ def solve_cells(tasks: list[dict], slot: int | None = None, progress=None) -> li
     return out
 
 
+PARTIAL_SECONDS = 120  # an interrupted AdamW batch loses at most this much solving (a save: ~0.1 s)
 _STEPS_DONE = None     # in a worker: the pool's shared array of AdamW steps done, one slot per batch
 
 
@@ -622,7 +678,7 @@ def run(cfg: dict, quiet: bool = False) -> Path:
         _save_npz(root / f"Sigma_V_n{n}_m{m}_s{s}.npz", Sigma_V=np.diag(d.problem.sigma_v))
         _save_npz(root / f"Gamma_Sigma_Y_n{n}_m{m}_s{s}.npz", Gamma=d.problem.gamma, Sigma_Y=d.problem.sigma_y)
 
-    cells = root / "cells"
+    cells, partials = root / "cells", root / "partial"
     tasks, grid = [], []
     # Fixed-point cells first: they take seconds, so their tables exist long before AdamW's.
     for solver in [x for x in ("fixed-point", "adamw") if x in cfg["solvers"]]:
@@ -652,6 +708,11 @@ def run(cfg: dict, quiet: bool = False) -> Path:
     if not quiet:
         doing = (f"collecting them, solving none ({len(unsolved)} not run yet)" if cfg.get("collect")
                  else f"solving {len(tasks)} with {cfg['workers']} worker(s)")
+        waiting = sorted(partials.glob("*.pt")) if partials.is_dir() else []
+        if waiting:
+            doing += (f"; {len(waiting)} AdamW batch(es) stopped part way wait in {partials}/"
+                      + (" (a run without --collect resumes them)" if cfg.get("collect")
+                         else " (each resumes where it stopped when this run solves it)"))
         print(f"{total - len(unsolved)} of {total} cells already done in {root}; {doing}", flush=True)
     workers = min(cfg["workers"], max(1, len(batches)))
     # AdamW cells take minutes (half an hour at n = 100): the bar counts their steps as fractions
@@ -671,16 +732,17 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                 write_csv(cells / f"{name}.csv", rows)
                 bar.set_postfix_str(f"{name} {seconds:.0f}s", refresh=False)
                 finished += 1
+            partial_path(partials, [name for name, _, _ in results]).unlink(missing_ok=True)
             show({})
         if workers == 1:
             for i, batch in enumerate(batches):
-                done(solve_cells(batch, progress=lambda step, i=i: show({i: step})))
+                done(solve_cells(batch, progress=lambda step, i=i: show({i: step}), partial=partials))
         else:
             context = get_context("spawn")
             steps_done = context.Array("q", len(batches), lock=False)
             with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_setup,
                                      initargs=(steps_done,)) as pool:
-                pending = {pool.submit(solve_cells, b, i): i for i, b in enumerate(batches)}
+                pending = {pool.submit(solve_cells, b, i, None, partials): i for i, b in enumerate(batches)}
                 while pending:
                     ready, _ = wait(pending, timeout=5.0, return_when=FIRST_COMPLETED)
                     for future in ready:
@@ -688,6 +750,8 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                         done(future.result())
                     show({i: steps_done[i] for i in pending.values()})
 
+    with contextlib.suppress(OSError):      # only when empty: no interrupted batch waits there
+        partials.rmdir()
     rows = [r for f in sorted(cells.glob("*.csv")) for r in read_csv(f)]
     rows.sort(key=lambda r: (r["n"], r["solver"] != "fixed-point", r["beta"], r["lambda"], r["solution"]))
     write_csv(root / "results.csv", rows)

@@ -522,3 +522,78 @@ def test_the_solver_figure_puts_each_cell_at_adamws_gap_to_the_fixed_point(tmp_p
     assert "no minimum" in " ".join(t.get_text() for t in total_ax.get_legend().get_texts())
     plt.close("all")
     assert main_linear.draw_solvers([e for e in summary if e["solver"] == "fixed-point"], 6, 2, 2, tmp_path) is None
+
+
+def test_adamw_resumed_from_a_saved_state_ends_bit_for_bit_where_an_unbroken_solve_does():
+    """A state saved part way (serialised, as a file would hold it) and passed back as ``resume``
+    continues the solve exactly: best iterates, best steps and failures alike."""
+    import io
+    p, m = small_problem(), 3
+    inits = adamw_inits(np.random.default_rng(7), p.n, m, 3)
+    inits["A"][2, 0, 0] = np.nan                      # a solution that fails at step 1 stays failed
+    beta, lam = np.array([1.0, 4.0, 4.0]), np.array([0.0, 2.0, 2.0])
+    kwargs = dict(iters=350, clip_ab=1.0, clip_l=2.0, lr=1e-2)
+    whole = lv.solve_adamw(p.sigma_y, beta, lam, inits, **kwargs)
+    saved = {}
+
+    def save(step, state):
+        buffer = io.BytesIO()
+        torch.save(state(), buffer)
+        saved[step] = buffer.getvalue()
+    lv.solve_adamw(p.sigma_y, beta, lam, inits, **kwargs, save=save)
+    assert sorted(saved) == [100, 200, 300]                # never at the last step: the result is written then
+    resume = torch.load(io.BytesIO(saved[200]), weights_only=True)
+    assert resume["step"] == 200
+    resumed = lv.solve_adamw(p.sigma_y, beta, lam, inits, **kwargs, resume=resume)
+    assert whole["failure"][2].endswith("iteration 1") and resumed["failure"] == whole["failure"]
+    assert 1 < whole["best_iteration"][0] <= 350
+    for key in ("A", "B", "sigma_z", "sigma_w", "best_iteration"):
+        np.testing.assert_array_equal(resumed[key], whole[key], err_msg=key)
+
+
+def test_an_interrupted_adamw_cell_resumes_from_its_partial_state(tmp_path, capsys, monkeypatch):
+    """Killed after a save, the cell's batch leaves partial/<cell>.pt; the rerun resumes from it
+    (not from step 0) and writes the rows an uninterrupted run writes; partial/ is then gone."""
+    import contextlib
+    grid = TINY + ["--betas", "4", "--lambdas", "1", "--solvers", "adamw", "--adamw-iters", "250",
+                   "--sweep-points", "0"]
+    main_linear.main(grid + ["--results-dir", str(tmp_path / "whole")])
+
+    monkeypatch.setattr(main_linear, "PARTIAL_SECONDS", 0)
+    real_write, saves = main_linear.atomic_write, []
+
+    @contextlib.contextmanager
+    def killed_after_two_saves(path, mode="w"):
+        with real_write(path, mode) as f:
+            yield f
+        saves.extend([path] if path.suffix == ".pt" else [])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(main_linear, "atomic_write", killed_after_two_saves)
+    root = tmp_path / "broken"
+    with pytest.raises(KeyboardInterrupt):
+        main_linear.main(grid + ["--results-dir", str(root)])
+    partial = root / "partial" / "n6_adamw_beta4_lambda1.pt"
+    assert saves[-1] == partial and not (root / "cells" / "n6_adamw_beta4_lambda1.csv").exists()
+    assert torch.load(partial, weights_only=True)["step"] == 200
+    monkeypatch.setattr(main_linear, "atomic_write", real_write)
+
+    resumed_at = []
+    real_solve = lv.solve_adamw
+    monkeypatch.setattr(lv, "solve_adamw", lambda *a, resume=None, **k: (
+        resumed_at.append(resume and resume["step"]), real_solve(*a, resume=resume, **k))[1])
+    capsys.readouterr()
+    main_linear.main(grid + ["--results-dir", str(root)])
+    assert "1 AdamW batch(es) stopped part way wait in" in capsys.readouterr().out
+    assert resumed_at == [200] and not (root / "partial").exists()
+    whole, resumed = (main_linear.read_csv(d / "results.csv") for d in (tmp_path / "whole", root))
+    assert [{k: v for k, v in r.items() if k != "cell_seconds"} for r in resumed] == \
+        [{k: v for k, v in r.items() if k != "cell_seconds"} for r in whole]
+
+    # A state from other inputs (here: a tampered fingerprint) is not resumed: the batch starts over.
+    (root / "cells" / "n6_adamw_beta4_lambda1.csv").unlink()
+    partial.parent.mkdir()
+    torch.save({"fingerprint": "another batch", "step": 200}, partial)
+    resumed_at.clear()
+    main_linear.main(grid + ["--results-dir", str(root)])
+    assert resumed_at == [None] and not partial.exists()
