@@ -247,13 +247,16 @@ def solve_cells(tasks: list[dict], slot: int | None = None, progress=None,
 
             def save(step, state):
                 nonlocal last_save
-                if time.time() - last_save < PARTIAL_SECONDS:
+                orphaned = _PARENT is not None and os.getppid() != _PARENT
+                if time.time() - last_save < PARTIAL_SECONDS and not orphaned:
                     return
                 import torch
                 with atomic_write(path, "wb") as f:
                     torch.save({**state(), "fingerprint": fingerprint,
                                 "seconds": solved_before + time.time() - start}, f)
                 last_save = time.time()
+                if orphaned:
+                    _stop_orphan()
         sol = lv.solve_adamw(problem.sigma_y, beta, lam, inits, per_n["adamw_iters"], per_n["clip_ab"],
                              per_n["clip_l"], device=first.get("device", "cpu"), progress=progress,
                              resume=resume, save=save, **first["adamw"])
@@ -280,16 +283,25 @@ def solve_cells(tasks: list[dict], slot: int | None = None, progress=None,
 
 PARTIAL_SECONDS = 120  # an interrupted AdamW batch loses at most this much solving (a save: ~0.1 s)
 _STEPS_DONE = None     # in a worker: the pool's shared array of AdamW steps done, one slot per batch
+_PARENT = None         # in a worker: the main process's pid
+
+
+def _stop_orphan():
+    """A worker whose main process was killed (a kill of its pid alone leaves the pool's workers
+    running) has nobody to write its cells: it saves its batch (above) and exits, rather than
+    solve on for an hour."""
+    os._exit(1)
 
 
 def _worker_setup(steps_done=None):
     """Every matrix here is at most 100 × 100: more threads per process only contend (on 2 busy
     cores, two threads made the β sweep 25× slower); the processes are the parallelism. A
     worker also keeps the shared array its batches report their steps into."""
-    global _STEPS_DONE
+    global _STEPS_DONE, _PARENT
     import torch
     torch.set_num_threads(1)
     _STEPS_DONE = steps_done
+    _PARENT = os.getppid() if steps_done is not None else None
 
 
 def usable(row) -> bool:

@@ -1,6 +1,7 @@
 """The linear λβ-VAE: closed forms against sampling, solvers against each other and the theory, metrics, CLI."""
 import math
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -349,6 +350,7 @@ def test_adamw_reports_its_steps_and_two_workers_give_the_rows_of_one(tmp_path, 
     # In a pool worker the steps go into the batch's slot of the array the main process polls.
     shared = multiprocessing.Array("q", 2, lock=False)
     monkeypatch.setattr(main_linear, "_STEPS_DONE", None)
+    monkeypatch.setattr(main_linear, "_PARENT", None)
     main_linear._worker_setup(shared)
     task = {"problem": p, "m": m, "solver": "adamw", "beta": 4.0, "lambda": 1.0,
             "per_n": {"adamw_iters": 250, "clip_ab": 1.0, "clip_l": 2.0},
@@ -597,3 +599,27 @@ def test_an_interrupted_adamw_cell_resumes_from_its_partial_state(tmp_path, caps
     resumed_at.clear()
     main_linear.main(grid + ["--results-dir", str(root)])
     assert resumed_at == [None] and not partial.exists()
+
+
+def test_a_worker_whose_run_was_killed_saves_its_batch_and_stops(tmp_path, monkeypatch):
+    """Killing the main process alone leaves the pool's workers running; at its next 100 steps a
+    worker sees another parent, saves its batch at once (not two minutes later) and exits."""
+    p, m = small_problem(), 3
+    task = {"problem": p, "m": m, "solver": "adamw", "beta": 4.0, "lambda": 1.0,
+            "per_n": {"adamw_iters": 250, "clip_ab": 1.0, "clip_l": 2.0},
+            "adamw": main_linear.settings_from_args(TINY)["adamw"],
+            "inits": adamw_inits(np.random.default_rng(2), p.n, m, 2)}
+
+    class Exited(Exception):
+        pass
+
+    def exit_():
+        raise Exited
+    monkeypatch.setattr(main_linear, "_stop_orphan", exit_)
+    monkeypatch.setattr(main_linear, "_PARENT", os.getppid())
+    main_linear.solve_cells([task], partial=tmp_path)            # its parent lives: no save, no exit
+    assert not list(tmp_path.iterdir())
+    monkeypatch.setattr(main_linear, "_PARENT", os.getppid() + 1)
+    with pytest.raises(Exited):
+        main_linear.solve_cells([task], partial=tmp_path)
+    assert torch.load(tmp_path / "n8_adamw_beta4_lambda1.pt", weights_only=True)["step"] == 100
