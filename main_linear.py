@@ -211,6 +211,14 @@ def _load_partial(path: Path, fingerprint: str) -> dict | None:
     return state if state.get("fingerprint") == fingerprint else None
 
 
+def _saved_step(path: Path) -> str:
+    import torch
+    try:
+        return f"{torch.load(path, map_location='cpu', weights_only=True)['step']:,}"
+    except Exception:
+        return "? (unreadable: solved anew)"
+
+
 def solve_cells(tasks: list[dict], slot: int | None = None, progress=None,
                 partial: Path | None = None) -> list[tuple[str, list[dict], float]]:
     """Solve (n, solver, β, λ) cells of one n and solver as one batch of solutions (β and λ are
@@ -680,7 +688,10 @@ def run(cfg: dict, quiet: bool = False) -> Path:
     import linear_vae as lv
     root = Path(cfg["results_dir"])
     if cfg.get("collect") and not (root / "cells").is_dir():
-        raise SettingError(f"--collect: {root} has no cells/ to collect; run the command without --collect first")
+        waiting = len(list((root / "partial").glob("*.pt")))
+        stopped = f" ({waiting} AdamW batch(es) stopped part way in partial/)" if waiting else ""
+        raise SettingError(f"--collect: {root} has no cells/ to collect{stopped}; "
+                           "run the command without --collect first")
     check_results_dir(root, cfg)
     _worker_setup()
     start = time.time()
@@ -722,9 +733,10 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                  else f"solving {len(tasks)} with {cfg['workers']} worker(s)")
         waiting = sorted(partials.glob("*.pt")) if partials.is_dir() else []
         if waiting:
-            doing += (f"; {len(waiting)} AdamW batch(es) stopped part way wait in {partials}/"
+            doing += (f"; {len(waiting)} AdamW batch(es) stopped part way wait in {partials}/: "
+                      + ", ".join(f"{f.stem} at step {_saved_step(f)}" for f in waiting)
                       + (" (a run without --collect resumes them)" if cfg.get("collect")
-                         else " (each resumes where it stopped when this run solves it)"))
+                         else " (each resumes there when this run solves it)"))
         print(f"{total - len(unsolved)} of {total} cells already done in {root}; {doing}", flush=True)
     workers = min(cfg["workers"], max(1, len(batches)))
     # AdamW cells take minutes (half an hour at n = 100): the bar counts their steps as fractions

@@ -580,6 +580,15 @@ def test_an_interrupted_adamw_cell_resumes_from_its_partial_state(tmp_path, caps
     assert torch.load(partial, weights_only=True)["step"] == 200
     monkeypatch.setattr(main_linear, "atomic_write", real_write)
 
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main_linear.main(grid + ["--results-dir", str(root), "--collect"])
+    assert "has no cells/ to collect (1 AdamW batch(es) stopped part way in partial/)" in capsys.readouterr().err
+    main_linear.main(grid + ["--lambdas", "0", "--results-dir", str(root)])          # another cell is finished
+    main_linear.main(grid + ["--results-dir", str(root), "--collect"])
+    assert "n6_adamw_beta4_lambda1 at step 200 (a run without --collect resumes them)" in capsys.readouterr().out
+    assert partial.exists()
+
     resumed_at = []
     real_solve = lv.solve_adamw
     monkeypatch.setattr(lv, "solve_adamw", lambda *a, resume=None, **k: (
@@ -588,7 +597,8 @@ def test_an_interrupted_adamw_cell_resumes_from_its_partial_state(tmp_path, caps
     main_linear.main(grid + ["--results-dir", str(root)])
     assert "1 AdamW batch(es) stopped part way wait in" in capsys.readouterr().out
     assert resumed_at == [200] and not (root / "partial").exists()
-    whole, resumed = (main_linear.read_csv(d / "results.csv") for d in (tmp_path / "whole", root))
+    whole, resumed = (main_linear.read_csv(d / "cells" / "n6_adamw_beta4_lambda1.csv")
+                      for d in (tmp_path / "whole", root))
     assert [{k: v for k, v in r.items() if k != "cell_seconds"} for r in resumed] == \
         [{k: v for k, v in r.items() if k != "cell_seconds"} for r in whole]
 
