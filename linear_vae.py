@@ -127,6 +127,13 @@ def _trace(x: torch.Tensor) -> torch.Tensor:
     return x.diagonal(dim1=-2, dim2=-1).sum(-1)
 
 
+def _add_to_diagonal(x: torch.Tensor, value) -> torch.Tensor:
+    """x + value·I for a batch of square matrices, in place; ``value``: a number or (K,)."""
+    diagonal = x.diagonal(dim1=-2, dim2=-1)
+    diagonal.add_(value.unsqueeze(-1) if torch.is_tensor(value) else value)
+    return x
+
+
 def _per_solution(value, k: int) -> torch.Tensor:
     """A scalar or one value per solution, as a (K, 1, 1) tensor that broadcasts over matrices."""
     return _t(value).expand(k).reshape(k, 1, 1)
@@ -263,14 +270,17 @@ def loss_and_gradients(A, B, L_Z, L_W, sigma_y, beta, lam):
     or the loss is not finite."""
     n, m = A.shape[-2], A.shape[-1]
     k = A.shape[0]
-    eye_n = torch.eye(n, dtype=A.dtype, device=A.device)
     eye_m = torch.eye(m, dtype=A.dtype, device=A.device)
-    sigma_w = L_W @ L_W.mT + JITTER * eye_m
+    # The n × n work is done in place where the arithmetic allows it: a fresh K·n² buffer per
+    # operation (4 MB at n = 100) costs more in page faults than the operation itself. Every
+    # in-place form computes the very numbers of the plain expression (x + 0 = x off the
+    # diagonal), so results are bit-identical to it (tests/test_linear.py).
+    sigma_w = _add_to_diagonal(L_W @ L_W.mT, JITTER)
     by = B @ sigma_y
     sigma_x = by @ B.mT + sigma_w
     aby = A @ by
-    err = sigma_y - aby - aby.mT + A @ sigma_x @ A.mT
-    chol_z, info_z = torch.linalg.cholesky_ex(L_Z @ L_Z.mT + JITTER * eye_n)
+    err = torch.sub(sigma_y, aby).sub_(aby.mT).add_(A @ sigma_x @ A.mT)
+    chol_z, info_z = torch.linalg.cholesky_ex(_add_to_diagonal(L_Z @ L_Z.mT, JITTER))
     chol_w, info_w = torch.linalg.cholesky_ex(sigma_w)
     inv_z, inv_w = torch.cholesky_inverse(chol_z), torch.cholesky_inverse(chol_w)
     logdet_z = 2 * chol_z.diagonal(dim1=-2, dim2=-1).log().sum(-1)
@@ -279,12 +289,13 @@ def loss_and_gradients(A, B, L_Z, L_W, sigma_y, beta, lam):
     recon = 0.5 * (_trace(inv_z_err) + logdet_z + n * math.log(2 * math.pi))
     kl = 0.5 * (_trace(sigma_x) - logdet_w - m)
     total = recon + beta * kl + lam * _trace(err)
-    b3, l3 = beta.reshape(k, 1, 1), lam.reshape(k, 1, 1)
-    g = 0.5 * inv_z + l3 * eye_n
+    b3 = beta.reshape(k, 1, 1)
+    g = _add_to_diagonal(0.5 * inv_z, lam)
     ga = g @ A
+    grad_z = torch.sub(inv_z, inv_z_err @ inv_z, out=inv_z_err)          # inv_z_err is not needed again
     grads = (2 * (g @ (A @ sigma_x) - g @ by.mT),
              2 * (ga.mT @ (aby - sigma_y)) + b3 * by,
-             (inv_z - inv_z_err @ inv_z) @ L_Z,
+             grad_z @ L_Z,
              2 * (A.mT @ ga + 0.5 * b3 * (eye_m - inv_w)) @ L_W)
     ok = (info_z == 0) & (info_w == 0) & torch.isfinite(total)
     return total, ok, grads
@@ -356,20 +367,22 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
         best_iteration = torch.where(better, it, best_iteration)
         keep = better.reshape(k, 1, 1)
         for kept, x in zip(best, params):
-            kept.copy_(torch.where(keep, x, kept))
+            torch.where(keep, x, kept, out=kept)
         # A failed solution's gradient may be NaN: it must not move.
-        grads = [torch.where(alive.reshape(k, 1, 1), g, 0.0) for g in grads]
+        dead = ~alive.reshape(k, 1, 1)
+        for g in grads:
+            g.masked_fill_(dead, 0.0)
         for group, max_norm in (((0, 1), clip_ab), ((2, 3), clip_l)):
             norm = torch.sqrt(sum(grads[i].pow(2).sum((-2, -1)) for i in group))
             coef = (max_norm / (norm + 1e-6)).clamp(max=1.0).reshape(k, 1, 1)
             for i in group:
-                grads[i] = grads[i] * coef
+                grads[i].mul_(coef)
         for x, g in zip(params, grads):
             x.grad = g
         opt.step()
         with torch.no_grad():
-            lz.copy_(torch.tril(lz))
-            lw.copy_(torch.tril(lw))
+            lz.tril_()
+            lw.tril_()
         if it % PROGRESS_EVERY == 0 or it == iters:
             if progress is not None:
                 progress(it)

@@ -407,6 +407,46 @@ def test_closed_form_gradients_equal_autograd_through_the_losses():
         np.testing.assert_allclose(ours, theirs.grad, rtol=1e-10, atol=1e-10, err_msg=name)
 
 
+def plain_loss_and_gradients(A, B, L_Z, L_W, sigma_y, beta, lam):
+    """``lv.loss_and_gradients`` as first written, every operation out of place: the
+    arithmetic that solved the study's first AdamW cells."""
+    n, m, k = A.shape[-2], A.shape[-1], A.shape[0]
+    eye_n, eye_m = torch.eye(n, dtype=A.dtype), torch.eye(m, dtype=A.dtype)
+    sigma_w = L_W @ L_W.mT + lv.JITTER * eye_m
+    by = B @ sigma_y
+    sigma_x = by @ B.mT + sigma_w
+    aby = A @ by
+    err = sigma_y - aby - aby.mT + A @ sigma_x @ A.mT
+    chol_z, _ = torch.linalg.cholesky_ex(L_Z @ L_Z.mT + lv.JITTER * eye_n)
+    chol_w, _ = torch.linalg.cholesky_ex(sigma_w)
+    inv_z, inv_w = torch.cholesky_inverse(chol_z), torch.cholesky_inverse(chol_w)
+    logdet_z = 2 * chol_z.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    logdet_w = 2 * chol_w.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    inv_z_err = inv_z @ err
+    recon = 0.5 * (lv._trace(inv_z_err) + logdet_z + n * math.log(2 * math.pi))
+    kl = 0.5 * (lv._trace(sigma_x) - logdet_w - m)
+    total = recon + beta * kl + lam * lv._trace(err)
+    b3, l3 = beta.reshape(k, 1, 1), lam.reshape(k, 1, 1)
+    g = 0.5 * inv_z + l3 * eye_n
+    ga = g @ A
+    return total, (2 * (g @ (A @ sigma_x) - g @ by.mT), 2 * (ga.mT @ (aby - sigma_y)) + b3 * by,
+                   (inv_z - inv_z_err @ inv_z) @ L_Z, 2 * (A.mT @ ga + 0.5 * b3 * (eye_m - inv_w)) @ L_W)
+
+
+def test_the_in_place_gradients_are_bit_for_bit_the_plain_ones():
+    """The in-place forms must not move a single bit: cells solved before and after share a table."""
+    p, m = small_problem(n=12), 4
+    inits = adamw_inits(np.random.default_rng(8), p.n, m, 5)
+    beta = torch.tensor([1.0, 4.0, 8.0, 16.0, 32.0], dtype=lv.DTYPE)
+    lam = torch.tensor([0.0, 2.0, 4.0, 6.0, 8.0], dtype=lv.DTYPE)
+    args = [torch.tensor(inits[key]) for key in ("A", "B", "L_Z", "L_W")] + [torch.tensor(p.sigma_y), beta, lam]
+    total, _, grads = lv.loss_and_gradients(*args)
+    plain_total, plain_grads = plain_loss_and_gradients(*args)
+    assert torch.equal(total, plain_total)
+    for name, ours, plain in zip(("A", "B", "L_Z", "L_W"), grads, plain_grads):
+        assert torch.equal(ours, plain), name
+
+
 def test_a_cells_adamw_result_does_not_depend_on_the_cells_beside_it():
     """Several (β, λ) cells in one batch: each cell's best iterate equals the cell solved alone."""
     p, m = small_problem(), 3
