@@ -6,6 +6,7 @@
     python benchmarks/linear_adamw.py --batch-rounding   # how a solution's step depends on its batch's size
     python benchmarks/linear_adamw.py --floor            # the n³ work no closed-form step can avoid, and its grid
     python benchmarks/linear_adamw.py --float32          # what solving in float32 would change, and gain
+    python benchmarks/linear_adamw.py --against af24a98~1  # this solver against a commit's: same bits? faster?
 
 Times per step, in one process on one thread (as main_linear.py's workers run), of:
 - ``autograd``: the loss through ``linear_vae.losses`` and its gradients by autograd (the
@@ -195,6 +196,52 @@ def float32(n: int = 50, solutions: int = 10) -> None:
               f"I_m {a['i_m'].mean():.3f} / {b['i_m'].mean():.3f}", flush=True)
 
 
+def against(rev: str, ns, repeats: int, steps: int = 300) -> None:
+    """This checkout's ``solve_adamw`` against the one of commit ``rev`` (git show), on the study's
+    inputs (50 solutions, one of them failing at step 1): whether ``steps`` steps end in the same
+    bits, and the ratio of their step times, interleaved in one process so load hits both alike.
+    A change to the solver that keeps the bits may join a grid half solved by the old code."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    root = Path(__file__).resolve().parent.parent
+    try:
+        source = subprocess.run(["git", "show", f"{rev}:linear_vae.py"], cwd=root, check=True,
+                                capture_output=True, text=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        sys.exit(f"--against {rev}: git cannot show linear_vae.py at that commit ({err})")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "linear_vae_then.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location("linear_vae_then", path)
+        then = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = then                      # dataclasses look their module up
+        spec.loader.exec_module(then)
+    for n in ns:
+        sigma_y, inits, beta, lam = inputs(n, 50)
+        inits = {key: v.copy() for key, v in inits.items()}
+        inits["A"][3, 0, 0] = np.nan
+        per_n = PER_N[50 if n <= 75 else 100]
+        clips = per_n["clip_ab"], per_n["clip_l"]
+        old, new = (module.solve_adamw(sigma_y, beta, lam, inits, steps, *clips) for module in (then, lv))
+        keys = ("A", "B", "sigma_z", "sigma_w", "best_iteration")
+        same = all(np.array_equal(old[key], new[key], equal_nan=True) for key in keys)   # the failed one: NaN
+        same &= old["failure"] == new["failure"]
+        times = {"then": [], "now": []}
+        for r in range(repeats):
+            order = (("then", then), ("now", lv)) if r % 2 else (("now", lv), ("then", then))
+            for name, module in order:
+                start = time.perf_counter()
+                module.solve_adamw(sigma_y, beta, lam, inits, 30, *clips)
+                times[name].append((time.perf_counter() - start) / 30)
+        ratios = [a / b for a, b in zip(times["then"], times["now"])]
+        then_ms, now_ms = (1e3 * statistics.median(times[key]) for key in ("then", "now"))
+        print(f"n={n:3d} K=50: {steps} steps {'bit-identical' if same else 'DIFFER'}; solver step at {rev} "
+              f"{then_ms:.1f} ms, now {now_ms:.1f} ms; "
+              f"ratio {statistics.median(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f} "
+              f"over {repeats} interleaved repeats)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, nargs="+", default=[50, 100])
@@ -208,11 +255,15 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true",
                         help="only: time the n³ work every closed-form step needs and project the grid from it")
     parser.add_argument("--rounding-steps", type=int, default=1000, help="AdamW steps of --rounding (default 1,000)")
+    parser.add_argument("--against", metavar="REV",
+                        help="only: compare this solver with linear_vae.py at git commit REV (bits and speed)")
     parser.add_argument("--rounding", action="store_true",
                         help="only: perturb initial points by 1e-15 (relative) and report how far solutions move")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores); one thread")
+    if args.against:
+        return against(args.against, args.n, max(args.repeats, 4))
     if args.rounding:
         return rounding(steps=args.rounding_steps)
     if args.batch_rounding:
