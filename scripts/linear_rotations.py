@@ -2,6 +2,7 @@
 
     python scripts/linear_rotations.py                    # n = 100, β 4 8 16 32, λ 2 8, 400 rotations
     python scripts/linear_rotations.py --n 50 --results-dir linear_betavae_results
+    python scripts/linear_rotations.py --results-dir linear_betavae_results --inherited   # reads only
 
 The prior N(0, I) is isotropic, so rotating a solution's latent space (A Qᵀ, Q B, Q Σ_W Qᵀ)
 leaves every loss unchanged while SAP and I_m move (docs/linear.md, 'Rotations'). For each
@@ -12,6 +13,12 @@ its rotations: the smallest, median and largest over the rotations, averaged ove
 solutions. The smallest and largest of a finite sample bound the true extremes from inside.
 With --results-dir, AdamW's mean I_m for the cell is printed beside them where that folder
 (a main_linear.py results folder with the same settings) has the cell.
+
+--inherited solves nothing: it asks whether a solution's rotation comes from its initial point.
+Every cell of a solver starts solution i from the same initial point, so if the initial point
+decides the rotation, solution i's I_m ranks alike in every cell. It prints, per solver, the
+Pearson correlation over solutions of the per-solution I_m between every pair of the finished
+(β, λ) cells asked for (median and range over the pairs).
 """
 from __future__ import annotations
 
@@ -41,6 +48,45 @@ def adamw_means(results_dir: Path | None, n: int) -> dict:
             if r["n"] == n and r["solver"] == "adamw" and r["i_m_mean"] is not None}
 
 
+def initial_point_correlations(results_dir: Path, n: int, cells) -> dict:
+    """Per solver: the correlations, over solutions, of per-solution I_m between each pair of the
+    given (β, λ) cells that ``results_dir``/cells holds for it."""
+    from itertools import combinations
+
+    from main_linear import cell_name
+    out = {}
+    for solver in ("fixed-point", "adamw"):
+        i_m = {}
+        for beta, lam in cells:
+            path = results_dir / "cells" / f"{cell_name(n, solver, beta, lam)}.csv"
+            if path.exists():
+                rows = sorted(read_csv(path), key=lambda r: r["solution"])
+                i_m[beta, lam] = np.array([r["i_m"] if r["status"] in ("converged", "done") else np.nan
+                                           for r in rows], dtype=float)
+        pairs = []
+        for a, b in combinations(sorted(i_m), 2):
+            both = ~np.isnan(i_m[a]) & ~np.isnan(i_m[b])
+            pairs.append(float(np.corrcoef(i_m[a][both], i_m[b][both])[0, 1]))
+        out[solver] = {"cells": sorted(i_m), "correlations": pairs}
+    return out
+
+
+def print_inherited(results_dir: Path, n: int, betas, lambdas) -> None:
+    if not (results_dir / "cells").is_dir():
+        sys.exit(f"linear_rotations.py: error: {results_dir / 'cells'} does not exist; "
+                 "give a main_linear.py results folder")
+    found = initial_point_correlations(results_dir, n, [(b, lam) for b in betas for lam in lambdas])
+    print(f"n = {n}: Pearson correlation over solutions of per-solution I_m between pairs of cells "
+          "(solution i starts from the same initial point in every cell of its solver)")
+    for solver, got in found.items():
+        c = got["correlations"]
+        if not c:
+            print(f"- {solver}: fewer than two of the cells asked for are finished")
+            continue
+        print(f"- {solver}: median {np.median(c):.2f}, range {min(c):.2f} to {max(c):.2f} over {len(c)} pairs "
+              f"of {len(got['cells'])} cells ({', '.join(f'β={b:g} λ={lam:g}' for b, lam in got['cells'])})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100, choices=(50, 100))
@@ -48,7 +94,13 @@ def main() -> None:
     parser.add_argument("--lambdas", type=float, nargs="+", default=[2.0, 8.0])
     parser.add_argument("--rotations", type=int, default=400, help="random rotations per solution")
     parser.add_argument("--results-dir", type=Path, help="main_linear.py results folder with AdamW cells")
+    parser.add_argument("--inherited", action="store_true",
+                        help="only: correlate per-solution I_m across the folder's cells (needs --results-dir)")
     args = parser.parse_args()
+    if args.inherited:
+        if args.results_dir is None:
+            sys.exit("linear_rotations.py: error: --inherited reads a results folder: give --results-dir")
+        return print_inherited(args.results_dir, args.n, args.betas, args.lambdas)
     torch.set_num_threads(1)
     m, s, k = DEFAULTS["m"], DEFAULTS["s"], DEFAULTS["solutions"]
     per_n = PER_N[args.n]

@@ -2,6 +2,7 @@
 import math
 import multiprocessing
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -673,3 +674,23 @@ def test_a_worker_whose_run_was_killed_saves_its_batch_and_stops(tmp_path, monke
     with pytest.raises(Exited):
         main_linear.solve_cells([task], partial=tmp_path)
     assert torch.load(tmp_path / "n8_adamw_beta4_lambda1.pt", weights_only=True)["step"] == 100
+
+
+def test_initial_point_correlations_pair_solutions_by_index_and_skip_failed_ones(tmp_path):
+    """scripts/linear_rotations.py --inherited: solution i of one cell against solution i of the
+    others (rows stored out of order), failed solutions left out, one list of pairs per solver."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import linear_rotations
+    i_m = {(4.0, 2.0): [1.0, 2.0, 3.0, 4.0, 9.0], (8.0, 2.0): [2.0, 4.0, 6.0, 8.0, -9.0],
+           (16.0, 2.0): [4.0, 3.0, 2.0, 1.0, 0.0]}
+    for c, ((beta, lam), values) in enumerate(i_m.items()):
+        rows = [{"solution": i, "i_m": v, "status": "failed" if i == 4 and beta == 8.0 else "done"}
+                for i, v in enumerate(values)]
+        rows = rows[c:] + rows[:c]                   # each cell's file in another order
+        main_linear.write_csv(tmp_path / "cells" / f"{main_linear.cell_name(6, 'adamw', beta, lam)}.csv", rows)
+    found = linear_rotations.initial_point_correlations(tmp_path, 6, sorted(i_m) + [(32.0, 2.0)])
+    assert found["fixed-point"] == {"cells": [], "correlations": []}
+    assert found["adamw"]["cells"] == sorted(i_m)
+    np.testing.assert_allclose(found["adamw"]["correlations"],
+                               [1.0, np.corrcoef(i_m[4.0, 2.0], i_m[16.0, 2.0])[0, 1], -1.0])
