@@ -204,9 +204,7 @@ def _load_partial(path: Path, fingerprint: str) -> dict | None:
     import torch
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception:               # unreadable (atomic writes make this unlikely): start the batch over
+    except Exception:               # none, or unreadable (atomic writes make that unlikely): start over
         return None
     return state if state.get("fingerprint") == fingerprint else None
 
@@ -304,7 +302,8 @@ def _stop_orphan():
 def _worker_setup(steps_done=None):
     """Every matrix here is at most 100 × 100: more threads per process only contend (on 2 busy
     cores, two threads made the β sweep 25× slower); the processes are the parallelism. A
-    worker also keeps the shared array its batches report their steps into."""
+    worker also keeps the shared array its batches report their steps into, and the main
+    process's pid, to notice when it is gone (``_stop_orphan``)."""
     global _STEPS_DONE, _PARENT
     import torch
     torch.set_num_threads(1)
