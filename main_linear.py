@@ -209,12 +209,13 @@ def _load_partial(path: Path, fingerprint: str) -> dict | None:
     return state if state.get("fingerprint") == fingerprint else None
 
 
-def _saved_step(path: Path) -> str:
+def _saved_step(path: Path) -> int | None:
+    """The step a partial save holds, None where there is none or it is unreadable."""
     import torch
     try:
-        return f"{torch.load(path, map_location='cpu', weights_only=True)['step']:,}"
+        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
     except Exception:
-        return "? (unreadable: solved anew)"
+        return None
 
 
 def solve_cells(tasks: list[dict], slot: int | None = None, progress=None,
@@ -733,7 +734,8 @@ def run(cfg: dict, quiet: bool = False) -> Path:
         waiting = sorted(partials.glob("*.pt")) if partials.is_dir() else []
         if waiting:
             doing += (f"; {len(waiting)} AdamW batch(es) stopped part way wait in {partials}/: "
-                      + ", ".join(f"{f.stem} at step {_saved_step(f)}" for f in waiting)
+                      + ", ".join(f"{f.stem} at step " + (f"{step:,}" if (step := _saved_step(f)) is not None
+                                                           else "? (unreadable: solved anew)") for f in waiting)
                       + (" (a run without --collect resumes them)" if cfg.get("collect")
                          else " (each resumes there when this run solves it)"))
         print(f"{total - len(unsolved)} of {total} cells already done in {root}; {doing}", flush=True)
@@ -742,15 +744,25 @@ def run(cfg: dict, quiet: bool = False) -> Path:
     # of a cell, so it moves, and its rate and time left hold, between cells.
     iters = [cfg["per_n"][str(b[0]["problem"].n)]["adamw_iters"] if b[0]["solver"] == "adamw" else None
              for b in batches]
-    finished = 0
+    # Steps a batch solved before it was interrupted are not this run's: they start the bar, so
+    # that its rate and time left count only what this run solves.
+    finished, saved, solved = 0, {}, set()
+    for i, batch in enumerate(batches):
+        if iters[i] and partials.is_dir():
+            names = [cell_name(t["problem"].n, t["solver"], t["beta"], t["lambda"]) for t in batch]
+            saved[i] = _saved_step(partial_path(partials, names)) or 0
     with tqdm(total=len(tasks), desc="cells", unit="cell", disable=quiet or not tasks,
+              initial=sum(len(batches[i]) * step / iters[i] for i, step in saved.items()),
               bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]") as bar:
         def show(steps_done: dict):
-            bar.n = finished + sum(len(batches[i]) * step / iters[i] for i, step in steps_done.items() if iters[i])
+            steps = {**saved, **{i: max(step, saved.get(i, 0)) for i, step in steps_done.items()}}
+            bar.n = finished + sum(len(batches[i]) * step / iters[i] for i, step in steps.items()
+                                   if iters[i] and i not in solved)
             bar.refresh()
 
-        def done(results):
+        def done(results, i):
             nonlocal finished
+            solved.add(i)
             for name, rows, seconds in results:
                 write_csv(cells / f"{name}.csv", rows)
                 bar.set_postfix_str(f"{name} {seconds:.0f}s", refresh=False)
@@ -759,7 +771,7 @@ def run(cfg: dict, quiet: bool = False) -> Path:
             show({})
         if workers == 1:
             for i, batch in enumerate(batches):
-                done(solve_cells(batch, progress=lambda step, i=i: show({i: step}), partial=partials))
+                done(solve_cells(batch, progress=lambda step, i=i: show({i: step}), partial=partials), i)
         else:
             context = get_context("spawn")
             steps_done = context.Array("q", len(batches), lock=False)
@@ -769,8 +781,7 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                 while pending:
                     ready, _ = wait(pending, timeout=5.0, return_when=FIRST_COMPLETED)
                     for future in ready:
-                        pending.pop(future)
-                        done(future.result())
+                        done(future.result(), pending.pop(future))
                     show({i: steps_done[i] for i in pending.values()})
 
     with contextlib.suppress(OSError):      # only when empty: no interrupted batch waits there

@@ -636,8 +636,11 @@ def test_an_interrupted_adamw_cell_resumes_from_its_partial_state(tmp_path, caps
         resumed_at.append(resume and resume["step"]), real_solve(*a, resume=resume, **k))[1])
     capsys.readouterr()
     main_linear.main(grid + ["--results-dir", str(root)])
-    assert "1 AdamW batch(es) stopped part way wait in" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "1 AdamW batch(es) stopped part way wait in" in out
     assert resumed_at == [200] and not (root / "partial").exists()
+    bar = err.replace("\r", "\n").strip().splitlines()
+    assert "0.8/1" in bar[0] and "1.0/1" in bar[-1]             # the bar starts where the save left off
     whole, resumed = (main_linear.read_csv(d / "cells" / "n6_adamw_beta4_lambda1.csv")
                       for d in (tmp_path / "whole", root))
     assert [{k: v for k, v in r.items() if k != "cell_seconds"} for r in resumed] == \
