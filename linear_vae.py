@@ -321,7 +321,7 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     minutes, so the caller can show how far it is). ``save``: called as ``save(step, state)`` at
     the same steps, ``state()`` giving everything the remaining steps depend on (parameters,
     AdamW's moments, the best iterates so far); passing such a state back as ``resume``
-    continues from that step, bit for bit as if never stopped (an n = 100 cell takes most of an
+    continues from that step, bit for bit as if never stopped (an n = 100 cell takes over half an
     hour, so the caller can keep its work across an interruption).
 
     Returned as in ``solve_fixed_point``, plus best_iteration; a solution whose loss turned
