@@ -182,9 +182,11 @@ def cell_name(n, solver, beta, lam) -> str:
     return f"n{n}_{solver}_beta{beta:g}_lambda{lam:g}"
 
 
-def partial_path(folder: Path, names: list[str]) -> Path:
-    """Where an AdamW batch of the cells ``names`` keeps its partial state."""
-    return folder / (names[0] + (f"+{len(names) - 1}" if len(names) > 1 else "") + ".pt")
+def partial_path(folder: Path, batch: list[dict]) -> Path:
+    """Where an AdamW batch of cells (tasks) keeps its partial state: named after its first cell."""
+    first = batch[0]
+    name = cell_name(first["problem"].n, first["solver"], first["beta"], first["lambda"])
+    return folder / (name + (f"+{len(batch) - 1}" if len(batch) > 1 else "") + ".pt")
 
 
 def _fingerprint(*arrays, settings) -> str:
@@ -198,22 +200,12 @@ def _fingerprint(*arrays, settings) -> str:
     return digest.hexdigest()
 
 
-def _load_partial(path: Path, fingerprint: str) -> dict | None:
-    """A batch's saved state, or None where there is none or it belongs to other inputs (it is
-    then overwritten at the next save)."""
+def _read_partial(path: Path) -> dict | None:
+    """A batch's saved state, or None where there is none or it is unreadable (atomic writes make
+    that unlikely; the batch then starts over and overwrites it)."""
     import torch
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:               # none, or unreadable (atomic writes make that unlikely): start over
-        return None
-    return state if state.get("fingerprint") == fingerprint else None
-
-
-def _saved_step(path: Path) -> int | None:
-    """The step a partial save holds, None where there is none or it is unreadable."""
-    import torch
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         return None
 
@@ -245,10 +237,12 @@ def solve_cells(tasks: list[dict], slot: int | None = None, progress=None,
     else:
         resume = save = None
         if partial is not None:
-            path = partial_path(partial, [cell_name(problem.n, solver, t["beta"], t["lambda"]) for t in tasks])
+            path = partial_path(partial, tasks)
             fingerprint = _fingerprint(problem.sigma_y, beta, lam, *(inits[key] for key in sorted(inits)),
                                        settings=[per_n, first["adamw"], first.get("device", "cpu")])
-            resume = _load_partial(path, fingerprint)
+            resume = _read_partial(path)
+            if resume is not None and resume.get("fingerprint") != fingerprint:
+                resume = None                   # another batch's or problem's: overwritten at the next save
             solved_before = resume["seconds"] if resume else 0.0
             last_save = time.time()
 
@@ -728,14 +722,15 @@ def run(cfg: dict, quiet: bool = False) -> Path:
     unsolved = [(t["problem"].n, t["solver"], t["beta"], t["lambda"]) for t in tasks]
     if cfg.get("collect"):
         batches, tasks = [], []
+    # Each save is read once here (19 MB at n = 100), for the first line and the bar's start.
+    waiting = {f: (_read_partial(f) or {}).get("step") for f in sorted(partials.glob("*.pt"))}
     if not quiet:
         doing = (f"collecting them, solving none ({len(unsolved)} not run yet)" if cfg.get("collect")
                  else f"solving {len(tasks)} with {cfg['workers']} worker(s)")
-        waiting = sorted(partials.glob("*.pt")) if partials.is_dir() else []
         if waiting:
             doing += (f"; {len(waiting)} AdamW batch(es) stopped part way wait in {partials}/: "
-                      + ", ".join(f"{f.stem} at step " + (f"{step:,}" if (step := _saved_step(f)) is not None
-                                                           else "? (unreadable: solved anew)") for f in waiting)
+                      + ", ".join(f"{f.stem} at step {'? (unreadable: solved anew)' if step is None else f'{step:,}'}"
+                                  for f, step in waiting.items())
                       + (" (a run without --collect resumes them)" if cfg.get("collect")
                          else " (each resumes there when this run solves it)"))
         print(f"{total - len(unsolved)} of {total} cells already done in {root}; {doing}", flush=True)
@@ -748,9 +743,8 @@ def run(cfg: dict, quiet: bool = False) -> Path:
     # that its rate and time left count only what this run solves.
     finished, saved, solved = 0, {}, set()
     for i, batch in enumerate(batches):
-        if iters[i] and partials.is_dir():
-            names = [cell_name(t["problem"].n, t["solver"], t["beta"], t["lambda"]) for t in batch]
-            saved[i] = _saved_step(partial_path(partials, names)) or 0
+        if iters[i]:
+            saved[i] = waiting.get(partial_path(partials, batch)) or 0
     with tqdm(total=len(tasks), desc="cells", unit="cell", disable=quiet or not tasks,
               initial=sum(len(batches[i]) * step / iters[i] for i, step in saved.items()),
               bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]") as bar:
@@ -767,7 +761,7 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                 write_csv(cells / f"{name}.csv", rows)
                 bar.set_postfix_str(f"{name} {seconds:.0f}s", refresh=False)
                 finished += 1
-            partial_path(partials, [name for name, _, _ in results]).unlink(missing_ok=True)
+            partial_path(partials, batches[i]).unlink(missing_ok=True)
             show({})
         if workers == 1:
             for i, batch in enumerate(batches):

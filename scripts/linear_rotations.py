@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from itertools import combinations
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,7 +34,7 @@ import torch  # noqa: E402
 from scipy.stats import ortho_group  # noqa: E402
 
 import linear_vae as lv  # noqa: E402
-from main_linear import DEFAULTS, PER_N  # noqa: E402
+from main_linear import DEFAULTS, PER_N, cell_name  # noqa: E402
 from utils import read_csv  # noqa: E402
 
 
@@ -51,9 +52,6 @@ def adamw_means(results_dir: Path | None, n: int) -> dict:
 def initial_point_correlations(results_dir: Path, n: int, cells) -> dict:
     """Per solver: the correlations, over solutions, of per-solution I_m between each pair of the
     given (β, λ) cells that ``results_dir``/cells holds for it."""
-    from itertools import combinations
-
-    from main_linear import cell_name
     out = {}
     for solver in ("fixed-point", "adamw"):
         i_m = {}
