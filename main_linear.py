@@ -25,7 +25,18 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import atomic_write, holds_more_than, read_csv, read_json, write_csv, write_json, write_text
+from utils import (
+    LockHeld,
+    RunLock,
+    atomic_write,
+    holds_more_than,
+    read_csv,
+    read_json,
+    remove_stale_temporaries,
+    write_csv,
+    write_json,
+    write_text,
+)
 
 # The original's settings per n (n = 50 and n = 100); other n take those of the nearer one.
 PER_N = {50: {"tol": 1e-6, "fp_iters": 50_000, "adamw_iters": 30_000, "clip_ab": 1.0, "clip_l": 2.0},
@@ -37,6 +48,7 @@ DEFAULTS = {"n": [50, 100], "m": 10, "s": 5, "betas": [1, 4, 8, 16, 32], "lambda
 # (β = 1 with λ > 0 is its slowest cell: there the loss has no minimiser and the steps shrink slowly.)
 DEMO = {"n": [50], "betas": [1, 4, 16], "lambdas": [0, 2], "solutions": 5, "adamw_iters": 1000, "sweep_points": 40}
 ADAMW = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
+LOCK = "lock"           # present in a results folder while a run solves into it
 # Settings that change the numbers of some cell: a results directory holds one value of each.
 RUN_DEFINING = ("n", "m", "s", "solutions", "seed", "per_n", "adamw", "sweep_points", "sweep_range")
 METRICS = ("recon", "kl", "l2", "total", "sap", "i_m")
@@ -160,7 +172,7 @@ def check_results_dir(root: Path, cfg: dict) -> None:
             ours = json.loads(json.dumps(mine[key]))          # tuples -> lists, as saved
             if saved.get(key) == ours:
                 continue
-            if holds_more_than(root, "config.json"):
+            if holds_more_than(root, "config.json", LOCK):
                 raise SettingError(f"{root} was made with {key}={_show(saved.get(key))}, not {_show(ours)}; "
                                    "use another --results-dir or delete it")
             # Only the settings file is there: nothing computed is lost by rebinding the folder.
@@ -676,16 +688,36 @@ def _save(fig, path: Path) -> None:
 # ----------------------------------------------------------------------------- main
 
 def run(cfg: dict, quiet: bool = False) -> Path:
-    """The whole study for resolved settings; returns the results directory."""
+    """The whole study for resolved settings; returns the results directory.
+
+    A run that solves holds the folder's lock: a second one on the same folder would solve the
+    same cells and overwrite the first's partial saves. Under the lock, what killed writes left
+    behind is swept. ``--collect`` takes no lock (it only reads cells and writes whole files),
+    so it can tabulate a grid that is still running."""
+    root = Path(cfg["results_dir"])
+    if cfg.get("collect"):
+        if not (root / "cells").is_dir():
+            waiting = len(list((root / "partial").glob("*.pt")))
+            stopped = f" ({waiting} AdamW batch(es) stopped part way in partial/)" if waiting else ""
+            raise SettingError(f"--collect: {root} has no cells/ to collect{stopped}; "
+                               "run the command without --collect first")
+        return _run(cfg, root, quiet)
+    try:
+        lock = RunLock(root / LOCK, doing="solved").acquire()
+    except LockHeld as err:
+        raise SettingError(f"{err}; wait for it to end (--collect tabulates it meanwhile) "
+                           "or use another --results-dir") from None
+    try:
+        remove_stale_temporaries(root)
+        return _run(cfg, root, quiet)
+    finally:
+        lock.release()
+
+
+def _run(cfg: dict, root: Path, quiet: bool) -> Path:
     from tqdm import tqdm
 
     import linear_vae as lv
-    root = Path(cfg["results_dir"])
-    if cfg.get("collect") and not (root / "cells").is_dir():
-        waiting = len(list((root / "partial").glob("*.pt")))
-        stopped = f" ({waiting} AdamW batch(es) stopped part way in partial/)" if waiting else ""
-        raise SettingError(f"--collect: {root} has no cells/ to collect{stopped}; "
-                           "run the command without --collect first")
     check_results_dir(root, cfg)
     _worker_setup()
     start = time.time()

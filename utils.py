@@ -218,8 +218,9 @@ class RunLock:
     O_EXCL creation works on local and NFS filesystems, unlike flock on some clusters.
     """
 
-    def __init__(self, path, stale_after_s: float = 3600.0):
+    def __init__(self, path, stale_after_s: float = 3600.0, doing: str = "trained"):
         self.path, self.stale_after_s, self.held = Path(path), stale_after_s, False
+        self.doing = doing          # what the holder does to the folder, for the refusal
 
     def acquire(self) -> RunLock:
         import socket
@@ -235,7 +236,7 @@ class RunLock:
                 if self._alive(*owner):
                     host, pid, _ = owner
                     who = f"pid {pid} on {host}" if pid >= 0 else "a process that is writing its lock file"
-                    raise LockHeld(f"{self.path.parent} is being trained by {who}") from None
+                    raise LockHeld(f"{self.path.parent} is being {self.doing} by {who}") from None
                 try:
                     os.unlink(self.path)                      # stale: its owner died
                 except FileNotFoundError:
@@ -318,10 +319,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def holds_more_than(folder: Path, name: str) -> bool:
-    """Whether ``folder`` holds anything besides the file ``name`` (an unreadable folder counts
-    as holding more): a results folder with only its config.json holds no results."""
+def holds_more_than(folder: Path, *names: str) -> bool:
+    """Whether ``folder`` holds anything besides the files ``names`` (an unreadable folder counts
+    as holding more): a results folder with only its config.json (and lock) holds no results."""
     try:
-        return any(entry.name != name for entry in Path(folder).iterdir())
+        return any(entry.name not in names for entry in Path(folder).iterdir())
     except OSError:
         return True

@@ -326,6 +326,36 @@ def test_collect_tabulates_finished_cells_and_solves_none(tmp_path, capsys):
     assert "has no cells/ to collect" in err and not (tmp_path / "none").exists()
 
 
+def test_a_folder_being_solved_is_refused_and_a_killed_writes_leftovers_are_swept(tmp_path, capsys):
+    root = tmp_path / "r"
+    main_linear.main(TINY + ["--results-dir", str(root)])
+    assert not (root / main_linear.LOCK).exists()           # released at the end
+    (root / "cells" / "n6_adamw_beta4_lambda1.csv").unlink()
+    capsys.readouterr()
+    held = main_linear.RunLock(root / main_linear.LOCK).acquire()       # a live run: this process
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main_linear.main(TINY + ["--results-dir", str(root)])
+        assert exit_.value.code == 2
+        err, = capsys.readouterr().err.strip().splitlines()
+        assert f"{root} is being solved by pid {os.getpid()}" in err and "--collect" in err
+        assert not (root / "cells" / "n6_adamw_beta4_lambda1.csv").exists()
+        main_linear.main(TINY + ["--results-dir", str(root), "--collect"])      # no lock needed
+        assert "3 of 4 cells already done" in capsys.readouterr().out
+    finally:
+        held.release()
+    # A write killed between its temporary file and the rename leaves the temporary behind.
+    (root / "partial").mkdir()
+    leftovers = [root / "partial" / ".n6_adamw_beta4_lambda1.pt.ab12cd34.tmp",
+                 root / "cells" / ".n6_adamw_beta4_lambda1.csv.x_9yz012.tmp", root / ".results.csv.00000000.tmp"]
+    for f in leftovers:
+        f.write_bytes(b"half a file")
+    main_linear.main(TINY + ["--results-dir", str(root)])
+    assert "3 of 4 cells already done" in capsys.readouterr().out
+    assert not any(f.exists() for f in leftovers) and not (root / "partial").exists()
+    assert not (root / main_linear.LOCK).exists()
+
+
 def test_a_cell_missing_outside_this_commands_grid_reads_not_run(tmp_path):
     root = tmp_path / "r"
     main_linear.main(TINY + ["--betas", "4", "8", "--results-dir", str(root)])
