@@ -2,6 +2,7 @@
 import math
 import multiprocessing
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -727,3 +728,24 @@ def test_initial_point_correlations_pair_solutions_by_index_and_skip_failed_ones
     assert found["adamw"]["cells"] == sorted(i_m)
     np.testing.assert_allclose(found["adamw"]["correlations"],
                                [1.0, np.corrcoef(i_m[4.0, 2.0], i_m[16.0, 2.0])[0, 1], -1.0])
+
+
+def test_adamw_with_the_studys_settings_gives_the_folders_rows_and_changed_settings_move_them(tmp_path):
+    """scripts/linear_adamw_settings.py: its solve is the study's (0 change with no setting
+    changed), it pairs solutions by index, and a changed setting reaches the solver."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import linear_adamw_settings as las
+    root = tmp_path / "r"
+    main_linear.main(TINY + ["--lambdas", "1", "--results-dir", str(root)])
+    folder = main_linear.read_csv(root / "cells" / "n6_adamw_beta4_lambda1.csv")
+    same = las.solve_with(root, 6, [(4.0, 1.0)], {})
+    keys = ("solution", "recon", "kl", "total", "sap", "i_m", "best_iteration")
+    assert [[r[k] for k in keys] for r in same] == [[r[k] for k in keys] for r in folder]
+    assert "| 4 | 1 | 2 |" in las.report(root, 6, same, {}) and "| 0.0e+00 |" in las.report(root, 6, same, {})
+    first = las.solve_with(root, 6, [(4.0, 1.0)], {}, solutions=1)
+    assert [[r[k] for k in keys] for r in first] == [[r[k] for k in keys] for r in folder[:1]]
+    clipped = las.solve_with(root, 6, [(4.0, 1.0)], {"clip_ab": 1e-3})
+    assert all(a["total"] != b["total"] for a, b in zip(clipped, folder))
+    line = las.report(root, 6, clipped, {"clip_ab": 1e-3}).splitlines()[-1]
+    by_hand = np.mean([a["i_m"] - b["i_m"] for a, b in zip(clipped, folder)])
+    assert line.split(" | ")[4].startswith(f"{by_hand:+.3f} ± ")
