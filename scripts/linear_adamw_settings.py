@@ -38,17 +38,17 @@ METRICS = ("i_m", "sap", "total")
 
 
 def solve_with(results_dir: Path, n: int, cells, changes: dict, solutions: int | None = None,
-               progress=None) -> list[dict]:
+               init_scale: float = 1.0, progress=None) -> list[dict]:
     """AdamW rows of the given (β, λ) cells, solved from the folder's initial points with the
     folder's settings for ``n`` updated by ``changes`` (keys of main_linear.PER_N's entries),
-    for the first ``solutions`` initial points (all by default). One batch: a cell's solutions do
-    not depend on the cells beside them."""
+    for the first ``solutions`` initial points (all by default), A and B multiplied by
+    ``init_scale``. One batch: a cell's solutions do not depend on the cells beside them."""
     import linear_vae as lv
     cfg = read_json(results_dir / "config.json")
     per_n = {**cfg["per_n"][str(n)], **changes}
     draws = lv.draw_study(cfg["n"], cfg["m"], cfg["s"], cfg["solutions"], cfg["seed"])[n]
     k = cfg["solutions"] if solutions is None else min(solutions, cfg["solutions"])
-    inits = {key: value[:k] for key, value in draws.adamw.items()}
+    inits = {key: value[:k] * (init_scale if key in ("A", "B") else 1.0) for key, value in draws.adamw.items()}
     tasks = [{"problem": draws.problem, "m": cfg["m"], "solver": "adamw", "beta": beta, "lambda": lam,
               "per_n": per_n, "adamw": cfg["adamw"], "inits": inits} for beta, lam in cells]
     return [row for _, rows, _ in main_linear.solve_cells(tasks, progress=progress) for row in rows]
@@ -116,19 +116,23 @@ def main(argv=None) -> None:
                         help="max gradient norm of [A, B] (the study: 1 at n = 50, 2 at n = 100)")
     parser.add_argument("--clip-l", type=float,
                         help="max gradient norm of [L_Z, L_W] (the study: 2 at n = 50, 3 at n = 100)")
+    parser.add_argument("--init-scale", type=float,
+                        help="multiply the initial A and B by this (their entries are N(0, 1) at every n, so "
+                             "B's rows have norm about √n: √2 gives n = 50 the norms of n = 100)")
     parser.add_argument("--solutions", type=int, help="only the first this many initial points (default: all)")
     parser.add_argument("--out", type=Path, help="write the solved rows to this CSV")
     args = parser.parse_args(argv)
     if not (args.results_dir / "config.json").exists():
         sys.exit(f"linear_adamw_settings.py: error: {args.results_dir / 'config.json'} does not exist; "
                  "give a main_linear.py results folder")
-    for name in ("iters", "clip_ab", "clip_l", "solutions"):
+    for name in ("iters", "clip_ab", "clip_l", "solutions", "init_scale"):
         value = getattr(args, name)
         if value is not None and not value > 0:
             sys.exit(f"linear_adamw_settings.py: error: --{name.replace('_', '-')} is {value:g}; "
                      "give a positive number")
     changes = {key: value for key, value in (("adamw_iters", args.iters), ("clip_ab", args.clip_ab),
                                               ("clip_l", args.clip_l)) if value is not None}
+    shown = {**changes, **({"init_scale": args.init_scale} if args.init_scale else {})}
     study = read_json(args.results_dir / "config.json")["per_n"]
     if str(args.n) not in study:
         sys.exit(f"linear_adamw_settings.py: error: {args.results_dir} has no n = {args.n} "
@@ -141,11 +145,11 @@ def main(argv=None) -> None:
     iters = changes.get("adamw_iters", study[str(args.n)]["adamw_iters"])
     start = time.time()
     with tqdm(total=iters, desc=f"{len(cells)} cell(s), AdamW steps", unit="step") as bar:
-        rows = solve_with(args.results_dir, args.n, cells, changes, args.solutions,
+        rows = solve_with(args.results_dir, args.n, cells, changes, args.solutions, args.init_scale or 1.0,
                           progress=lambda step: bar.update(step - bar.n))
     if args.out:
         write_csv(args.out, rows)
-    print(report(args.results_dir, args.n, rows, changes))
+    print(report(args.results_dir, args.n, rows, shown))
     print(f"solved in {time.time() - start:.0f} s" + (f"; rows in {args.out}" if args.out else ""))
 
 

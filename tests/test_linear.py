@@ -746,6 +746,8 @@ def test_adamw_with_the_studys_settings_gives_the_folders_rows_and_changed_setti
     assert [[r[k] for k in keys] for r in first] == [[r[k] for k in keys] for r in folder[:1]]
     clipped = las.solve_with(root, 6, [(4.0, 1.0)], {"clip_ab": 1e-3})
     assert all(a["total"] != b["total"] for a, b in zip(clipped, folder))
+    scaled = las.solve_with(root, 6, [(4.0, 1.0)], {}, init_scale=3.0)
+    assert all(a["total"] != b["total"] for a, b in zip(scaled, folder))
     line = las.report(root, 6, clipped, {"clip_ab": 1e-3}).splitlines()[-1]
     by_hand = np.mean([a["i_m"] - b["i_m"] for a, b in zip(clipped, folder)])
     assert line.split(" | ")[4].startswith(f"{by_hand:+.3f} ± ")
