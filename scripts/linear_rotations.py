@@ -3,6 +3,7 @@
     python scripts/linear_rotations.py                    # n = 100, β 4 8 16 32, λ 2 8, 400 rotations
     python scripts/linear_rotations.py --n 50 --results-dir linear_betavae_results
     python scripts/linear_rotations.py --results-dir linear_betavae_results --inherited   # reads only
+    python scripts/linear_rotations.py --results-dir linear_betavae_results --figure rotations_n100.png
 
 The prior N(0, I) is isotropic, so rotating a solution's latent space (A Qᵀ, Q B, Q Σ_W Qᵀ)
 leaves every loss unchanged while SAP and I_m move (docs/linear.md, 'Rotations'). For each
@@ -12,7 +13,8 @@ O(m) with a fixed seed, to each solution, and prints the fixed point's I_m besid
 its rotations: the smallest, median and largest over the rotations, averaged over
 solutions. The smallest and largest of a finite sample bound the true extremes from inside.
 With --results-dir, AdamW's mean I_m for the cell is printed beside them where that folder
-(a main_linear.py results folder with the same settings) has the cell.
+(a main_linear.py results folder with the same settings) has the cell. --figure draws the same
+per cell: the rotations' range and quartiles, the fixed point's and AdamW's I_m.
 
 --inherited solves nothing: it asks whether a solution's rotation comes from its initial point.
 Every cell of a solver starts solution i from the same initial point, so if the initial point
@@ -37,16 +39,82 @@ import linear_vae as lv  # noqa: E402
 from main_linear import DEFAULTS, PER_N, cell_name  # noqa: E402
 from utils import read_csv  # noqa: E402
 
+PERCENTILES = (0, 25, 50, 75, 100)
+
 
 def adamw_means(results_dir: Path | None, n: int) -> dict:
-    """AdamW's mean I_m per (β, λ) from a results folder's summary.csv, where it has the cell."""
+    """AdamW's mean I_m and its standard error per (β, λ) from a results folder's summary.csv,
+    where it has the cell."""
     path = results_dir / "summary.csv" if results_dir else None
     if path is None:
         return {}
     if not path.exists():
         sys.exit(f"linear_rotations.py: error: {path} does not exist; give a main_linear.py results folder")
-    return {(r["beta"], r["lambda"]): r["i_m_mean"] for r in read_csv(path)
-            if r["n"] == n and r["solver"] == "adamw" and r["i_m_mean"] is not None}
+    return {(r["beta"], r["lambda"]): (r["i_m_mean"], (r["i_m_std"] or 0.0) / np.sqrt(r["used"]))
+            for r in read_csv(path) if r["n"] == n and r["solver"] == "adamw" and r["i_m_mean"] is not None}
+
+
+def rotation_cell(problem, draws, per_n: dict, beta: float, lam: float, rotations: int) -> dict:
+    """The fixed point's solutions of one cell and the I_m of ``rotations`` Haar rotations of each:
+    the fixed point's mean I_m and its standard error, the rotations' 0, 25, 50, 75 and 100th
+    percentiles per solution averaged over solutions, and the largest relative change of the
+    total under a rotation (one per solution)."""
+    m = draws.fixed_point["B"].shape[1]
+    sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, draws.fixed_point["B"], draws.fixed_point["sigma_w"],
+                               per_n["tol"], per_n["fp_iters"])
+    own, quantiles, drift = [], [], 0.0
+    for i in range(len(sol["B"])):
+        if sol["failure"][i] or not sol["converged"][i]:
+            continue
+        A, B, sz, sw = (sol[key][i] for key in ("A", "B", "sigma_z", "sigma_w"))
+        qs = ortho_group.rvs(m, size=rotations, random_state=i)
+        quantiles.append(np.percentile(lv.i_m_over_rotations(B, sw, problem, qs), PERCENTILES))
+        own.append(lv.i_m(lv.factor_mi(B, sw, problem)[1]))
+        total = float(lv.losses(A, B, sz, sw, problem.sigma_y, beta, lam)["total"])
+        a, b, w = lv.rotate(A, B, sw, qs[0])       # the loss check, on one rotation each
+        moved = float(lv.losses(a, b, sz, w, problem.sigma_y, beta, lam)["total"])
+        drift = max(drift, abs(moved - total) / abs(total))
+    return {"beta": beta, "lambda": lam, "solutions": len(own), "fixed_point": float(np.mean(own)),
+            "fixed_point_se": float(np.std(own, ddof=1) / np.sqrt(len(own))) if len(own) > 1 else 0.0,
+            "percentiles": np.mean(quantiles, axis=0), "drift": drift}
+
+
+def draw_rotations(cells: list[dict], adamw: dict, n: int, rotations: int, path: Path) -> Path:
+    """Per cell, the I_m the optimum can have (its rotations: 25-75th percentile as a bar, smallest
+    to largest as a line, median as a tick; each averaged over solutions) beside the I_m each
+    solver ended with (mean ± standard error over solutions)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from utils import atomic_write
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(cells) + 2), 4.8), layout="constrained")
+    for x, c in enumerate(cells):
+        lo, q1, mid, q3, hi = c["percentiles"]
+        ax.plot([x, x], [lo, hi], color="0.6", linewidth=1, zorder=1)
+        ax.bar(x, q3 - q1, bottom=q1, width=0.5, color="0.85", edgecolor="0.5", linewidth=0.6, zorder=1)
+        ax.plot([x - 0.25, x + 0.25], [mid, mid], color="0.3", linewidth=1.2, zorder=2)
+        ax.errorbar(x - 0.12, c["fixed_point"], yerr=c["fixed_point_se"], fmt="o", ms=5, capsize=2,
+                    color="tab:blue", zorder=3)
+        if (c["beta"], c["lambda"]) in adamw:
+            mean, se = adamw[c["beta"], c["lambda"]]
+            ax.errorbar(x + 0.12, mean, yerr=se, fmt="D", ms=5, capsize=2, color="tab:orange", zorder=3)
+    ax.set_xticks(range(len(cells)), [f"β = {c['beta']:g}\nλ = {c['lambda']:g}" for c in cells], fontsize=8)
+    ax.set_ylabel("I_m (nats)")
+    ax.set_ylim(bottom=0.0)
+    ax.grid(axis="y", alpha=0.3, linewidth=0.5)
+    ax.plot([], [], color="0.6", label=f"{rotations} rotations of each fixed-point solution: smallest to largest")
+    ax.bar([], [], color="0.85", edgecolor="0.5", label="… 25th to 75th percentile, median as a tick")
+    ax.errorbar([], [], yerr=[], fmt="o", color="tab:blue", capsize=2, label="fixed point (mean ± s.e.)")
+    ax.errorbar([], [], yerr=[], fmt="D", color="tab:orange", capsize=2, label="AdamW (mean ± s.e.)")
+    ax.legend(fontsize=7, loc="upper right")
+    ax.set_title(f"linear λβ-VAE, n = {n}: the I_m one optimum holds under rotations of its latent space "
+                 "(every rotation has the same total loss;\npercentiles per solution, averaged over solutions), "
+                 "and where each solver ended", fontsize=9)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110)
+    plt.close(fig)
+    return path
 
 
 def initial_point_correlations(results_dir: Path, n: int, cells) -> dict:
@@ -92,6 +160,7 @@ def main() -> None:
     parser.add_argument("--lambdas", type=float, nargs="+", default=[2.0, 8.0])
     parser.add_argument("--rotations", type=int, default=400, help="random rotations per solution")
     parser.add_argument("--results-dir", type=Path, help="main_linear.py results folder with AdamW cells")
+    parser.add_argument("--figure", type=Path, help="also draw the table as a figure into this PNG file")
     parser.add_argument("--inherited", action="store_true",
                         help="only: correlate per-solution I_m across the folder's cells (needs --results-dir)")
     args = parser.parse_args()
@@ -101,38 +170,26 @@ def main() -> None:
         return print_inherited(args.results_dir, args.n, args.betas, args.lambdas)
     torch.set_num_threads(1)
     m, s, k = DEFAULTS["m"], DEFAULTS["s"], DEFAULTS["solutions"]
-    per_n = PER_N[args.n]
     adamw = adamw_means(args.results_dir, args.n)
     draws = lv.draw_study([args.n], m, s, k, DEFAULTS["seed"])[args.n]
-    problem = draws.problem
     print(f"n = {args.n}, m = {m}, s = {s}: fixed point from {k} initial points; I_m (nats) of "
           f"{args.rotations} Haar rotations of each solution, same total loss; means over solutions")
     print("| β | λ | fixed point's I_m | rotations: smallest | median | largest | AdamW's I_m "
           "| max relative change of the total |")
     print("|---|---|---|---|---|---|---|---|")
+    cells = []
     for beta in args.betas:
         for lam in args.lambdas:
-            sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, draws.fixed_point["B"],
-                                       draws.fixed_point["sigma_w"], per_n["tol"], per_n["fp_iters"])
-            own, stats, drift = [], [], 0.0
-            for i in range(k):
-                if sol["failure"][i] or not sol["converged"][i]:
-                    continue
-                A, B, sz, sw = (sol[key][i] for key in ("A", "B", "sigma_z", "sigma_w"))
-                rotations = ortho_group.rvs(m, size=args.rotations, random_state=i)
-                ims = lv.i_m_over_rotations(B, sw, problem, rotations)
-                own.append(lv.i_m(lv.factor_mi(B, sw, problem)[1]))
-                stats.append((ims.min(), np.median(ims), ims.max()))
-                total = float(lv.losses(A, B, sz, sw, problem.sigma_y, beta, lam)["total"])
-                a, b, w = lv.rotate(A, B, sw, rotations[0])       # the loss check, on one rotation each
-                moved = float(lv.losses(a, b, sz, w, problem.sigma_y, beta, lam)["total"])
-                drift = max(drift, abs(moved - total) / abs(total))
-            lo, mid, hi = np.mean(stats, axis=0)
+            c = rotation_cell(draws.problem, draws, PER_N[args.n], beta, lam, args.rotations)
+            cells.append(c)
+            lo, _, mid, _, hi = c["percentiles"]
             other = adamw.get((beta, lam))
-            print(f"| {beta:g} | {lam:g} | {np.mean(own):.3f} | {lo:.3f} | {mid:.3f} | {hi:.3f} | "
-                  f"{'–' if other is None else f'{other:.3f}'} | {drift:.1e} |", flush=True)
-    print(f"({len(own)} converged solutions in the last cell; a solution that failed or did not converge is left out)")
-
+            print(f"| {beta:g} | {lam:g} | {c['fixed_point']:.3f} | {lo:.3f} | {mid:.3f} | {hi:.3f} | "
+                  f"{'–' if other is None else f'{other[0]:.3f}'} | {c['drift']:.1e} |", flush=True)
+    print(f"({cells[-1]['solutions']} converged solutions in the last cell; a solution that failed or did not "
+          "converge is left out)")
+    if args.figure:
+        print(f"figure: {draw_rotations(cells, adamw, args.n, args.rotations, args.figure)}")
 
 if __name__ == "__main__":
     main()

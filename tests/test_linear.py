@@ -713,7 +713,6 @@ def test_a_worker_whose_run_was_killed_saves_its_batch_and_stops(tmp_path, monke
 def test_initial_point_correlations_pair_solutions_by_index_and_skip_failed_ones(tmp_path):
     """scripts/linear_rotations.py --inherited: solution i of one cell against solution i of the
     others (rows stored out of order), failed solutions left out, one list of pairs per solver."""
-    import sys
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
     import linear_rotations
     i_m = {(4.0, 2.0): [1.0, 2.0, 3.0, 4.0, 9.0], (8.0, 2.0): [2.0, 4.0, 6.0, 8.0, -9.0],
@@ -751,3 +750,21 @@ def test_adamw_with_the_studys_settings_gives_the_folders_rows_and_changed_setti
     line = las.report(root, 6, clipped, {"clip_ab": 1e-3}).splitlines()[-1]
     by_hand = np.mean([a["i_m"] - b["i_m"] for a, b in zip(clipped, folder)])
     assert line.split(" | ")[4].startswith(f"{by_hand:+.3f} ± ")
+
+
+def test_a_cells_rotations_keep_its_loss_and_their_figure_is_drawn(tmp_path):
+    """scripts/linear_rotations.py: the rotations' percentiles (per solution, averaged) are
+    ordered and spread, every rotation keeps the total, and the figure is written."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import linear_rotations
+    draws = lv.draw_study([6], 2, 2, 4, 42)[6]
+    cell = linear_rotations.rotation_cell(draws.problem, draws, {"tol": 1e-9, "fp_iters": 20_000}, 4.0, 1.0, 60)
+    lo, q1, mid, q3, hi = cell["percentiles"]
+    assert cell["solutions"] == 4 and lo < q1 < mid < q3 < hi and cell["drift"] < 1e-12
+    sol = lv.solve_fixed_point(draws.problem.sigma_y, 4.0, 1.0, draws.fixed_point["B"],
+                               draws.fixed_point["sigma_w"], 1e-9, 20_000)
+    own = [lv.i_m(lv.factor_mi(sol["B"][i], sol["sigma_w"][i], draws.problem)[1]) for i in range(4)]
+    assert cell["fixed_point"] == pytest.approx(np.mean(own), rel=1e-12)
+    assert cell["fixed_point_se"] == pytest.approx(np.std(own, ddof=1) / 2, rel=1e-12)
+    path = linear_rotations.draw_rotations([cell], {(4.0, 1.0): (0.5, 0.1)}, 6, 60, tmp_path / "rotations.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
