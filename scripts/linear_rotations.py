@@ -86,9 +86,11 @@ def draw_rotations(cells: list[dict], adamw: dict, n: int, rotations: int, path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     from utils import atomic_write
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(cells) + 2), 4.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.9 * len(cells) + 2), 5.0), layout="constrained")
     for x, c in enumerate(cells):
         lo, q1, mid, q3, hi = c["percentiles"]
         ax.plot([x, x], [lo, hi], color="0.6", linewidth=1, zorder=1)
@@ -99,18 +101,22 @@ def draw_rotations(cells: list[dict], adamw: dict, n: int, rotations: int, path:
         if (c["beta"], c["lambda"]) in adamw:
             mean, se = adamw[c["beta"], c["lambda"]]
             ax.errorbar(x + 0.12, mean, yerr=se, fmt="D", ms=5, capsize=2, color="tab:orange", zorder=3)
+        elif adamw:
+            ax.text(x, 0.03, "AdamW:\nnot run", ha="center", va="bottom", fontsize=7, color="tab:orange")
     ax.set_xticks(range(len(cells)), [f"β = {c['beta']:g}\nλ = {c['lambda']:g}" for c in cells], fontsize=8)
     ax.set_ylabel("I_m (nats)")
     ax.set_ylim(bottom=0.0)
     ax.grid(axis="y", alpha=0.3, linewidth=0.5)
-    ax.plot([], [], color="0.6", label=f"{rotations} rotations of each fixed-point solution: smallest to largest")
-    ax.bar([], [], color="0.85", edgecolor="0.5", label="… 25th to 75th percentile, median as a tick")
-    ax.errorbar([], [], yerr=[], fmt="o", color="tab:blue", capsize=2, label="fixed point (mean ± s.e.)")
-    ax.errorbar([], [], yerr=[], fmt="D", color="tab:orange", capsize=2, label="AdamW (mean ± s.e.)")
-    ax.legend(fontsize=7, loc="upper right")
-    ax.set_title(f"linear λβ-VAE, n = {n}: the I_m one optimum holds under rotations of its latent space "
-                 "(every rotation has the same total loss;\npercentiles per solution, averaged over solutions), "
-                 "and where each solver ended", fontsize=9)
+    handles = [Line2D([], [], color="0.6",
+                      label=f"{rotations} rotations of each fixed-point solution: smallest to largest"),
+               Patch(facecolor="0.85", edgecolor="0.5",
+                     label="the rotations' 25th to 75th percentile, median as a tick"),
+               Line2D([], [], marker="o", color="tab:blue", linestyle="none", label="fixed point (mean ± s.e.)"),
+               Line2D([], [], marker="D", color="tab:orange", linestyle="none", label="AdamW (mean ± s.e.)")]
+    fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=2)
+    ax.set_title(f"linear λβ-VAE, n = {n}: the I_m of one optimum under rotations of its latent space\n"
+                 "(all with the same total loss; percentiles per solution, averaged over solutions), "
+                 "and each solver's I_m", fontsize=9)
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
     plt.close(fig)
