@@ -10,7 +10,7 @@ leaves every loss unchanged while SAP and I_m move (docs/linear.md, 'Rotations')
 (β, λ) cell this solves the fixed point from the study's 50 initial points (the same draws
 and settings as main_linear.py), then applies random rotations, drawn uniformly (Haar) from
 O(m) with a fixed seed, to each solution, and prints the fixed point's I_m beside the I_m of
-its rotations: the smallest, median and largest over the rotations, averaged over
+its rotations: the smallest, quartiles and largest over the rotations, averaged over
 solutions. The smallest and largest of a finite sample bound the true extremes from inside.
 With --results-dir, AdamW's mean I_m for the cell is printed beside them where that folder
 (a main_linear.py results folder with the same settings) has the cell. --figure draws the same
@@ -180,17 +180,17 @@ def main() -> None:
     draws = lv.draw_study([args.n], m, s, k, DEFAULTS["seed"])[args.n]
     print(f"n = {args.n}, m = {m}, s = {s}: fixed point from {k} initial points; I_m (nats) of "
           f"{args.rotations} Haar rotations of each solution, same total loss; means over solutions")
-    print("| β | λ | fixed point's I_m | rotations: smallest | median | largest | AdamW's I_m "
-          "| max relative change of the total |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| β | λ | fixed point's I_m | rotations: smallest | 25th percentile | median | 75th percentile "
+          "| largest | AdamW's I_m | max relative change of the total |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     cells = []
     for beta in args.betas:
         for lam in args.lambdas:
             c = rotation_cell(draws.problem, draws, PER_N[args.n], beta, lam, args.rotations)
             cells.append(c)
-            lo, _, mid, _, hi = c["percentiles"]
             other = adamw.get((beta, lam))
-            print(f"| {beta:g} | {lam:g} | {c['fixed_point']:.3f} | {lo:.3f} | {mid:.3f} | {hi:.3f} | "
+            print(f"| {beta:g} | {lam:g} | {c['fixed_point']:.3f} | "
+                  + " | ".join(f"{q:.3f}" for q in c["percentiles"]) + " | "
                   f"{'–' if other is None else f'{other[0]:.3f}'} | {c['drift']:.1e} |", flush=True)
     print(f"({cells[-1]['solutions']} converged solutions in the last cell; a solution that failed or did not "
           "converge is left out)")
