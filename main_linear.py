@@ -709,12 +709,15 @@ def run(cfg: dict, quiet: bool = False) -> Path:
                            "or use another --results-dir") from None
     try:
         remove_stale_temporaries(root)
-        return _run(cfg, root, quiet)
+        return _run(cfg, root, quiet, heartbeat=lock.touch)
     finally:
         lock.release()
 
 
-def _run(cfg: dict, root: Path, quiet: bool) -> Path:
+def _run(cfg: dict, root: Path, quiet: bool, heartbeat=lambda: None) -> Path:
+    """``heartbeat`` is called with every refresh of the progress (at least every few seconds
+    while cells are solved): the lock's, so a run on another host of a shared filesystem never
+    sees a live run's lock as stale (utils.RunLock)."""
     from tqdm import tqdm
 
     import linear_vae as lv
@@ -781,6 +784,7 @@ def _run(cfg: dict, root: Path, quiet: bool) -> Path:
               initial=sum(len(batches[i]) * step / iters[i] for i, step in saved.items()),
               bar_format="{l_bar}{bar}| {n:.1f}/{total} [{elapsed}<{remaining}{postfix}]") as bar:
         def show(steps_done: dict):
+            heartbeat()
             steps = {**saved, **{i: max(step, saved.get(i, 0)) for i, step in steps_done.items()}}
             bar.n = finished + sum(len(batches[i]) * step / iters[i] for i, step in steps.items()
                                    if iters[i] and i not in solved)

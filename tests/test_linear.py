@@ -327,9 +327,13 @@ def test_collect_tabulates_finished_cells_and_solves_none(tmp_path, capsys):
     assert "has no cells/ to collect" in err and not (tmp_path / "none").exists()
 
 
-def test_a_folder_being_solved_is_refused_and_a_killed_writes_leftovers_are_swept(tmp_path, capsys):
+def test_a_folder_being_solved_is_refused_and_a_killed_writes_leftovers_are_swept(tmp_path, capsys, monkeypatch):
     root = tmp_path / "r"
-    main_linear.main(TINY + ["--results-dir", str(root)])
+    beats = []
+    with monkeypatch.context() as patch:    # the lock's heartbeat: another host must not find it stale
+        patch.setattr(main_linear.RunLock, "touch", lambda lock: beats.append(lock.path))
+        main_linear.main(TINY + ["--results-dir", str(root)])
+    assert beats and set(beats) == {root / main_linear.LOCK}
     assert not (root / main_linear.LOCK).exists()           # released at the end
     (root / "cells" / "n6_adamw_beta4_lambda1.csv").unlink()
     capsys.readouterr()
