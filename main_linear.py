@@ -382,6 +382,7 @@ def summarize(rows: list[dict]) -> list[dict]:
             entry[f"{key}_mean"] = float(values.mean()) if len(values) else None
             entry[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
         entry["iterations_mean"] = float(np.mean([r["iterations"] for r in rs]))
+        entry["cell_seconds"] = max(float(r["cell_seconds"]) for r in rs)      # one value per cell
         out.append(entry)
     return out
 
@@ -430,6 +431,20 @@ def summary_text(summary: list[dict], unsolved: list[tuple] = ()) -> str:
             lines.append(f"| {g['beta']:g} | {g['lambda']:g}{note} | {g['total_gap']:+.2e} ± {g['total_gap_se']:.1e} | "
                          f"{g['i_m_diff']:+.3f} ± {g['i_m_diff_se']:.3f} |")
         lines.append("")
+    lines.append("Solving time per cell (results.csv's cell_seconds: the wall time of the batch the cell was "
+                 "solved in, shared out by its cells, including any time the process was stopped; with w "
+                 "workers side by side a grid's wall time is about the sum / w)")
+    lines.append("| n | solver | cells | smallest (s) | median (s) | largest (s) | sum (s) | sum (h) |")
+    lines.append("|---|---|---|---|---|---|---|---|")
+    for n, solver in keys:
+        seconds = [e["cell_seconds"] for e in summary
+                   if e["n"] == n and e["solver"] == solver and e.get("cell_seconds") is not None]
+        if seconds:
+            shown = [f"{x:,.0f}" if x >= 10 else f"{x:.2f}" for x in (min(seconds), np.median(seconds),
+                                                                     max(seconds), sum(seconds))]
+            lines.append(f"| {n} | {solver} | {len(seconds)} | " + " | ".join(shown)
+                         + f" | {sum(seconds) / 3600:.2f} |")
+    lines.append("")
     for n, solver in keys:
         if missing[n, solver]:
             lines.append(f"not run: {missing[n, solver]} of n = {n}'s {solver} cells have no results yet "

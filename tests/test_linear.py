@@ -292,6 +292,14 @@ def test_grid_writes_tables_figures_resumes_and_refuses_other_settings(tmp_path,
                  "boxplots_betavae_n6_m2_s2.png", "heatmap_lambda_betavae_n6_m2_s2.png",
                  "collapse_vs_beta_n6_m2_s2.png", "adamw_vs_fixed_point_n6_m2_s2.png"):
         assert (root / name).exists(), name
+    per_cell = {}
+    for r in rows:
+        per_cell.setdefault((r["solver"], r["beta"], r["lambda"]), set()).add(r["cell_seconds"])
+    assert all(len(v) == 1 for v in per_cell.values())      # one time per cell, shared by its rows
+    adamw = sum(v.pop() for k, v in per_cell.items() if k[0] == "adamw")
+    time_table = (root / "summary.txt").read_text().split("Solving time per cell")[1].splitlines()
+    adamw_line, = [line for line in time_table if line.startswith("| 6 | adamw | 2 |")]
+    assert adamw_line.split(" | ")[6] == (f"{adamw:,.0f}" if adamw >= 10 else f"{adamw:.2f}")
     before = {f.name: f.stat().st_mtime_ns for f in (root / "cells").glob("*.csv")}
 
     main_linear.main(TINY + ["--results-dir", str(root)])
