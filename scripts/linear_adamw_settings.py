@@ -10,9 +10,9 @@ both solvers reach the same loss (the loss does not see rotations of the latent 
 does; docs/linear.md, 'Rotations'). The two n differ in AdamW's settings as well as in size:
 at n = 100 the study clips the gradient of [A, B] at norm 2 and of [L_Z, L_W] at 3 and runs
 50,000 steps; at n = 50 it clips at 1 and 2 and runs 30,000; and A and B start with N(0, 1)
-entries at every n, so their rows are √2 times longer at n = 100. This script solves chosen
-(β, λ) cells of a finished main_linear.py results folder again with some of those settings
-changed, from the same initial points (the folder's settings and seed draw them), and prints,
+entries at every n, so B's rows and A's columns (length n) are √2 times longer at n = 100.
+This script solves chosen (β, λ) cells of a finished main_linear.py results folder again with
+some of those settings changed, from the same initial points (the folder's settings and seed draw them), and prints,
 per cell, the mean I_m, SAP and total next to the folder's AdamW and fixed-point solutions:
 the difference per solution (solution i starts from the same point in every run), as its mean
 ± standard error over solutions. With no setting changed it reproduces the folder's AdamW
@@ -121,7 +121,7 @@ def main(argv=None) -> None:
                         help="max gradient norm of [L_Z, L_W] (the study: 2 at n = 50, 3 at n = 100)")
     parser.add_argument("--init-scale", type=float,
                         help="multiply the initial A and B by this (their entries are N(0, 1) at every n, so "
-                             "B's rows have norm about √n: √2 gives n = 50 the norms of n = 100)")
+                             "B's rows and A's columns have norm about √n: √2 gives n = 50 those of n = 100)")
     parser.add_argument("--solutions", type=int, help="only the first this many initial points (default: all)")
     parser.add_argument("--out", type=Path, help="write the solved rows to this CSV")
     args = parser.parse_args(argv)
