@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from utils import (
+    LOCK,
     LockHeld,
     RunLock,
     atomic_write,
@@ -48,7 +49,6 @@ DEFAULTS = {"n": [50, 100], "m": 10, "s": 5, "betas": [1, 4, 8, 16, 32], "lambda
 # (β = 1 with λ > 0 is its slowest cell: there the loss has no minimiser and the steps shrink slowly.)
 DEMO = {"n": [50], "betas": [1, 4, 16], "lambdas": [0, 2], "solutions": 5, "adamw_iters": 1000, "sweep_points": 40}
 ADAMW = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
-LOCK = "lock"           # present in a results folder while a run solves into it
 # Settings that change the numbers of some cell: a results directory holds one value of each.
 RUN_DEFINING = ("n", "m", "s", "solutions", "seed", "per_n", "adamw", "sweep_points", "sweep_range")
 METRICS = ("recon", "kl", "l2", "total", "sap", "i_m")

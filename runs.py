@@ -41,6 +41,7 @@ import data_files
 from config import PRESETS, STAGE_RUN_DEFINING, ConfigError
 from ground_truth import DataError
 from utils import (
+    LOCK,
     LockHeld,
     RunLock,
     atomic_write,
@@ -53,7 +54,6 @@ from utils import (
     write_json,
 )
 
-LOCK = "lock"
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 FAILED = "failed.json"

@@ -200,6 +200,9 @@ def mean_std(values) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
+LOCK = "lock"   # the file RunLock keeps in a folder while a process works in it (a run, a linear grid)
+
+
 class LockHeld(RuntimeError):
     """Another live process holds the lock."""
 

@@ -54,12 +54,12 @@ def adamw_means(results_dir: Path | None, n: int) -> dict:
             for r in read_csv(path) if r["n"] == n and r["solver"] == "adamw" and r["i_m_mean"] is not None}
 
 
-def rotation_cell(problem, draws, per_n: dict, beta: float, lam: float, rotations: int) -> dict:
+def rotation_cell(draws, per_n: dict, beta: float, lam: float, rotations: int) -> dict:
     """The fixed point's solutions of one cell and the I_m of ``rotations`` Haar rotations of each:
     the fixed point's mean I_m and its standard error, the rotations' 0, 25, 50, 75 and 100th
     percentiles per solution averaged over solutions, and the largest relative change of the
     total under a rotation (one per solution)."""
-    m = draws.fixed_point["B"].shape[1]
+    problem, m = draws.problem, draws.fixed_point["B"].shape[1]
     sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, draws.fixed_point["B"], draws.fixed_point["sigma_w"],
                                per_n["tol"], per_n["fp_iters"])
     own, quantiles, drift = [], [], 0.0
@@ -186,7 +186,7 @@ def main() -> None:
     cells = []
     for beta in args.betas:
         for lam in args.lambdas:
-            c = rotation_cell(draws.problem, draws, PER_N[args.n], beta, lam, args.rotations)
+            c = rotation_cell(draws, PER_N[args.n], beta, lam, args.rotations)
             cells.append(c)
             other = adamw.get((beta, lam))
             print(f"| {beta:g} | {lam:g} | {c['fixed_point']:.3f} | "

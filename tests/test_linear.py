@@ -770,7 +770,7 @@ def test_a_cells_rotations_keep_its_loss_and_their_figure_is_drawn(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
     import linear_rotations
     draws = lv.draw_study([6], 2, 2, 4, 42)[6]
-    cell = linear_rotations.rotation_cell(draws.problem, draws, {"tol": 1e-9, "fp_iters": 20_000}, 4.0, 1.0, 60)
+    cell = linear_rotations.rotation_cell(draws, {"tol": 1e-9, "fp_iters": 20_000}, 4.0, 1.0, 60)
     lo, q1, mid, q3, hi = cell["percentiles"]
     assert cell["solutions"] == 4 and lo < q1 < mid < q3 < hi and cell["drift"] < 1e-12
     sol = lv.solve_fixed_point(draws.problem.sigma_y, 4.0, 1.0, draws.fixed_point["B"],
