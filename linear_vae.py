@@ -301,9 +301,43 @@ def loss_and_gradients(A, B, L_Z, L_W, sigma_y, beta, lam):
     return total, ok, grads
 
 
+class MatrixAdamW(torch.optim.Optimizer):
+    """AdamW (Kingma & Ba 2015; decoupled weight decay, Loshchilov & Hutter 2019) with one
+    second-moment estimate per solution and parameter matrix, the mean of the squared gradient
+    over the matrix's entries, where AdamW keeps one per entry. Parameters are (K, rows, cols)
+    stacks of K solutions; the first moment, the bias corrections and the weight decay are
+    AdamW's. AdamW's per-entry scaling does not commute with a rotation of the latent space
+    (B → QB, A → AQᵀ): it rescales each entry of the rotated gradient differently. This step
+    does: a rotated gradient gives the rotated step. So it asks whether AdamW's per-entry scaling
+    is what chooses the rotation, and with it the I_m, that AdamW ends in
+    (scripts/linear_adamw_settings.py --second-moment matrix)."""
+
+    def __init__(self, params, lr: float, betas, eps: float, weight_decay: float):
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, decay = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for x in group["params"]:
+                state = self.state[x]
+                if not state:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(x)
+                    state["exp_avg_sq"] = x.new_zeros(x.shape[0], 1, 1)
+                state["step"] += 1
+                t = state["step"]
+                x.mul_(1 - lr * decay)
+                state["exp_avg"].lerp_(x.grad, 1 - beta1)
+                state["exp_avg_sq"].mul_(beta2).add_(x.grad.pow(2).mean((-2, -1), keepdim=True), alpha=1 - beta2)
+                denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2 ** t)).add_(eps)
+                x.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - beta1 ** t))
+
+
 def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, clip_l: float,
                 lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
-                device="cpu", progress=None, dtype=DTYPE, resume: dict | None = None, save=None) -> dict:
+                second_moment: str = "entry", device="cpu", progress=None, dtype=DTYPE,
+                resume: dict | None = None, save=None) -> dict:
     """The paper's AdamW solver for K solutions at once (leading axis of every init).
 
     Parameters A, B, L_Z, L_W with Σ_Z = L_Z L_Zᵀ + 5e-5·I and Σ_W likewise; L is projected back
@@ -314,7 +348,8 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     independent runs: K may hold many (β, λ) cells (β and λ are per solution), and a cell's
     result does not depend on which cells share its batch, up to the rounding of one product
     (B Σ_Y, computed for the whole batch; see docs/linear.md). Keeps, per solution, the iterate
-    with the lowest total loss (the parameters the loss was evaluated at). ``device``: where
+    with the lowest total loss (the parameters the loss was evaluated at). ``second_moment``:
+    "entry", the paper's AdamW; "matrix", ``MatrixAdamW`` (blind to latent rotations). ``device``: where
     to solve (a GPU runs the same arithmetic). ``dtype``: float64, the study's; float32 only to
     measure what it would change (benchmarks/linear_adamw.py --float32). ``progress``: called with the number
     of steps done every ``PROGRESS_EVERY`` steps and after the last (a cell at n = 100 takes
@@ -336,7 +371,8 @@ def solve_adamw(sigma_y, beta, lam, inits: dict, iters: int, clip_ab: float, cli
     beta_t, lam_t = _t(beta).to(device, dtype).expand(k), _t(lam).to(device, dtype).expand(k)
     jitter_n = JITTER * torch.eye(n, dtype=dtype, device=device)
     jitter_m = JITTER * torch.eye(m, dtype=dtype, device=device)
-    opt = torch.optim.AdamW(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+    optimizer = {"entry": torch.optim.AdamW, "matrix": MatrixAdamW}[second_moment]
+    opt = optimizer(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
     best_total = torch.full((k,), math.inf, dtype=dtype, device=device)
     best = [x.clone() for x in params]
     best_iteration = torch.zeros(k, dtype=torch.int64, device=device)

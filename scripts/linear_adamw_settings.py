@@ -3,6 +3,7 @@
     python scripts/linear_adamw_settings.py --results-dir linear_betavae_results --n 50 --clip-ab 2 --clip-l 3
     python scripts/linear_adamw_settings.py --results-dir linear_betavae_results --n 50 --iters 50000
     python scripts/linear_adamw_settings.py --results-dir linear_betavae_results --n 50 --init-scale 1.41421356
+    python scripts/linear_adamw_settings.py --results-dir linear_betavae_results --n 100 --second-moment matrix
     python scripts/linear_adamw_settings.py --results-dir linear_betavae_results --n 50   # the study's own: 0 change
 
 At n = 100 AdamW's mean I_m lies above the fixed point's, at n = 50 slightly below it, while
@@ -18,6 +19,14 @@ the difference per solution (solution i starts from the same point in every run)
 ± standard error over solutions. With no setting changed it reproduces the folder's AdamW
 rows bit for bit: the last column, the largest change of any solution's I_m, SAP or total,
 reads 0.
+
+--second-moment matrix changes the algorithm instead: AdamW scales each entry's step by that
+entry's own running mean square gradient, which a rotation of the latent space does not
+commute with; with one mean square per parameter matrix (linear_vae.MatrixAdamW) a rotated
+gradient gives the rotated step. A, B ~ N(0, 1) start from a rotation-invariant distribution,
+so if AdamW's per-entry scaling is what steers it into high-I_m rotations, the matrix variant's
+I_m falls back towards the average over rotations of the optimum (scripts/linear_rotations.py
+prints that average).
 
 Each run takes as long as main_linear.py takes for its cells (two n = 50 cells of 50
 solutions: about nine minutes on one core); --out keeps the rows as a CSV.
@@ -41,11 +50,12 @@ METRICS = ("i_m", "sap", "total")
 
 
 def solve_with(results_dir: Path, n: int, cells, changes: dict, solutions: int | None = None,
-               init_scale: float = 1.0, progress=None) -> list[dict]:
+               init_scale: float = 1.0, second_moment: str = "entry", progress=None) -> list[dict]:
     """AdamW rows of the given (β, λ) cells, solved from the folder's initial points with the
     folder's settings for ``n`` updated by ``changes`` (keys of main_linear.PER_N's entries),
     for the first ``solutions`` initial points (all by default), A and B multiplied by
-    ``init_scale``. One batch: a cell's solutions do not depend on the cells beside them."""
+    ``init_scale``, with AdamW's second moment per entry or per matrix (``second_moment``,
+    linear_vae.MatrixAdamW). One batch: a cell's solutions do not depend on the cells beside them."""
     import linear_vae as lv
     cfg = read_json(results_dir / "config.json")
     per_n = {**cfg["per_n"][str(n)], **changes}
@@ -53,7 +63,8 @@ def solve_with(results_dir: Path, n: int, cells, changes: dict, solutions: int |
     k = cfg["solutions"] if solutions is None else min(solutions, cfg["solutions"])
     inits = {key: value[:k] * (init_scale if key in ("A", "B") else 1.0) for key, value in draws.adamw.items()}
     tasks = [{"problem": draws.problem, "m": cfg["m"], "solver": "adamw", "beta": beta, "lambda": lam,
-              "per_n": per_n, "adamw": cfg["adamw"], "inits": inits} for beta, lam in cells]
+              "per_n": per_n, "adamw": {**cfg["adamw"], "second_moment": second_moment}, "inits": inits}
+             for beta, lam in cells]
     return [row for _, rows, _ in main_linear.solve_cells(tasks, progress=progress) for row in rows]
 
 
@@ -84,7 +95,8 @@ def unpaired(ours: list[dict], theirs: dict[int, dict], key: str) -> tuple[float
 
 
 def report(results_dir: Path, n: int, rows: list[dict], changes: dict) -> str:
-    what = ", ".join(f"{key} {value:g}" for key, value in changes.items()) or "none (the study's settings)"
+    what = ", ".join(f"{key} {value:g}" if isinstance(value, float | int) else f"{key} {value}"
+                     for key, value in changes.items()) or "none (the study's settings)"
     lines = [f"n = {n}, AdamW with changed settings: {what}. Against the study's AdamW: differences "
              "per solution (same initial point), mean ± s.e. over solutions; against the fixed point "
              "(other initial points): difference of means ± its s.e.",
@@ -122,6 +134,9 @@ def main(argv=None) -> None:
     parser.add_argument("--init-scale", type=float,
                         help="multiply the initial A and B by this (their entries are N(0, 1) at every n, so "
                              "B's rows and A's columns have norm about √n: √2 gives n = 50 those of n = 100)")
+    parser.add_argument("--second-moment", choices=("entry", "matrix"), default="entry",
+                        help="AdamW's second moment per entry (the study's) or one per parameter matrix, "
+                             "which makes its step blind to rotations of the latent space (linear_vae.MatrixAdamW)")
     parser.add_argument("--solutions", type=int, help="only the first this many initial points (default: all)")
     parser.add_argument("--out", type=Path, help="write the solved rows to this CSV")
     args = parser.parse_args(argv)
@@ -135,7 +150,8 @@ def main(argv=None) -> None:
                      "give a positive number")
     changes = {key: value for key, value in (("adamw_iters", args.iters), ("clip_ab", args.clip_ab),
                                               ("clip_l", args.clip_l)) if value is not None}
-    shown = {**changes, **({"init_scale": args.init_scale} if args.init_scale else {})}
+    shown = {**changes, **({"init_scale": args.init_scale} if args.init_scale else {}),
+             **({"second_moment": args.second_moment} if args.second_moment != "entry" else {})}
     study = read_json(args.results_dir / "config.json")["per_n"]
     if str(args.n) not in study:
         sys.exit(f"linear_adamw_settings.py: error: {args.results_dir} has no n = {args.n} "
@@ -149,7 +165,7 @@ def main(argv=None) -> None:
     start = time.time()
     with tqdm(total=iters, desc=f"{len(cells)} cell(s), AdamW steps", unit="step") as bar:
         rows = solve_with(args.results_dir, args.n, cells, changes, args.solutions, args.init_scale or 1.0,
-                          progress=lambda step: bar.update(step - bar.n))
+                          args.second_moment, progress=lambda step: bar.update(step - bar.n))
     if args.out:
         write_csv(args.out, rows)
     print(report(args.results_dir, args.n, rows, shown))

@@ -10,8 +10,13 @@ leaves every loss unchanged while SAP and I_m move (docs/linear.md, 'Rotations')
 (β, λ) cell this solves the fixed point from the study's 50 initial points (the same draws
 and settings as main_linear.py), then applies random rotations, drawn uniformly (Haar) from
 O(m) with a fixed seed, to each solution, and prints the fixed point's I_m beside the I_m of
-its rotations: the smallest, quartiles and largest over the rotations, averaged over
-solutions. The smallest and largest of a finite sample bound the true extremes from inside.
+its rotations: the smallest, quartiles, largest and mean over the rotations, averaged over
+solutions. The mean is the I_m to expect from a solver whose whole solve commutes with
+rotations, started from a rotation-invariant distribution: its end points are then rotated
+alike in every direction. AdamW's A and B start from such a distribution (N(0, 1) entries),
+but neither its per-entry step nor its lower-triangular factor L_W of Σ_W commutes with
+rotations (scripts/linear_adamw_settings.py --second-moment matrix removes the first). The
+smallest and largest of a finite sample bound the true extremes from inside.
 With --results-dir, AdamW's mean I_m for the cell is printed beside them where that folder
 (a main_linear.py results folder with the same settings) has the cell. --figure draws the same
 per cell: the rotations' range and quartiles, the fixed point's and AdamW's I_m.
@@ -57,18 +62,20 @@ def adamw_means(results_dir: Path | None, n: int) -> dict:
 def rotation_cell(draws, per_n: dict, beta: float, lam: float, rotations: int) -> dict:
     """The fixed point's solutions of one cell and the I_m of ``rotations`` Haar rotations of each:
     the fixed point's mean I_m and its standard error, the rotations' 0, 25, 50, 75 and 100th
-    percentiles per solution averaged over solutions, and the largest relative change of the
+    percentiles and their mean per solution, averaged over solutions, and the largest relative change of the
     total under a rotation (one per solution)."""
     problem, m = draws.problem, draws.fixed_point["B"].shape[1]
     sol = lv.solve_fixed_point(problem.sigma_y, beta, lam, draws.fixed_point["B"], draws.fixed_point["sigma_w"],
                                per_n["tol"], per_n["fp_iters"])
-    own, quantiles, drift = [], [], 0.0
+    own, quantiles, means, drift = [], [], [], 0.0
     for i in range(len(sol["B"])):
         if sol["failure"][i] or not sol["converged"][i]:
             continue
         A, B, sz, sw = (sol[key][i] for key in ("A", "B", "sigma_z", "sigma_w"))
         qs = ortho_group.rvs(m, size=rotations, random_state=i)
-        quantiles.append(np.percentile(lv.i_m_over_rotations(B, sw, problem, qs), PERCENTILES))
+        rotated = lv.i_m_over_rotations(B, sw, problem, qs)
+        quantiles.append(np.percentile(rotated, PERCENTILES))
+        means.append(rotated.mean())
         own.append(lv.i_m(lv.factor_mi(B, sw, problem)[1]))
         total = float(lv.losses(A, B, sz, sw, problem.sigma_y, beta, lam)["total"])
         a, b, w = lv.rotate(A, B, sw, qs[0])       # the loss check, on one rotation each
@@ -76,7 +83,7 @@ def rotation_cell(draws, per_n: dict, beta: float, lam: float, rotations: int) -
         drift = max(drift, abs(moved - total) / abs(total))
     return {"beta": beta, "lambda": lam, "solutions": len(own), "fixed_point": float(np.mean(own)),
             "fixed_point_se": float(np.std(own, ddof=1) / np.sqrt(len(own))) if len(own) > 1 else 0.0,
-            "percentiles": np.mean(quantiles, axis=0), "drift": drift}
+            "percentiles": np.mean(quantiles, axis=0), "mean": float(np.mean(means)), "drift": drift}
 
 
 def draw_rotations(cells: list[dict], adamw: dict, n: int, rotations: int, path: Path) -> Path:
@@ -96,6 +103,7 @@ def draw_rotations(cells: list[dict], adamw: dict, n: int, rotations: int, path:
         ax.plot([x, x], [lo, hi], color="0.6", linewidth=1, zorder=1)
         ax.bar(x, q3 - q1, bottom=q1, width=0.5, color="0.85", edgecolor="0.5", linewidth=0.6, zorder=1)
         ax.plot([x - 0.25, x + 0.25], [mid, mid], color="0.3", linewidth=1.2, zorder=2)
+        ax.plot([x - 0.25, x + 0.25], [c["mean"], c["mean"]], color="0.3", linewidth=1.0, linestyle=":", zorder=2)
         ax.errorbar(x - 0.12, c["fixed_point"], yerr=c["fixed_point_se"], fmt="o", ms=5, capsize=2,
                     color="tab:blue", zorder=3)
         if (c["beta"], c["lambda"]) in adamw:
@@ -111,6 +119,7 @@ def draw_rotations(cells: list[dict], adamw: dict, n: int, rotations: int, path:
                       label=f"{rotations} rotations of each fixed-point solution: smallest to largest"),
                Patch(facecolor="0.85", edgecolor="0.5",
                      label="the rotations' 25th to 75th percentile, median as a tick"),
+               Line2D([], [], color="0.3", linestyle=":", label="the rotations' mean"),
                Line2D([], [], marker="o", color="tab:blue", linestyle="none", label="fixed point (mean ± s.e.)"),
                Line2D([], [], marker="D", color="tab:orange", linestyle="none", label="AdamW (mean ± s.e.)")]
     fig.legend(handles=handles, fontsize=7, loc="outside lower center", ncols=2)
@@ -181,8 +190,8 @@ def main() -> None:
     print(f"n = {args.n}, m = {m}, s = {s}: fixed point from {k} initial points; I_m (nats) of "
           f"{args.rotations} Haar rotations of each solution, same total loss; means over solutions")
     print("| β | λ | fixed point's I_m | rotations: smallest | 25th percentile | median | 75th percentile "
-          "| largest | AdamW's I_m | max relative change of the total |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| largest | mean | AdamW's I_m | max relative change of the total |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     cells = []
     for beta in args.betas:
         for lam in args.lambdas:
@@ -190,7 +199,7 @@ def main() -> None:
             cells.append(c)
             other = adamw.get((beta, lam))
             print(f"| {beta:g} | {lam:g} | {c['fixed_point']:.3f} | "
-                  + " | ".join(f"{q:.3f}" for q in c["percentiles"]) + " | "
+                  + " | ".join(f"{q:.3f}" for q in c["percentiles"]) + f" | {c['mean']:.3f} | "
                   f"{'–' if other is None else f'{other[0]:.3f}'} | {c['drift']:.1e} |", flush=True)
     print(f"({cells[-1]['solutions']} converged solutions in the last cell; a solution that failed or did not "
           "converge is left out)")

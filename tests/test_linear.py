@@ -179,6 +179,40 @@ def test_adamw_is_the_single_run_algorithm_with_clip_grad_norm():
     np.testing.assert_allclose(ours["sigma_z"][0], best[1].numpy(), rtol=1e-10, atol=1e-12)
 
 
+def test_matrix_adamw_is_adamw_on_single_entries_and_its_step_commutes_with_latent_rotations():
+    """linear_vae.MatrixAdamW: on 1 × 1 matrices (one entry, so its mean square is the entry's)
+    it is torch's AdamW step for step; on B-shaped parameters (K, m, n) a rotated gradient
+    sequence Q G_t from the rotated start Q B_0 ends at Q times the unrotated end, which
+    torch's AdamW, scaling each entry by its own mean square, does not."""
+    rng = np.random.default_rng(7)
+    grads = [torch.tensor(rng.standard_normal((3, 4, 6))) for _ in range(5)]
+    start = torch.tensor(rng.standard_normal((3, 4, 6)))
+    q = torch.tensor(ortho_group.rvs(4, random_state=1))
+    settings = {"lr": 1e-2, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.01}
+
+    def run(optimizer, x0, rotate):
+        x = x0.clone().requires_grad_(True)
+        opt = optimizer([x], **settings)
+        for g in grads:
+            x.grad = q @ g if rotate else g.clone()
+            opt.step()
+        return x.detach()
+
+    for optimizer, commutes in ((lv.MatrixAdamW, True), (torch.optim.AdamW, False)):
+        moved = (run(optimizer, q @ start, True) - q @ run(optimizer, start, False)).abs().max().item()
+        assert (moved < 1e-14) == commutes, (optimizer.__name__, moved)
+    singles = [g[:, :1, :1] for g in grads]
+    for optimizer in (lv.MatrixAdamW, torch.optim.AdamW):
+        x = start[:, :1, :1].clone().requires_grad_(True)
+        opt = optimizer([x], **settings)
+        for g in singles:
+            x.grad = g.clone()
+            opt.step()
+        if optimizer is lv.MatrixAdamW:
+            ours = x.detach()
+    assert torch.equal(ours, x.detach())
+
+
 def test_collapse_at_lambda_zero_and_recovery_with_lambda():
     p, m = small_problem(n=10), 4
     b0, w0 = fp_inits(p.n, m, 2)
@@ -759,6 +793,9 @@ def test_adamw_with_the_studys_settings_gives_the_folders_rows_and_changed_setti
     assert all(a["total"] != b["total"] for a, b in zip(clipped, folder))
     scaled = las.solve_with(root, 6, [(4.0, 1.0)], {}, init_scale=3.0)
     assert all(a["total"] != b["total"] for a, b in zip(scaled, folder))
+    blind = las.solve_with(root, 6, [(4.0, 1.0)], {}, second_moment="matrix")
+    assert all(a["total"] != b["total"] for a, b in zip(blind, folder))
+    assert "second_moment matrix" in las.report(root, 6, blind, {"second_moment": "matrix"})
     line = las.report(root, 6, clipped, {"clip_ab": 1e-3}).splitlines()[-1]
     by_hand = np.mean([a["i_m"] - b["i_m"] for a, b in zip(clipped, folder)])
     assert line.split(" | ")[4].startswith(f"{by_hand:+.3f} ± ")
@@ -778,5 +815,8 @@ def test_a_cells_rotations_keep_its_loss_and_their_figure_is_drawn(tmp_path):
     own = [lv.i_m(lv.factor_mi(sol["B"][i], sol["sigma_w"][i], draws.problem)[1]) for i in range(4)]
     assert cell["fixed_point"] == pytest.approx(np.mean(own), rel=1e-12)
     assert cell["fixed_point_se"] == pytest.approx(np.std(own, ddof=1) / 2, rel=1e-12)
+    rotated = [lv.i_m_over_rotations(sol["B"][i], sol["sigma_w"][i], draws.problem,
+                                     ortho_group.rvs(2, size=60, random_state=i)).mean() for i in range(4)]
+    assert cell["mean"] == pytest.approx(np.mean(rotated), rel=1e-12)
     path = linear_rotations.draw_rotations([cell], {(4.0, 1.0): (0.5, 0.1)}, 6, 60, tmp_path / "rotations.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
