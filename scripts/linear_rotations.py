@@ -19,7 +19,7 @@ rotations (scripts/linear_adamw_settings.py --second-moment matrix removes the f
 smallest and largest of a finite sample bound the true extremes from inside.
 With --results-dir, AdamW's mean I_m for the cell is printed beside them where that folder
 (a main_linear.py results folder with the same settings) has the cell. --figure draws the same
-per cell: the rotations' range and quartiles, the fixed point's and AdamW's I_m.
+per cell: the rotations' range, quartiles and mean, the fixed point's and AdamW's I_m.
 
 --inherited solves nothing: it asks whether a solution's rotation comes from its initial point.
 Every cell of a solver starts solution i from the same initial point, so if the initial point
@@ -84,6 +84,14 @@ def rotation_cell(draws, per_n: dict, beta: float, lam: float, rotations: int) -
     return {"beta": beta, "lambda": lam, "solutions": len(own), "fixed_point": float(np.mean(own)),
             "fixed_point_se": float(np.std(own, ddof=1) / np.sqrt(len(own))) if len(own) > 1 else 0.0,
             "percentiles": np.mean(quantiles, axis=0), "mean": float(np.mean(means)), "drift": drift}
+
+
+def table_row(cell: dict, adamw: tuple[float, float] | None) -> str:
+    """One cell's line of the table; ``adamw``: AdamW's mean I_m and its standard error, if run."""
+    theirs = "– | –" if adamw is None else f"{adamw[0]:.3f} | {adamw[0] - cell['mean']:+.3f} ± {adamw[1]:.3f}"
+    return (f"| {cell['beta']:g} | {cell['lambda']:g} | {cell['fixed_point']:.3f} | "
+            + " | ".join(f"{q:.3f}" for q in cell["percentiles"])
+            + f" | {cell['mean']:.3f} | {theirs} | {cell['drift']:.1e} |")
 
 
 def draw_rotations(cells: list[dict], adamw: dict, n: int, rotations: int, path: Path) -> Path:
@@ -190,17 +198,14 @@ def main() -> None:
     print(f"n = {args.n}, m = {m}, s = {s}: fixed point from {k} initial points; I_m (nats) of "
           f"{args.rotations} Haar rotations of each solution, same total loss; means over solutions")
     print("| β | λ | fixed point's I_m | rotations: smallest | 25th percentile | median | 75th percentile "
-          "| largest | mean | AdamW's I_m | max relative change of the total |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| largest | mean | AdamW's I_m | AdamW − mean (± AdamW's s.e.) | max relative change of the total |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     cells = []
     for beta in args.betas:
         for lam in args.lambdas:
             c = rotation_cell(draws, PER_N[args.n], beta, lam, args.rotations)
             cells.append(c)
-            other = adamw.get((beta, lam))
-            print(f"| {beta:g} | {lam:g} | {c['fixed_point']:.3f} | "
-                  + " | ".join(f"{q:.3f}" for q in c["percentiles"]) + f" | {c['mean']:.3f} | "
-                  f"{'–' if other is None else f'{other[0]:.3f}'} | {c['drift']:.1e} |", flush=True)
+            print(table_row(c, adamw.get((beta, lam))), flush=True)
     print(f"({cells[-1]['solutions']} converged solutions in the last cell; a solution that failed or did not "
           "converge is left out)")
     if args.figure:
