@@ -194,6 +194,14 @@ def cell_name(n, solver, beta, lam) -> str:
     return f"n{n}_{solver}_beta{beta:g}_lambda{lam:g}"
 
 
+def cell_task(draws, cfg: dict, solver: str, beta: float, lam: float) -> dict:
+    """One (n, solver, β, λ) cell as ``solve_cells`` takes it: the problem and the solver's
+    initial points from ``draws`` (one n's, linear_vae.draw_study), the settings from ``cfg``."""
+    return {"problem": draws.problem, "m": cfg["m"], "solver": solver, "beta": beta, "lambda": lam,
+            "per_n": cfg["per_n"][str(draws.problem.n)], "adamw": cfg["adamw"], "device": cfg.get("device", "cpu"),
+            "inits": draws.fixed_point if solver == "fixed-point" else draws.adamw}
+
+
 def partial_path(folder: Path, batch: list[dict]) -> Path:
     """Where an AdamW batch of cells (tasks) keeps its partial state: named after its first cell."""
     first = batch[0]
@@ -755,10 +763,7 @@ def _run(cfg: dict, root: Path, quiet: bool, heartbeat=lambda: None) -> Path:
                     grid.append((n, solver, beta, lam))
                     if (cells / f"{cell_name(n, solver, beta, lam)}.csv").exists():
                         continue
-                    tasks.append({"problem": draws[n].problem, "m": m, "solver": solver, "beta": beta,
-                                  "lambda": lam, "per_n": cfg["per_n"][str(n)], "adamw": cfg["adamw"],
-                                  "device": cfg.get("device", "cpu"),
-                                  "inits": draws[n].fixed_point if solver == "fixed-point" else draws[n].adamw})
+                    tasks.append(cell_task(draws[n], cfg, solver, beta, lam))
     # AdamW cells of one n go in batches of cells_per_solve; each cell is still written on its own.
     batches, open_batch = [], {}
     for t in tasks:

@@ -62,9 +62,8 @@ def solve_with(results_dir: Path, n: int, cells, changes: dict, solutions: int |
     draws = lv.draw_study(cfg["n"], cfg["m"], cfg["s"], cfg["solutions"], cfg["seed"])[n]
     k = cfg["solutions"] if solutions is None else min(solutions, cfg["solutions"])
     inits = {key: value[:k] * (init_scale if key in ("A", "B") else 1.0) for key, value in draws.adamw.items()}
-    tasks = [{"problem": draws.problem, "m": cfg["m"], "solver": "adamw", "beta": beta, "lambda": lam,
-              "per_n": per_n, "adamw": {**cfg["adamw"], "second_moment": second_moment}, "inits": inits}
-             for beta, lam in cells]
+    tasks = [{**main_linear.cell_task(draws, cfg, "adamw", beta, lam), "per_n": per_n, "inits": inits,
+              "adamw": {**cfg["adamw"], "second_moment": second_moment}} for beta, lam in cells]
     return [row for _, rows, _ in main_linear.solve_cells(tasks, progress=progress) for row in rows]
 
 
