@@ -86,6 +86,11 @@ def rotation_cell(draws, per_n: dict, beta: float, lam: float, rotations: int) -
             "percentiles": np.mean(quantiles, axis=0), "mean": float(np.mean(means)), "drift": drift}
 
 
+TABLE_HEADER = ("| β | λ | fixed point's I_m | rotations: smallest | 25th percentile | median | 75th percentile "
+                "| largest | mean | AdamW's I_m | AdamW − mean (± AdamW's s.e.) | max relative change of the total |\n"
+                + "|---" * 12 + "|")
+
+
 def table_row(cell: dict, adamw: tuple[float, float] | None) -> str:
     """One cell's line of the table; ``adamw``: AdamW's mean I_m and its standard error, if run."""
     theirs = "– | –" if adamw is None else f"{adamw[0]:.3f} | {adamw[0] - cell['mean']:+.3f} ± {adamw[1]:.3f}"
@@ -197,9 +202,7 @@ def main() -> None:
     draws = lv.draw_study([args.n], m, s, k, DEFAULTS["seed"])[args.n]
     print(f"n = {args.n}, m = {m}, s = {s}: fixed point from {k} initial points; I_m (nats) of "
           f"{args.rotations} Haar rotations of each solution, same total loss; means over solutions")
-    print("| β | λ | fixed point's I_m | rotations: smallest | 25th percentile | median | 75th percentile "
-          "| largest | mean | AdamW's I_m | AdamW − mean (± AdamW's s.e.) | max relative change of the total |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(TABLE_HEADER)
     cells = []
     for beta in args.betas:
         for lam in args.lambdas:

@@ -820,5 +820,7 @@ def test_a_cells_rotations_keep_its_loss_and_their_figure_is_drawn(tmp_path):
     assert cell["mean"] == pytest.approx(np.mean(rotated), rel=1e-12)
     assert f"| {0.5 - cell['mean']:+.3f} ± 0.100 |" in linear_rotations.table_row(cell, (0.5, 0.1))
     assert "| – | – |" in linear_rotations.table_row(cell, None)
+    columns = linear_rotations.TABLE_HEADER.splitlines()[1].count("---")
+    assert linear_rotations.table_row(cell, (0.5, 0.1)).count("|") - 1 == columns
     path = linear_rotations.draw_rotations([cell], {(4.0, 1.0): (0.5, 0.1)}, 6, 60, tmp_path / "rotations.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
