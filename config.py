@@ -4,44 +4,33 @@ Defaults are those of Vu, Wan & Wei, "Mutual Information Collapse Explains
 Disentanglement Failure in β-VAEs" (2026). Edit them here, or override any field on
 the command line: ``python main_beta.py --beta 1 8 --seeds 0 1 --steps 2000``.
 
-It imports only ``ground_truth`` (for the dataset names: one home for them), so every
-script and test can read it without torch.
+It imports only ``lbvae.data.ground_truth`` (for the dataset names: one home for them) and
+``lbvae.settings`` (how a settings dataclass becomes flags and JSON), so every script and
+test can read it without torch.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
-import types
-import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, SOURCES
+from lbvae.data.ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, SOURCES
+from lbvae.settings import (
+    ConfigError,
+    Settings,
+    add_dataclass_arguments,
+    bad,
+    check_types,
+    given_settings,
+    settings_from_dict,
+)
 
 DATASETS = FACTOR_DATASETS                    # the λβ study: datasets with a factor grid
 PRECISIONS = ("fp32", "bf16")
 
 
-class ConfigError(ValueError):
-    """A setting is invalid; the message names it and says what to do."""
-
-
-class _Settings:
-    """What every settings dataclass offers: frozen copies, and JSON."""
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-
 @dataclass(frozen=True)
-class Config(_Settings):
+class Config(Settings):
     # --- what to run ----------------------------------------------------------------
     datasets: tuple[str, ...] = DATASETS
     source: str = "real"                     # "real" files, or procedural "standin"s
@@ -155,89 +144,51 @@ RUN_DEFINING = ("source", "mpi3d_variant", "steps", "batch_size", "latent_dim", 
 LAMBDA_RUN_DEFINING = RUN_DEFINING + ("lambda_steps",)
 
 
-def _bad(name: str, why: str):
-    raise ConfigError(f"config: --{name.replace('_', '-')} {why}")
-
-
 # Largest values that still describe a run (beyond them a setting fails late, deep in
 # numpy or torch, or exhausts memory): seeds feed NumPy's and scikit-learn's 32-bit seeds.
 MAX_SEED = 2 ** 32 - 1
 MAX_LATENT_DIM = 4096
 
 
-def _type_ok(value, tp) -> bool:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin is tuple:
-        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if not isinstance(value, tuple):
-            return False
-        if inner is None:
-            return len(value) == len(args) and all(_type_ok(v, a) for v, a in zip(value, args))
-        return all(_type_ok(v, inner) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in args)
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, tp)
-
-
-def _check_types(cfg) -> None:
-    """Every field has its annotated type: a value edited into config.py (batch_size=16.5,
-    checkpoint_interval=2.5) is named here, not failed on deep in numpy or accepted."""
-    hints = typing.get_type_hints(type(cfg))
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        if not _type_ok(value, hints[f.name]):
-            expected = str(hints[f.name]).replace("typing.", "").replace("<class '", "").replace("'>", "")
-            _bad(f.name, f"is {value!r} ({type(value).__name__}): expected {expected}; fix it in config.py "
-                         f"or on the command line")
-
-
 def _check_common(cfg, lists: tuple[str, ...], positive: tuple[str, ...], datasets: tuple[str, ...]) -> None:
     """The checks every settings dataclass shares; ConfigError names the first bad one."""
-    _check_types(cfg)
+    check_types(cfg)
     for name in lists:
         values = getattr(cfg, name)
         if len(values) == 0:
-            _bad(name, "is empty: give at least one value")
+            bad(name, "is empty: give at least one value")
         if len(set(values)) != len(values):
-            _bad(name, f"has duplicates {list(values)}: give each value once")
+            bad(name, f"has duplicates {list(values)}: give each value once")
     for d in cfg.datasets:
         if d not in datasets:
-            _bad("datasets", f"has unknown dataset {d!r}: choose from {', '.join(datasets)}")
+            bad("datasets", f"has unknown dataset {d!r}: choose from {', '.join(datasets)}")
     if cfg.source not in SOURCES:
-        _bad("source", f"is {cfg.source!r}: choose 'real' or 'standin'")
+        bad("source", f"is {cfg.source!r}: choose 'real' or 'standin'")
     if cfg.mpi3d_variant not in MPI3D_VARIANTS:
-        _bad("mpi3d_variant", f"is {cfg.mpi3d_variant!r}: choose from {', '.join(MPI3D_VARIANTS)}")
+        bad("mpi3d_variant", f"is {cfg.mpi3d_variant!r}: choose from {', '.join(MPI3D_VARIANTS)}")
     for s in cfg.seeds:
         if not 0 <= s <= MAX_SEED:
-            _bad("seeds", f"has {s}: seeds must be in 0..{MAX_SEED} (2^32 - 1)")
+            bad("seeds", f"has {s}: seeds must be in 0..{MAX_SEED} (2^32 - 1)")
     for name in positive:
         if getattr(cfg, name) <= 0:
-            _bad(name, f"is {getattr(cfg, name)}: must be a positive integer")
+            bad(name, f"is {getattr(cfg, name)}: must be a positive integer")
     if cfg.latent_dim > MAX_LATENT_DIM:
-        _bad("latent_dim", f"is {cfg.latent_dim}: use at most {MAX_LATENT_DIM} latents (the study uses 10)")
+        bad("latent_dim", f"is {cfg.latent_dim}: use at most {MAX_LATENT_DIM} latents (the study uses 10)")
     if not 2 <= cfg.num_bins <= cfg.metric_train_points:
-        _bad("num_bins", f"is {cfg.num_bins}: use 2..metric_train_points ({cfg.metric_train_points}) histogram "
+        bad("num_bins", f"is {cfg.num_bins}: use 2..metric_train_points ({cfg.metric_train_points}) histogram "
                          f"bins per latent (the study uses 20)")
     if cfg.heldout_eval_points < 0:
-        _bad("heldout_eval_points", "must be >= 0")
+        bad("heldout_eval_points", "must be >= 0")
     if not (0 < cfg.lr < 1):
-        _bad("lr", f"is {cfg.lr}: use a learning rate in (0, 1), e.g. 1e-4")
+        bad("lr", f"is {cfg.lr}: use a learning rate in (0, 1), e.g. 1e-4")
     if not all(0 <= b < 1 for b in cfg.adam_betas):
-        _bad("adam_betas", f"is {cfg.adam_betas}: both must be in [0, 1)")
+        bad("adam_betas", f"is {cfg.adam_betas}: both must be in [0, 1)")
     if not cfg.adam_eps > 0:
-        _bad("adam_eps", "must be > 0")
+        bad("adam_eps", "must be > 0")
     if not 0 <= cfg.heldout_fraction < 0.5:
-        _bad("heldout_fraction", f"is {cfg.heldout_fraction}: use a fraction in [0, 0.5), 0 to train on every image")
+        bad("heldout_fraction", f"is {cfg.heldout_fraction}: use a fraction in [0, 0.5), 0 to train on every image")
     if not (cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda")):
-        _bad("device", f"is {cfg.device!r}: use auto, cpu, cuda or cuda:N")
+        bad("device", f"is {cfg.device!r}: use auto, cpu, cuda or cuda:N")
 
 
 def validate(cfg: Config) -> Config:
@@ -248,34 +199,21 @@ def validate(cfg: Config) -> Config:
     for name in ("betas", "lambdas"):
         for v in getattr(cfg, name):
             if not math.isfinite(v) or v < 0:
-                _bad(name, f"has {v}: values must be finite and >= 0")
+                bad(name, f"has {v}: values must be finite and >= 0")
     if cfg.pack_size < 0:
-        _bad("pack_size", f"is {cfg.pack_size}: use 0 (chosen from the device) or a positive number of runs")
+        bad("pack_size", f"is {cfg.pack_size}: use 0 (chosen from the device) or a positive number of runs")
     if cfg.precision not in PRECISIONS:
-        _bad("precision", f"is {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
+        bad("precision", f"is {cfg.precision!r}: choose from {', '.join(PRECISIONS)}")
     if cfg.preset not in ("", *PRESETS):
-        _bad("preset", f"is {cfg.preset!r}: choose from {', '.join(PRESETS)}")
+        bad("preset", f"is {cfg.preset!r}: choose from {', '.join(PRESETS)}")
     if cfg.demo and cfg.preset != "demo":
-        _bad("preset", f"is {cfg.preset!r} with --demo: --demo is --preset demo; give one of them")
+        bad("preset", f"is {cfg.preset!r} with --demo: --demo is --preset demo; give one of them")
     return cfg
 
 
 # --- command line ------------------------------------------------------------------
 # Singular spellings read naturally for one value ("--beta 8"); both are accepted.
 ALIASES = {"datasets": ["--dataset"], "betas": ["--beta"], "lambdas": ["--lambda"], "seeds": ["--seed"]}
-
-
-def _field_parser(tp):
-    """(argparse type, nargs) for a dataclass field annotation."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is tuple:
-        inner = args[0]
-        return inner, ("+" if len(args) == 2 and args[1] is Ellipsis else len(args))
-    if origin in (typing.Union, types.UnionType):
-        inner = [a for a in args if a is not type(None)][0]
-        return inner, None
-    return tp, None
 
 
 # What each setting is, in a phrase, with its choices and unit (--help shows it with the default).
@@ -357,38 +295,11 @@ def demo_help(overrides: dict) -> str:
     return f"procedural stand-ins and a small, short grid that runs in minutes on a CPU; sets {sets} (flags given win)"
 
 
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls, aliases: dict | None = None,
-                            title: str = "settings", helps: dict | None = None) -> None:
-    """A flag ``--field-name`` for every field of the settings dataclass ``cls``,
-    defaulting to 'not given' (None) so that presets and saved configs can fill it."""
-    hints = typing.get_type_hints(cls)
-    group = parser.add_argument_group(title)
-    helps = {**HELP, **(helps or {})}
-    for f in fields(cls):
-        tp, nargs = _field_parser(hints[f.name])
-        names = ["--" + f.name.replace("_", "-")] + (aliases or {}).get(f.name, [])
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
-        text = (helps[f.name] + (f" (default: {shown})" if default is not None else "")).replace("%", "%%")
-        if tp is bool:
-            group.add_argument(*names, dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=None, help=text)
-        else:
-            group.add_argument(*names, dest=f.name, type=tp, nargs=nargs, default=None,
-                               metavar=f.name.upper(), help=text)
-
-
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add a flag for every Config field (``--field-name``), defaulting to 'not given'."""
-    add_dataclass_arguments(parser, Config, ALIASES, "settings (config.py fields; defaults are the paper's)",
-                            helps={"demo": demo_help(DEMO_OVERRIDES) + "; main_lambda.py then continues "
-                                   + demo_help(DEMO_LAMBDA_OVERRIDES).split("; sets ")[1]})
-
-
-def given_settings(args: argparse.Namespace, cls) -> dict:
-    """The settings of ``cls`` given on the command line (lists as tuples)."""
-    given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}
+    helps = {**HELP, "demo": demo_help(DEMO_OVERRIDES) + "; main_lambda.py then continues "
+             + demo_help(DEMO_LAMBDA_OVERRIDES).split("; sets ")[1]}
+    add_dataclass_arguments(parser, Config, helps, ALIASES, "settings (config.py fields; defaults are the paper's)")
 
 
 def preset_settings(name: str, stage: str = "beta") -> dict:
@@ -409,40 +320,14 @@ def from_args(args: argparse.Namespace, base: Config | None = None, stage: str =
         preset = "demo"
     if preset:
         if preset not in PRESETS:
-            _bad("preset", f"is {preset!r}: choose from {', '.join(PRESETS)}")
+            bad("preset", f"is {preset!r}: choose from {', '.join(PRESETS)}")
         base = base.replace(**preset_settings(preset, stage))
     return validate(base.replace(**given))
 
 
 def from_dict(values: dict) -> Config:
     """Config from a saved JSON dict; unknown keys are an error (a typo must not be ignored)."""
-    return validate(_settings_from_dict(Config, values))
-
-
-def _settings_from_dict(cls, values: dict):
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"config: unknown setting(s) {', '.join(unknown)} for {cls.__name__}; "
-                          f"valid ones are listed by --help")
-    hints = typing.get_type_hints(cls)
-    clean = {}
-    for k, v in values.items():
-        tp, nargs = _field_parser(hints[k])
-        try:
-            if nargs is not None:
-                clean[k] = tuple(tp(x) for x in v)
-            elif v is None:
-                clean[k] = None
-            elif tp is bool:
-                if not isinstance(v, bool):
-                    raise TypeError
-                clean[k] = v
-            else:
-                clean[k] = tp(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config: setting {k} has value {v!r} of the wrong type: expected {hints[k]}") from None
-    return cls(**clean)
+    return validate(settings_from_dict(Config, values))
 
 
 # =====================================================================================
@@ -461,7 +346,7 @@ MINE_PRESETS = ("", "original", "evidence")
 
 
 @dataclass(frozen=True)
-class MineConfig(_Settings):
+class MineConfig(Settings):
     """Settings of the MINE disentangling VAE (docs/mine.md).
 
     Model and loss-weight defaults are those of the PyTorch-VAE_MINE repository. Its
@@ -650,52 +535,52 @@ def validate_mine(cfg: MineConfig) -> MineConfig:
                             "mine_eval_steps", "traversal_latents", "inner_steps"))
     for v in cfg.variants:
         if v not in MINE_VARIANTS:
-            _bad("variants", f"has unknown variant {v!r}: choose from {', '.join(MINE_VARIANTS)}")
+            bad("variants", f"has unknown variant {v!r}: choose from {', '.join(MINE_VARIANTS)}")
     for name, choices in (("mine_target", MINE_TARGETS), ("bilevel", MINE_BILEVEL), ("loss_scale", MINE_LOSS_SCALES),
                           ("preset", MINE_PRESETS)):
         if getattr(cfg, name) not in choices:
-            _bad(name, f"is {getattr(cfg, name)!r}: choose from {', '.join(repr(c) for c in choices)}")
+            bad(name, f"is {getattr(cfg, name)!r}: choose from {', '.join(repr(c) for c in choices)}")
     if not 0 < cfg.inner_lr < 1:
-        _bad("inner_lr", f"is {cfg.inner_lr}: use a learning rate in (0, 1), e.g. 0.01")
+        bad("inner_lr", f"is {cfg.inner_lr}: use a learning rate in (0, 1), e.g. 0.01")
     if not math.isfinite(cfg.weight_decay) or cfg.weight_decay < 0:
-        _bad("weight_decay", f"is {cfg.weight_decay}: must be finite and >= 0, e.g. 1e-4")
+        bad("weight_decay", f"is {cfg.weight_decay}: must be finite and >= 0, e.g. 1e-4")
     if not 0 < cfg.lr_decay <= 1:
-        _bad("lr_decay", f"is {cfg.lr_decay}: use a factor per epoch in (0, 1], 1 for none")
+        bad("lr_decay", f"is {cfg.lr_decay}: use a factor per epoch in (0, 1], 1 for none")
     if not math.isfinite(cfg.grad_clip) or cfg.grad_clip < 0:
-        _bad("grad_clip", f"is {cfg.grad_clip}: use a norm > 0, or 0 for no clipping")
+        bad("grad_clip", f"is {cfg.grad_clip}: use a norm > 0, or 0 for no clipping")
     if cfg.bilevel == "inner_attention" and cfg.grad_clip == 0:
-        _bad("bilevel", "inner_attention needs --grad-clip > 0 (e.g. 1.0, the original's): unclipped SGD steps at "
+        bad("bilevel", "inner_attention needs --grad-clip > 0 (e.g. 1.0, the original's): unclipped SGD steps at "
                         "--inner-lr on the summed-pixel reconstruction diverge")
     if cfg.sample_interval < 0:
-        _bad("sample_interval", f"is {cfg.sample_interval}: use a number of steps >= 0 (0: no progress images)")
+        bad("sample_interval", f"is {cfg.sample_interval}: use a number of steps >= 0 (0: no progress images)")
     if cfg.mine_steps < 0:
-        _bad("mine_steps", "must be >= 0")
+        bad("mine_steps", "must be >= 0")
     if not 2 <= cfg.mine_parts <= cfg.latent_dim:
-        _bad("mine_parts", f"is {cfg.mine_parts}: split the {cfg.latent_dim} latents into 2..latent_dim parts")
+        bad("mine_parts", f"is {cfg.mine_parts}: split the {cfg.latent_dim} latents into 2..latent_dim parts")
     if cfg.sampled_metric_batch < 2:
-        _bad("sampled_metric_batch", "must be >= 2: Z-diff and Z-min Var need pairs and variances")
+        bad("sampled_metric_batch", "must be >= 2: Z-diff and Z-min Var need pairs and variances")
     if cfg.batch_size < 2:
-        _bad("batch_size", "must be >= 2: MINE's marginal samples shuffle within the batch")
+        bad("batch_size", "must be >= 2: MINE's marginal samples shuffle within the batch")
     for name in ("kl_weight", "disentanglement_weight", "attention_reg_weight", "entropy_reg_weight"):
         v = getattr(cfg, name)
         if not math.isfinite(v) or v < 0:
-            _bad(name, f"is {v}: must be finite and >= 0")
+            bad(name, f"is {v}: must be finite and >= 0")
     if not 0 < cfg.mine_lr < 1:
-        _bad("mine_lr", f"is {cfg.mine_lr}: use a learning rate in (0, 1), e.g. 1e-4")
+        bad("mine_lr", f"is {cfg.mine_lr}: use a learning rate in (0, 1), e.g. 1e-4")
     if not 0 < cfg.mine_ema_rate <= 1:
-        _bad("mine_ema_rate", f"is {cfg.mine_ema_rate}: use a rate in (0, 1], e.g. 0.01")
+        bad("mine_ema_rate", f"is {cfg.mine_ema_rate}: use a rate in (0, 1], e.g. 0.01")
     if not (math.isfinite(cfg.attention_temperature) and cfg.attention_temperature > 0):
-        _bad("attention_temperature", f"is {cfg.attention_temperature}: use a temperature > 0 (1: plain attention)")
+        bad("attention_temperature", f"is {cfg.attention_temperature}: use a temperature > 0 (1: plain attention)")
     return cfg
 
 
 def add_mine_config_arguments(parser: argparse.ArgumentParser) -> None:
-    add_dataclass_arguments(parser, MineConfig, MINE_ALIASES,
-                            "settings (config.py MineConfig fields; defaults are the MINE-VAE repository's)",
-                            helps={"preset": MINE_PRESET_HELP, "demo": demo_help(MINE_DEMO_OVERRIDES),
-                                   "datasets": f"datasets to run (choose from {', '.join(MINE_DATASETS)})",
-                                   "lr": "Adam learning rate of the VAE, in (0, 1)",
-                                   "steps": "VAE optimizer steps per run (part of a run's identity)"})
+    helps = {**HELP, "preset": MINE_PRESET_HELP, "demo": demo_help(MINE_DEMO_OVERRIDES),
+             "datasets": f"datasets to run (choose from {', '.join(MINE_DATASETS)})",
+             "lr": "Adam learning rate of the VAE, in (0, 1)",
+             "steps": "VAE optimizer steps per run (part of a run's identity)"}
+    add_dataclass_arguments(parser, MineConfig, helps, MINE_ALIASES,
+                            "settings (config.py MineConfig fields; defaults are the MINE-VAE repository's)")
 
 
 def mine_from_args(args: argparse.Namespace, base: MineConfig | None = None, ablation: bool = False) -> MineConfig:
@@ -709,7 +594,7 @@ def mine_from_args(args: argparse.Namespace, base: MineConfig | None = None, abl
     elif preset == "evidence":
         base = base.replace(**{**MINE_EVIDENCE_BASE, **MINE_EVIDENCE_PRESET})
     elif preset:
-        _bad("preset", f"is {preset!r}: choose from {', '.join(repr(c) for c in MINE_PRESETS)}")
+        bad("preset", f"is {preset!r}: choose from {', '.join(repr(c) for c in MINE_PRESETS)}")
     if given.get("demo", base.demo):
         base = base.replace(**MINE_DEMO_OVERRIDES, demo=True)
     if ablation:
@@ -719,7 +604,7 @@ def mine_from_args(args: argparse.Namespace, base: MineConfig | None = None, abl
 
 def mine_from_dict(values: dict) -> MineConfig:
     """MineConfig from a saved JSON dict (a run's config.json); unknown keys are an error."""
-    return validate_mine(_settings_from_dict(MineConfig, values))
+    return validate_mine(settings_from_dict(MineConfig, values))
 
 
 def mine_variant_config(cfg: MineConfig, variant: str) -> MineConfig:
@@ -727,5 +612,5 @@ def mine_variant_config(cfg: MineConfig, variant: str) -> MineConfig:
     (MINE_VARIANT_SETTINGS; the switch variants change none). A run's config.json keeps
     ``cfg`` and names the variant, so the variant's settings follow from its name."""
     if variant not in MINE_VARIANTS:
-        _bad("variants", f"has unknown variant {variant!r}: choose from {', '.join(MINE_VARIANTS)}")
+        bad("variants", f"has unknown variant {variant!r}: choose from {', '.join(MINE_VARIANTS)}")
     return validate_mine(cfg.replace(**MINE_VARIANT_SETTINGS.get(variant, {})))

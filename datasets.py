@@ -6,14 +6,14 @@ Every dataset hands out images as uint8 arrays of shape (n, C, 64, 64) with valu
 the state space of ``ground_truth.GroundTruthDataset`` (docs/datasets.md).
 
 ``load_dataset(name, source)``: ``source="real"`` reads the published files from the
-data directory (``data_files.py`` finds them and reads their rows on demand; each
+data directory (``lbvae/data/files.py`` finds them and reads their rows on demand; each
 loader here checks a file's keys, shapes and factor order before use),
 ``source="standin"`` renders procedural images with exactly the real factor names and
-sizes (``standins.py``; no downloads, for demos and tests).
+sizes (``lbvae/data/standins.py``; no downloads, for demos and tests).
 
 Real sources whose rows cannot be read fast (Shapes3D's gzip-chunked HDF5, a compressed
 MPI3D npz, CelebA's JPEGs) are copied once to a raw uint8 .npy cache, next to the data or
-in ``cache_dir`` / ``$DISENT_CACHE_DIR`` (``data_cache.py``); batches are then read from it.
+in ``cache_dir`` / ``$DISENT_CACHE_DIR`` (``lbvae/data/cache.py``); batches are then read from it.
 
 Command line: ``python datasets.py {download,cache,info} NAME``.
 
@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-import data_cache
-import data_files
-import standins
-from data_cache import CACHE_DIR_ENV
-from data_files import (
+from lbvae.data import cache as data_cache
+from lbvae.data import files as data_files
+from lbvae.data import standins
+from lbvae.data.cache import CACHE_DIR_ENV
+from lbvae.data.files import (
     CELEBA_DIR,
     DATA_DIR_ENV,
     DSPRITES_FILE,
@@ -56,7 +56,7 @@ from data_files import (
     require,
     resolve_data_dir,
 )
-from ground_truth import (
+from lbvae.data.ground_truth import (
     CHANNELS,
     DATASET_NAMES,
     FACTOR_DATASETS,
@@ -417,7 +417,7 @@ def load_dataset(name: str, source: str = "standin", data_dir=None, *, variant: 
     ``variant`` picks the MPI3D file (toy, realistic, real); ``factor_sizes``
     declares a reduced grid for small files in the real format (tests). A real source
     that needs a cache gets one built on first use, next to it or in ``cache_dir``
-    (default ``$DISENT_CACHE_DIR``; ``data_cache.py``)."""
+    (default ``$DISENT_CACHE_DIR``; ``lbvae/data/cache.py``)."""
     check_choice("dataset", name, DATASET_NAMES)
     check_choice("source", source, SOURCES)
     check_choice("MPI3D variant", variant, MPI3D_VARIANTS)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import metrics
-from ground_truth import GroundTruthDataset
+from lbvae.data.ground_truth import GroundTruthDataset
 from losses import kl_per_dimension, lambda_beta_loss
 from mine import estimate_mi
 from models import BetaVAE, to_float

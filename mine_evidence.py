@@ -21,7 +21,7 @@ import torch
 import metrics
 import visualizations as vis
 from evidence import distinguishable
-from ground_truth import FACTORS
+from lbvae.data.ground_truth import FACTORS
 from losses import attention_entropy, attention_sparsity
 from utils import read_csv, read_json, write_text
 

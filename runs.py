@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-import data_files
 from config import PRESETS, STAGE_RUN_DEFINING, ConfigError
-from ground_truth import DataError
+from lbvae.data import files as data_files
+from lbvae.data.ground_truth import DataError
 from utils import (
     LOCK,
     LockHeld,
@@ -504,7 +504,7 @@ def output_root(root: Path) -> Path:
 
 
 def _grid_order(row: dict):
-    from ground_truth import DATASET_NAMES
+    from lbvae.data.ground_truth import DATASET_NAMES
     dataset = row.get("dataset")
     return (str(row.get("stage")), DATASET_NAMES.index(dataset) if dataset in DATASET_NAMES else len(DATASET_NAMES),
             str(dataset), float(row.get("beta") or 0), float(row.get("lambda") or 0), str(row.get("variant") or ""),
@@ -598,7 +598,7 @@ def report_missing(rows: list[dict], specs: list[RunSpec]) -> None:
 def one_line_errors(main):
     """A command's entry point with user errors as one line on stderr, never a traceback:
     bad settings (exit 2), data errors (2), an unwritable or full disk (1), Ctrl-C (130)."""
-    from ground_truth import DataError
+    from lbvae.data.ground_truth import DataError
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from config import Config
 from engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, member_optimizer_state
 from evaluation import heldout_split
-from ground_truth import IMAGE_SIZE, GroundTruthDataset
+from lbvae.data.ground_truth import IMAGE_SIZE, GroundTruthDataset
 from loop import LossRecord, train_runs
 from models import BetaVAE
 from runs import BatchOrder, RunFailed, RunSpec, window_means

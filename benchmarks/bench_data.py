@@ -38,9 +38,9 @@ import numpy.lib.format as npy_format  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import data_files  # noqa: E402
 import datasets  # noqa: E402
-import ground_truth  # noqa: E402
+from lbvae.data import files as data_files  # noqa: E402
+from lbvae.data import ground_truth  # noqa: E402
 
 MPI3D_SHAPE = (1_036_800, 64, 64, 3)
 
@@ -140,7 +140,7 @@ def run_measurement(args: list[str]) -> dict:
 def bench_standins(seconds: float) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    import standins
+    from lbvae.data import standins
 
     for cached in vars(standins).values():     # time the table builds too (--dsprites built some)
         if hasattr(cached, "cache_clear"):

@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import metrics  # noqa: E402
-from ground_truth import GroundTruthDataset  # noqa: E402
+from lbvae.data.ground_truth import GroundTruthDataset  # noqa: E402
 
 SIZES = (3, 6, 40, 32, 32)
 

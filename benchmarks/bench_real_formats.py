@@ -45,9 +45,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench_data import PeakAnon, status_kib  # noqa: E402  (RssAnon sampling, as bench_data measures it)
 
-import data_files  # noqa: E402
 import datasets  # noqa: E402
-import ground_truth  # noqa: E402
+from lbvae.data import files as data_files  # noqa: E402
+from lbvae.data import ground_truth  # noqa: E402
 
 BATCH = 64
 CELEBA_IMAGES = 202_599

@@ -1,4 +1,4 @@
-"""The cache of slow real sources (data_cache.py): built once from small files in the real
+"""The cache of slow real sources (lbvae/data/cache.py): built once from small files in the real
 formats, reused, verified, rebuilt when stale, never trusted half-written, and failing in
 one line where it cannot be written. The source files are never modified."""
 import errno
@@ -12,10 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-import data_cache
-import data_files
 import datasets
 from datasets import DataError, load_dataset
+from lbvae.data import cache as data_cache
+from lbvae.data import files as data_files
 from test_datasets import (
     MPI3D_SIZES,
     SHAPES3D_SIZES,

@@ -13,10 +13,10 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-import data_files
 import datasets
-import ground_truth
 from datasets import DataError, load_dataset
+from lbvae.data import files as data_files
+from lbvae.data import ground_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 DSPRITES_SIZES = (3, 2, 4, 4, 4)
@@ -392,7 +392,8 @@ STANDIN_PROBE = """
 import hashlib, sys
 import numpy as np
 sys.modules["torch"] = None          # the data layer must work without torch
-import datasets, ground_truth
+import datasets
+from lbvae.data import ground_truth
 for name in ground_truth.DATASET_NAMES:
     ds = datasets.load_dataset(name)
     print(name, hashlib.sha256(ds.images(np.arange(0, len(ds), len(ds) // 97)).tobytes()).hexdigest())

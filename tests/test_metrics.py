@@ -17,7 +17,8 @@ import scipy.stats
 from sklearn.metrics import mutual_info_score
 
 import metrics
-from ground_truth import GroundTruthDataset
+from lbvae.data.ground_truth import GroundTruthDataset
+from lbvae.metrics import modularity
 
 pytestmark = pytest.mark.filterwarnings("error")
 
@@ -178,7 +179,7 @@ def test_rank_roc_auc_equals_sklearn(num_classes):
     scores = rng.dirichlet(np.ones(num_classes), 2000)
     scores[:, 0] = np.round(scores[:, 0], 2)                    # ties take mid-ranks
     onehot = (y[:, None] == np.arange(num_classes)).astype(float)
-    assert metrics._macro_roc_auc(onehot, scores) == pytest.approx(roc_auc_score(onehot, scores), abs=1e-12)
+    assert modularity._macro_roc_auc(onehot, scores) == pytest.approx(roc_auc_score(onehot, scores), abs=1e-12)
 
 
 def test_float32_codes_are_binned_in_float32():

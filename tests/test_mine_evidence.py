@@ -10,7 +10,7 @@ import pytest
 
 import mine_evidence
 from config import MINE_EVIDENCE_BASE, MINE_EVIDENCE_PRESET, MineConfig
-from ground_truth import FACTORS
+from lbvae.data.ground_truth import FACTORS
 
 
 def test_capacity_shares_split_each_latent_by_its_information_by_hand():

@@ -13,13 +13,13 @@ import pytest
 
 import analysis
 import config
-import data_files
 import datasets
 import runs
 import study
 import utils
 import utils as _utils
 from config import Config, ConfigError, MineConfig, validate, validate_mine
+from lbvae.data import files as data_files
 from test_datasets import DSPRITES_SIZES, write_dsprites
 from utils import LockHeld, RunLock
 
@@ -398,9 +398,11 @@ def test_wrong_types_edited_into_config_py_are_named(cls, check, change, needle)
 
 
 def test_help_explains_every_setting(capsys):
+    import dataclasses
+
     import config
     for cls in (Config, MineConfig):
-        for f in config.fields(cls):
+        for f in dataclasses.fields(cls):
             assert f.name in config.HELP or f.name == "demo", f.name
     with pytest.raises(SystemExit):
         study.main("beta", ["--help"])

@@ -4,7 +4,7 @@ import sys
 
 import numpy as np
 
-from ground_truth import GroundTruthDataset
+from lbvae.data.ground_truth import GroundTruthDataset
 
 
 class Squares(GroundTruthDataset):

@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from ground_truth import FACTORS, IMAGE_SIZE, GroundTruthDataset
+from lbvae.data.ground_truth import FACTORS, IMAGE_SIZE, GroundTruthDataset
 
 
 class _FactorStandin(GroundTruthDataset):

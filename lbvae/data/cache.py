@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import numpy.lib.format as npy_format
 
-from ground_truth import DataError
+from lbvae.data.ground_truth import DataError
 
 CACHE_DIR_ENV = "DISENT_CACHE_DIR"
 RECORD_FORMAT = 1

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import numpy.lib.format as npy_format
 
-import data_cache
-from ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, DataError
+from lbvae.data import cache as data_cache
+from lbvae.data.ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, DataError
 
 DATA_DIR_ENV = "DISENT_DATA_DIR"
 
@@ -72,12 +72,12 @@ def remote_file(name: str, variant: str = "real") -> RemoteFile | None:
 
 
 def resolve_data_dir(data_dir=None) -> Path:
-    """The data directory: the argument, else $DISENT_DATA_DIR, else data/ next to this file."""
+    """The data directory: the argument, else $DISENT_DATA_DIR, else the checkout's data/."""
     if data_dir is not None:
         return Path(data_dir).expanduser()
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    return Path(__file__).resolve().parent / "data"
+    return Path(__file__).resolve().parents[2] / "data"     # the checkout's data/, two folders up
 
 
 def _mpi3d_candidates(root: Path, variant: str) -> list[Path]:
