@@ -34,8 +34,8 @@ import torch
 
 from config import Config, ConfigError
 from datasets import CHANNELS, FACTORS
+from lbvae.pipeline.runs import CHECKPOINT, FAILED, METRICS, RunSpec, read_row
 from models import BetaVAE
-from runs import CHECKPOINT, FAILED, METRICS, RunSpec, read_row
 from utils import atomic_write, read_json, write_json
 
 ORIGIN = "original"

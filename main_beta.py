@@ -17,7 +17,7 @@ then the same command with --status to watch it and --collect to redraw the figu
     python main_beta.py --status                # done / running / failed / pending runs
     python main_beta.py --collect               # results.csv and figures from what exists
 """
-import study
+from lbvae.pipeline import study
 
 if __name__ == "__main__":
     study.main("beta", description=__doc__.split("\n\n")[0])

@@ -14,7 +14,7 @@ that write the checkpoints they continue (or it names the checkpoints nothing wi
 
     python main_lambda.py --launcher slurm --partition P --gpus-per-job 1 --runs-per-job K
 """
-import study
+from lbvae.pipeline import study
 
 if __name__ == "__main__":
     study.main("lambda", description=__doc__.split("\n\n")[0])

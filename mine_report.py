@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import evaluation
 import visualizations as vis
 from config import MINE_VARIANTS, MineConfig
-from evaluation import metric_indices
+from lbvae.pipeline import evaluation
+from lbvae.pipeline.evaluation import metric_indices
+from lbvae.pipeline.runs import RunSpec
 from models import MINEDisentangleVAE, latent_parts, to_float
-from runs import RunSpec
 from utils import write_csv, write_text
 
 ABLATION_METRICS = ("z_diff", "z_min_var", "irs", "jemmig", "mig", "sap", "mine_mi_posthoc",

@@ -34,12 +34,8 @@ from pathlib import Path
 
 import torch
 
-import evaluation
-import family
-import launcher
 import mine_evidence
 import mine_report
-import runs
 import visualizations as vis
 from config import (
     MINE_RUN_DEFINING,
@@ -52,8 +48,10 @@ from config import (
     mine_variant_config,
     validate_mine,
 )
-from family import Family
-from loop import LossRecord, train_one
+from lbvae.pipeline import evaluation, family, launcher, runs
+from lbvae.pipeline.family import Family
+from lbvae.pipeline.loop import LossRecord, train_one
+from lbvae.pipeline.runs import RESULT_COLUMNS, BatchOrder, RunFailed, RunSpec, window_means
 from losses import MINE_LOSS_KEYS, mine_vae_loss
 from models import (
     FactorMutualInformation,
@@ -62,7 +60,6 @@ from models import (
     num_parameters,
     to_float,
 )
-from runs import RESULT_COLUMNS, BatchOrder, RunFailed, RunSpec, window_means
 from utils import atomic_write
 
 STAGE = "mine"

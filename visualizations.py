@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402  (Pillow comes with matplotlib and imageio)
 
-from evaluation import heldout_split  # noqa: E402
+from lbvae.pipeline.evaluation import heldout_split  # noqa: E402
 from models import to_float  # noqa: E402
 from utils import atomic_write, fmt_number, remove_stale_temporaries  # noqa: E402
 

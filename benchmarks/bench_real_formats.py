@@ -204,10 +204,10 @@ def measure(name: str, folder: Path, batches: int, steps: int, repeats: int, reu
         return {**out, "train_real": [], "train_standin": [], "ratios": []}
     import functools
 
-    import training
     from config import Config
-    from runs import RunSpec
-    from training import train
+    from lbvae.pipeline import training
+    from lbvae.pipeline.runs import RunSpec
+    from lbvae.pipeline.training import train
 
     training.tqdm = functools.partial(training.tqdm, disable=True)     # 12 step bars would bury the table
 

@@ -35,9 +35,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from config import Config  # noqa: E402
 from datasets import GroundTruthDataset, load_dataset  # noqa: E402
+from lbvae.pipeline.runs import RunSpec  # noqa: E402
+from lbvae.pipeline.training import ImageFeed, Pack  # noqa: E402
 from models import BetaVAE  # noqa: E402
-from runs import RunSpec  # noqa: E402
-from training import ImageFeed, Pack  # noqa: E402
 from utils import resolve_device  # noqa: E402
 
 IMAGES = 16_384

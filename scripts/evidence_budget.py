@@ -28,10 +28,10 @@ import datasets  # noqa: E402
 import metrics  # noqa: E402
 import visualizations as vis  # noqa: E402
 from config import Config, validate  # noqa: E402
-from evaluation import encode, encode_moments, kl_from_moments, latent_columns, metric_indices  # noqa: E402
+from lbvae.pipeline.evaluation import encode, encode_moments, kl_from_moments, latent_columns, metric_indices  # noqa: E402
+from lbvae.pipeline.runs import RunSpec  # noqa: E402
+from lbvae.pipeline.training import ImageFeed, train_pack  # noqa: E402
 from models import BetaVAE  # noqa: E402
-from runs import RunSpec  # noqa: E402
-from training import ImageFeed, train_pack  # noqa: E402
 from utils import write_csv  # noqa: E402
 
 

@@ -32,10 +32,10 @@ import mine_evidence  # noqa: E402
 import mine_report  # noqa: E402
 import mine_study  # noqa: E402
 from config import MINE_EVIDENCE_BASE, MINE_EVIDENCE_PRESET, MineConfig, validate_mine  # noqa: E402
-from evaluation import encode, heldout_split, metric_indices  # noqa: E402
-from loop import train_one  # noqa: E402
+from lbvae.pipeline.evaluation import encode, heldout_split, metric_indices  # noqa: E402
+from lbvae.pipeline.loop import train_one  # noqa: E402
+from lbvae.pipeline.runs import RunSpec  # noqa: E402
 from losses import mine_vae_loss  # noqa: E402
-from runs import RunSpec  # noqa: E402
 from utils import read_csv, write_csv  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

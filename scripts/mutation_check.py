@@ -13,18 +13,18 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_guards.py", "tests/test_training.py", "tests/test_engine.py", "tests/test_pipeline.py"]
 # (the mistake, the file, the code as it is, the code with the mistake)
 MUTANTS = [
-    ("λ zeroed inside the pack", "training.py",
+    ("λ zeroed inside the pack", "lbvae/pipeline/training.py",
      "self.lam = torch.tensor([s.lam for s in specs], dtype=torch.float32, device=device)",
      "self.lam = torch.zeros(len(specs), dtype=torch.float32, device=device)"),
-    ("λ stage from fresh weights", "training.py",
+    ("λ stage from fresh weights", "lbvae/pipeline/training.py",
      "    if spec.init_from is not None:\n        load_weights(spec.init_from, model, \"cpu\")", "    pass"),
-    ("training reads held-out images", "training.py",
+    ("training reads held-out images", "lbvae/pipeline/training.py",
      "    train_idx, _ = heldout_split(len(dataset), cfg.heldout_fraction)\n    feed",
      "    train_idx = np.arange(len(dataset))\n    feed"),
-    ("NaN/Inf parameter check removed", "training.py",
+    ("NaN/Inf parameter check removed", "lbvae/pipeline/training.py",
      "            bad_param |= ~torch.isfinite(p.detach()).flatten(1).all(1)", "            pass"),
-    ("bf16 silently ignored", "engine.py", 'self.bf16 = precision == "bf16"', "self.bf16 = False"),
-    ("metric points drawn before the distinct images", "evaluation.py",
+    ("bf16 silently ignored", "lbvae/pipeline/engine.py", 'self.bf16 = precision == "bf16"', "self.bf16 = False"),
+    ("metric points drawn before the distinct images", "lbvae/pipeline/evaluation.py",
      "    distinct = np.array([rng.integers(k * n // 5, (k + 1) * n // 5) for k in range(5)], dtype=np.int64)\n"
      "    points = rng.choice(n, size=min(n, n_train + n_test), replace=False).astype(np.int64)",
      "    points = rng.choice(n, size=min(n, n_train + n_test), replace=False).astype(np.int64)\n"

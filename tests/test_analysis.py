@@ -12,9 +12,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 import analysis
-import runs
-import study
 import visualizations as vis
+from lbvae.pipeline import runs, study
 from utils import read_csv, write_csv
 
 NAN = math.nan

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-import study
 from lbvae.data import files as data_files
+from lbvae.pipeline import study
 from test_datasets import write_dsprites, write_mpi3d, write_shapes3d
 
 GOOD = ["--demo", "--datasets", "dsprites", "--seeds", "0", "--beta", "1", "--steps", "2", "--device", "cpu"]

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-import family
 from config import Config
-from engine import PackedBetaVAE
+from lbvae.pipeline import family
+from lbvae.pipeline.engine import PackedBetaVAE
+from lbvae.pipeline.runs import CHECKPOINT, RunSpec
+from lbvae.pipeline.training import ImageFeed, initial_weights, train_pack
 from models import BetaVAE
-from runs import CHECKPOINT, RunSpec
 from tiny_data import Squares
-from training import ImageFeed, initial_weights, train_pack
 
 
 def _train_pack(*args, **kwargs):

@@ -9,9 +9,9 @@ import torch
 
 import metrics
 from config import EVIDENCE_OVERRIDES, PRESETS, Config, ConfigError, add_config_arguments, from_args
-from evaluation import ACTIVE_KL_NATS, kl_per_latent, latent_columns
+from lbvae.pipeline.evaluation import ACTIVE_KL_NATS, kl_per_latent, latent_columns
+from lbvae.pipeline.runs import stage_root
 from models import BetaVAE
-from runs import stage_root
 from tiny_data import Squares
 
 IGNORED = [1, 4, 7]
@@ -203,7 +203,7 @@ def test_report_page_is_written_from_results_tables(tmp_path):
     """docs/evidence.md from a λ stage's rows and a β stage's results.csv, into a temporary docs folder."""
     import evidence
     import visualizations as vis
-    from runs import RESULT_COLUMNS
+    from lbvae.pipeline.runs import RESULT_COLUMNS
     from utils import write_csv
     beta_root, lambda_root, docs = tmp_path / "beta", tmp_path / "lambda", tmp_path / "docs"
     lam_rows = effect_rows(-0.1, 0.01)
@@ -239,7 +239,7 @@ def test_heatmaps_mask_cells_within_noise_and_keep_real_effects(tmp_path, monkey
                                            (["--preset", "evidence", "--results-dir", "elsewhere"], False)])
 def test_lambda_summary_rewrites_the_page_for_the_evidence_preset_only(tmp_path, monkeypatch, argv, written):
     import evidence
-    import study
+    from lbvae.pipeline import study
     calls = []
     monkeypatch.setattr(evidence, "write_report", lambda *a, **k: calls.append(a))
     monkeypatch.chdir(tmp_path)
@@ -283,7 +283,7 @@ def test_agreement_by_sign_and_size(run, spread, paper, expected):
 
 def test_the_page_compares_with_its_own_dataset_and_labels_other_datasets_context(tmp_path):
     import evidence
-    from runs import RESULT_COLUMNS
+    from lbvae.pipeline.runs import RESULT_COLUMNS
     from utils import write_csv
     beta_root, lambda_root = tmp_path / "beta", tmp_path / "lambda"
     beta_root.mkdir()

@@ -8,13 +8,12 @@ import math
 import numpy as np
 import torch
 
-import study
-import training
 from config import Config
-from evaluation import heldout_split, metric_indices
-from runs import CHECKPOINT, RunSpec
+from lbvae.pipeline import study, training
+from lbvae.pipeline.evaluation import heldout_split, metric_indices
+from lbvae.pipeline.runs import CHECKPOINT, RunSpec
+from lbvae.pipeline.training import Pack, save_weights, train, train_pack
 from tiny_data import TINY, Squares, tiny_spec
-from training import Pack, save_weights, train, train_pack
 
 CPU = torch.device("cpu")
 CFG = Config(batch_size=8, loss_window=5, log_interval=4, checkpoint_interval=3, heldout_fraction=0.1,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import study
+from lbvae.pipeline import study
+from lbvae.pipeline.runs import CHECKPOINT, METRICS
 from models import BetaVAE
-from runs import CHECKPOINT, METRICS
 from utils import read_json, write_json
 
 BETAS, SEEDS, LAMBDAS = (1, 4), (0, 1), (0, 2)

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import launcher
-import runs
-import study
 from config import Config
-from runs import FAILED, METRICS
+from lbvae.pipeline import launcher, runs, study
+from lbvae.pipeline.runs import FAILED, METRICS
 
 # 2 runs of a few steps on one stand-in dataset; figures off (tested in test_pipeline).
 FAST = ["--demo", "--datasets", "dsprites", "--beta", "1", "4", "--seeds", "0", "--steps", "4",

@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-import family
-from family import Family
-from loop import LossRecord
-from runs import METRICS, Interrupted, RunSpec
+from lbvae.pipeline import family
+from lbvae.pipeline.family import Family
+from lbvae.pipeline.loop import LossRecord
+from lbvae.pipeline.runs import METRICS, Interrupted, RunSpec
 from utils import atomic_write, read_csv
 
 TRUE_W = torch.tensor([[1.0, -2.0, 0.5]])
@@ -117,7 +117,7 @@ def test_a_toy_family_trains_is_killed_and_resumes_to_the_same_weights(tmp_path)
 def test_the_lambda_beta_family_gets_the_same_eval_only(tmp_path, capsys):
     """--eval-only is family.py's: main_beta.py evaluates a saved checkpoint to the numbers
     the run saved when it finished (pack size and time aside: they are not the model's)."""
-    import study
+    from lbvae.pipeline import study
     flags = ["--source", "standin", "--datasets", "dsprites", "--betas", "4", "--seeds", "0", "--steps", "6",
              "--batch-size", "8", "--log-interval", "3", "--checkpoint-interval", "3", "--loss-window", "4",
              "--metric-train-points", "200", "--metric-test-points", "100", "--heldout-eval-points", "20",

@@ -14,8 +14,8 @@ import torch
 import metrics
 import mine_report
 import mine_study
-import runs
 from config import MINE_VARIANTS, ConfigError, MineConfig, validate_mine
+from lbvae.pipeline import runs
 from losses import attention_entropy, attention_load_l2, attention_sparsity, mine_vae_loss
 from mine import MINE, correlated_gaussians, dv_bound, estimate_mi
 from models import FactorMutualInformation, GaussianFitEstimator, MINEDisentangleVAE, to_float

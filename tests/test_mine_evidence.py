@@ -102,9 +102,9 @@ def test_under_the_preset_settings_the_attention_leaves_uniform_on_a_toy_problem
     import torch
 
     import mine_study
-    from evaluation import encode
-    from loop import train_one
-    from runs import RunSpec
+    from lbvae.pipeline.evaluation import encode
+    from lbvae.pipeline.loop import train_one
+    from lbvae.pipeline.runs import RunSpec
     from tiny_data import Squares
     cfg = MineConfig(**{**MINE_EVIDENCE_BASE, **MINE_EVIDENCE_PRESET, "sample_interval": 0, "figures": False,
                         "log_interval": 50, "checkpoint_interval": 1000})

@@ -4,8 +4,8 @@ import csv
 import imageio.v3 as iio
 import pytest
 
-import study
-from runs import METRICS
+from lbvae.pipeline import study
+from lbvae.pipeline.runs import METRICS
 
 # Tiny but complete: 2 β × 1 seed on one stand-in dataset, real metric code paths.
 FAST = ["--demo", "--datasets", "dsprites", "--beta", "1", "4", "--seeds", "0", "--steps", "6",

@@ -8,11 +8,8 @@ import time
 
 import torch
 
-import engine
-import family
-import runs
-import study
 from config import Config
+from lbvae.pipeline import engine, family, runs, study
 from test_crash_safety import ENV, SCRIPT
 from tiny_data import TINY, Squares, tiny_spec
 

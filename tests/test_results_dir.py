@@ -14,12 +14,11 @@ import pytest
 import analysis
 import config
 import datasets
-import runs
-import study
 import utils
 import utils as _utils
 from config import Config, ConfigError, MineConfig, validate, validate_mine
 from lbvae.data import files as data_files
+from lbvae.pipeline import runs, study
 from test_datasets import DSPRITES_SIZES, write_dsprites
 from utils import LockHeld, RunLock
 

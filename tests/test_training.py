@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from config import Config
-from evaluation import heldout_split, metric_indices
-from runs import CHECKPOINT, BatchOrder, RunSpec
+from lbvae.pipeline.evaluation import heldout_split, metric_indices
+from lbvae.pipeline.runs import CHECKPOINT, BatchOrder, RunSpec
+from lbvae.pipeline.training import train
 from tiny_data import Squares
-from training import train
 
 
 def test_batch_order_covers_each_epoch_once_and_is_a_function_of_the_step():

@@ -34,7 +34,7 @@ TINY = dict(batch_size=8, loss_window=10, log_interval=5, checkpoint_interval=5,
 def tiny_spec(run_dir, steps: int, seed: int = 7):
     from pathlib import Path
 
-    from runs import RunSpec
+    from lbvae.pipeline.runs import RunSpec
     return RunSpec("beta", "squares", 4.0, 0.0, seed=seed, steps=steps, run_dir=Path(run_dir))
 
 
@@ -42,8 +42,8 @@ def run_tiny(run_dir: str, steps: int) -> None:
     """What a sweep does for one run (lock, train with resume, save, evaluate)."""
     import torch
 
-    import study
     from config import Config
+    from lbvae.pipeline import study
     torch.set_num_threads(1)
     rows = study.run_pack([tiny_spec(run_dir, steps)], Config(**TINY), Squares(), torch.device("cpu"))
     print(rows[0]["status"] if rows else "skipped")

@@ -30,7 +30,7 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from runs import Interrupted, RunFailed, RunSpec
+from lbvae.pipeline.runs import Interrupted, RunFailed, RunSpec
 from utils import write_csv
 
 

@@ -25,10 +25,7 @@ import torch
 
 import analysis
 import evidence
-import family
 import import_original
-import launcher
-import runs
 import visualizations as vis
 from analysis import percent_change_rows, percent_change_text
 from config import (
@@ -41,12 +38,13 @@ from config import (
     from_dict,
     validate,
 )
-from engine import LOSS_KEYS
-from evaluation import evaluate, metric_indices
-from family import Family
+from lbvae.pipeline import family, launcher, runs
+from lbvae.pipeline.engine import LOSS_KEYS
+from lbvae.pipeline.evaluation import evaluate, metric_indices
+from lbvae.pipeline.family import Family
+from lbvae.pipeline.runs import RESULT_COLUMNS, RunSpec
+from lbvae.pipeline.training import ImageFeed, Pack, new_pack
 from models import BetaVAE, num_parameters
-from runs import RESULT_COLUMNS, RunSpec
-from training import ImageFeed, Pack, new_pack
 from utils import fmt_number, mean_std, write_csv, write_text
 
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}

@@ -26,12 +26,12 @@ import torch
 from tqdm import tqdm
 
 from config import Config
-from engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, member_optimizer_state
-from evaluation import heldout_split
 from lbvae.data.ground_truth import IMAGE_SIZE, GroundTruthDataset
-from loop import LossRecord, train_runs
+from lbvae.pipeline.engine import LOSS_KEYS, PackedBetaVAE, load_member_optimizer_states, member_optimizer_state
+from lbvae.pipeline.evaluation import heldout_split
+from lbvae.pipeline.loop import LossRecord, train_runs
+from lbvae.pipeline.runs import BatchOrder, RunFailed, RunSpec, window_means
 from models import BetaVAE
-from runs import BatchOrder, RunFailed, RunSpec, window_means
 from utils import atomic_write
 
 

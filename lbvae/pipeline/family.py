@@ -18,12 +18,11 @@ import torch
 from tqdm import tqdm
 
 import datasets
-import launcher
-import runs
-from config import ConfigError, given_settings
-from evaluation import heldout_split
-from loop import train_runs
-from runs import METRICS, RunSpec
+from lbvae.pipeline import launcher, runs
+from lbvae.pipeline.evaluation import heldout_split
+from lbvae.pipeline.loop import train_runs
+from lbvae.pipeline.runs import METRICS, RunSpec
+from lbvae.settings import ConfigError, given_settings
 from utils import atomic_write, read_csv, resolve_device, write_csv, write_json
 
 
