@@ -331,7 +331,7 @@ def from_dict(values: dict) -> Config:
 
 
 # =====================================================================================
-# The MINE disentangling VAE (second model family; main_mine.py, mine_study.py)
+# The MINE disentangling VAE (second model family; main_mine.py, lbvae/mine/study.py)
 # =====================================================================================
 MINE_DATASETS = DATASET_NAMES                 # CelebA too: training and traversals, no factor metrics
 # The ablation (docs/mine.md): the loss terms switched off one at a time, then the

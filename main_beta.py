@@ -10,7 +10,7 @@ and boxplots across datasets into betavae_results/.
     python main_beta.py --beta 1 8 --seeds 0 1 --steps 2000 --datasets dsprites
     python main_beta.py --eval-only betavae_results/dsprites/beta_8/seed_0/checkpoint.pt
 
-On a Slurm cluster (launcher.py): the same grid as a submitit job array of K runs per job,
+On a Slurm cluster (lbvae/pipeline/launcher.py): the same grid as a submitit job array of K runs per job,
 then the same command with --status to watch it and --collect to redraw the figures.
 
     python main_beta.py --launcher slurm --partition P --gpus-per-job 1 --runs-per-job K

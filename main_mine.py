@@ -10,7 +10,7 @@ renders latent traversals into mine_results/ (docs/mine.md).
     python main_mine.py --datasets celeba           # CelebA: training and traversals, no factor metrics
     python main_mine.py --eval-only mine_results/shapes3d/full/seed_0/checkpoint.pt
 """
-import mine_study
+from lbvae.mine import study as mine_study
 
 if __name__ == "__main__":
     mine_study.main(description=__doc__.split("\n\n")[0])

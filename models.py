@@ -82,7 +82,7 @@ def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
 
 
 # =====================================================================================
-# The MINE disentangling VAE (second model family; docs/mine.md, mine_study.py)
+# The MINE disentangling VAE (second model family; docs/mine.md, lbvae/mine/study.py)
 # =====================================================================================
 # Flow: image -> Encoder -> code z (n, L) -> FactorEncoder -> factor embeddings (n, K, F)
 # -> CrossAttention(queries = factor embeddings, keys/values = latent slots of z)
@@ -210,7 +210,7 @@ class MutualInformationEstimator(nn.Module):
 
     def __init__(self, latent_dim: int, parts: int, hidden: int = 128, ema_rate: float = 0.01):
         super().__init__()
-        from mine import MINE  # here: models.py stays importable without the MINE module's users
+        from lbvae.mine.estimator import MINE  # here: models.py stays importable without the MINE module's users
 
         self.parts = latent_parts(latent_dim, parts)
         self.rest = [torch.tensor(sorted(set(range(latent_dim)) - set(p.tolist()))) for p in self.parts]
@@ -234,7 +234,7 @@ class FactorMutualInformation(nn.Module):
     def __init__(self, latent_dim: int, num_factors: int, factor_dim: int, hidden: int = 128,
                  ema_rate: float = 0.01):
         super().__init__()
-        from mine import MINE
+        from lbvae.mine.estimator import MINE
 
         self.estimators = nn.ModuleList(MINE(factor_dim, latent_dim, hidden, ema_rate) for _ in range(num_factors))
 

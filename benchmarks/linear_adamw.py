@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import linear_vae as lv  # noqa: E402
-from main_linear import DEFAULTS, PER_N  # noqa: E402
+from lbvae.linear import solver as lv  # noqa: E402
+from lbvae.linear.grid import DEFAULTS, PER_N  # noqa: E402
 
 
 def inputs(n: int, k: int):
@@ -205,11 +205,17 @@ def against(rev: str, ns, repeats: int, steps: int = 300) -> None:
     import subprocess
     import tempfile
     root = Path(__file__).resolve().parent.parent
-    try:
-        source = subprocess.run(["git", "show", f"{rev}:linear_vae.py"], cwd=root, check=True,
-                                capture_output=True, text=True).stdout
-    except (subprocess.CalledProcessError, FileNotFoundError) as err:
-        sys.exit(f"--against {rev}: git cannot show linear_vae.py at that commit ({err})")
+    source = None
+    for where in ("lbvae/linear/solver.py", "linear_vae.py"):      # the solver's path since and before the layout
+        try:
+            source = subprocess.run(["git", "show", f"{rev}:{where}"], cwd=root, check=True,
+                                    capture_output=True, text=True).stdout
+            break
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:
+            failure = err
+    if source is None:
+        sys.exit(f"--against {rev}: git cannot show the solver (lbvae/linear/solver.py or linear_vae.py) "
+                 f"at that commit ({failure})")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "linear_vae_then.py"
         path.write_text(source)
@@ -256,7 +262,7 @@ def main() -> None:
                         help="only: time the n³ work every closed-form step needs and project the grid from it")
     parser.add_argument("--rounding-steps", type=int, default=1000, help="AdamW steps of --rounding (default 1,000)")
     parser.add_argument("--against", metavar="REV",
-                        help="only: compare this solver with linear_vae.py at git commit REV (bits and speed)")
+                        help="only: compare this solver with the one at git commit REV (bits and speed)")
     parser.add_argument("--rounding", action="store_true",
                         help="only: perturb initial points by 1e-15 (relative) and report how far solutions move")
     args = parser.parse_args()

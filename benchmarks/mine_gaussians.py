@@ -1,5 +1,5 @@
 """MINE (Belghazi et al. 2018) on correlated Gaussians, against the closed-form mutual
-information: the README's accuracy table.
+information: the accuracy table of docs/mine.md.
 
     python benchmarks/mine_gaussians.py            # 20,000 pairs, batch 256, 2,000 steps
 """
@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mine import correlated_gaussians, estimate_mi  # noqa: E402
+from lbvae.mine.estimator import correlated_gaussians, estimate_mi  # noqa: E402
 
 
 def main() -> None:

@@ -42,8 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-import main_linear  # noqa: E402
-from main_linear import cell_name, usable  # noqa: E402
+from lbvae.linear import grid as main_linear  # noqa: E402
+from lbvae.linear.grid import cell_name  # noqa: E402
+from lbvae.linear.report import usable  # noqa: E402
 from utils import read_csv, read_json, write_csv  # noqa: E402
 
 METRICS = ("i_m", "sap", "total")
@@ -56,7 +57,7 @@ def solve_with(results_dir: Path, n: int, cells, changes: dict, solutions: int |
     for the first ``solutions`` initial points (all by default), A and B multiplied by
     ``init_scale``, with AdamW's second moment per entry or per matrix (``second_moment``,
     linear_vae.MatrixAdamW). One batch: a cell's solutions do not depend on the cells beside them."""
-    import linear_vae as lv
+    from lbvae.linear import solver as lv
     cfg = read_json(results_dir / "config.json")
     per_n = {**cfg["per_n"][str(n)], **changes}
     draws = lv.draw_study(cfg["n"], cfg["m"], cfg["s"], cfg["solutions"], cfg["seed"])[n]

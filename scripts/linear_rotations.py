@@ -40,8 +40,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import ortho_group  # noqa: E402
 
-import linear_vae as lv  # noqa: E402
-from main_linear import DEFAULTS, PER_N, cell_name  # noqa: E402
+from lbvae.linear import solver as lv  # noqa: E402
+from lbvae.linear.grid import DEFAULTS, PER_N, cell_name  # noqa: E402
 from utils import read_csv  # noqa: E402
 
 PERCENTILES = (0, 25, 50, 75, 100)

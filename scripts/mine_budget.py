@@ -7,7 +7,7 @@ uniform: the measurement main_mine.py's evidence preset was chosen from.
 Trains MINE-VAE runs (variant full) on the dSprites stand-in (factors of 3 to 40
 classes) with the evidence preset's model and optimiser, for each named setting of the
 regulariser weights and the attention temperature (``SETTINGS``), stopping at each
-milestone to measure (mine_evidence.py): L_ent and L_sparse against their uniform
+milestone to measure (lbvae/mine/evidence.py): L_ent and L_sparse against their uniform
 maxima, each factor's share of the latent capacity against its complexity, MIG, and
 the gradient each loss term sends into the attention. Appends one row per (setting,
 seed, step) to --csv as soon as it is measured (default docs/mine_budget.csv, the
@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 import datasets  # noqa: E402
-import mine_evidence  # noqa: E402
-import mine_report  # noqa: E402
-import mine_study  # noqa: E402
 from config import MINE_EVIDENCE_BASE, MINE_EVIDENCE_PRESET, MineConfig, validate_mine  # noqa: E402
+from lbvae.mine import evidence as mine_evidence  # noqa: E402
+from lbvae.mine import report as mine_report  # noqa: E402
+from lbvae.mine import study as mine_study  # noqa: E402
 from lbvae.pipeline.evaluation import encode, heldout_split, metric_indices  # noqa: E402
 from lbvae.pipeline.loop import train_one  # noqa: E402
 from lbvae.pipeline.runs import RunSpec  # noqa: E402
@@ -105,7 +105,7 @@ def attention_gradients(model, estimator, x: torch.Tensor, cfg: MineConfig, seed
 
 
 def measure(run: mine_study.MineRun, dataset, cfg: MineConfig, seed: int, device) -> dict:
-    """The mechanism's numbers for the run's current model (mine_evidence.py)."""
+    """The mechanism's numbers for the run's current model (lbvae/mine/evidence.py)."""
     points = metric_indices(len(dataset), seed, METRIC_POINTS, 0)["train"]
     codes, factors = encode(run.model, dataset, points, device), dataset.index_to_factors(points)
     uniform = mine_evidence.attention_uniformity(mine_evidence.attention_of(run.model, codes, device))

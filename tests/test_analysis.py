@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-import analysis
 import visualizations as vis
+from lbvae.analysis import report as analysis
 from lbvae.pipeline import runs, study
 from utils import read_csv, write_csv
 

@@ -36,7 +36,7 @@ def _max_diff(a: BetaVAE, b: BetaVAE) -> float:
 @pytest.fixture
 def two_threads():
     """Fix the CPU thread count the engine plans with: a pack of one then runs with 2
-    intra-op threads, packs of 2 or more with one thread per run (engine.py)."""
+    intra-op threads, packs of 2 or more with one thread per run (lbvae/pipeline/engine.py)."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     yield

@@ -181,7 +181,7 @@ def effect_rows(sap_32_lam0_shift: float, std: float):
 
 @pytest.mark.parametrize("shift, std, expected", [(-0.1, 0.01, True), (-0.1, 0.2, False), (+0.1, 0.01, False)])
 def test_paper_effect_appears_only_in_its_direction_and_beyond_the_seed_std(shift, std, expected):
-    import evidence
+    from lbvae.analysis import evidence
     _, seen = evidence.paper_table(effect_rows(shift, std), "dsprites")
     names = [(k, b, lam) for k, b, lam, _, _, what in evidence.PAPER_EFFECTS if not what.startswith("reference")]
     assert seen[names.index(("sap", 32.0, 0.0))] is expected
@@ -190,7 +190,7 @@ def test_paper_effect_appears_only_in_its_direction_and_beyond_the_seed_std(shif
 
 
 def test_change_table_gives_percent_change_and_seed_std_per_cell():
-    import evidence
+    from lbvae.analysis import evidence
     rows = effect_rows(-0.1, 0.01)
     lines = evidence.change_table(rows, "dsprites")
     sap = [ln for ln in lines if ln.startswith("| SAP | 32 | 0 |")]
@@ -201,8 +201,8 @@ def test_change_table_gives_percent_change_and_seed_std_per_cell():
 
 def test_report_page_is_written_from_results_tables(tmp_path):
     """docs/evidence.md from a λ stage's rows and a β stage's results.csv, into a temporary docs folder."""
-    import evidence
     import visualizations as vis
+    from lbvae.analysis import evidence
     from lbvae.pipeline.runs import RESULT_COLUMNS
     from utils import write_csv
     beta_root, lambda_root, docs = tmp_path / "beta", tmp_path / "lambda", tmp_path / "docs"
@@ -221,8 +221,8 @@ def test_report_page_is_written_from_results_tables(tmp_path):
 @pytest.mark.parametrize("figure", ["lambda_heatmaps", "percent_change_heatmaps"])
 def test_heatmaps_mask_cells_within_noise_and_keep_real_effects(tmp_path, monkeypatch, figure):
     """SAP at (β=32, λ=0) is 10 seed stds below the baseline; every other cell equals it."""
-    import analysis
     import visualizations as vis
+    from lbvae.analysis import report as analysis
     shown = []
     real = vis.plt.Axes.imshow
     monkeypatch.setattr(vis.plt.Axes, "imshow", lambda ax, a, *args, **k: shown.append(a) or real(ax, a, *args, **k))
@@ -238,7 +238,7 @@ def test_heatmaps_mask_cells_within_noise_and_keep_real_effects(tmp_path, monkey
 @pytest.mark.parametrize("argv, written", [(["--preset", "evidence"], True), (["--demo"], False),
                                            (["--preset", "evidence", "--results-dir", "elsewhere"], False)])
 def test_lambda_summary_rewrites_the_page_for_the_evidence_preset_only(tmp_path, monkeypatch, argv, written):
-    import evidence
+    from lbvae.analysis import evidence
     from lbvae.pipeline import study
     calls = []
     monkeypatch.setattr(evidence, "write_report", lambda *a, **k: calls.append(a))
@@ -251,7 +251,7 @@ def test_lambda_summary_rewrites_the_page_for_the_evidence_preset_only(tmp_path,
 
 
 def test_paper_comparison_marks_sign_and_size_against_the_seed_spread():
-    import evidence
+    from lbvae.analysis import evidence
     rows = effect_rows(-0.1, 0.01)                # SAP at (32, 0): 0.1 below a 0.2 baseline, std 0.01
     for r in rows:                                 # MIG at (32, 0) falls too: the paper's rises (+224.5 %)
         if (r["beta"], r["lambda"]) == (32.0, 0.0):
@@ -277,12 +277,12 @@ def test_paper_comparison_marks_sign_and_size_against_the_seed_spread():
     (+3.0, 5.0, +45.9, ("undecided", "paper larger")), (+3.0, 5.0, +1.0, ("undecided", "within ± 1 sd")),
     (+3.0, math.nan, +1.0, ("no spread (n = 1)", "—"))])
 def test_agreement_by_sign_and_size(run, spread, paper, expected):
-    import evidence
+    from lbvae.analysis import evidence
     assert evidence.agreement(run, spread, paper) == expected
 
 
 def test_the_page_compares_with_its_own_dataset_and_labels_other_datasets_context(tmp_path):
-    import evidence
+    from lbvae.analysis import evidence
     from lbvae.pipeline.runs import RESULT_COLUMNS
     from utils import write_csv
     beta_root, lambda_root = tmp_path / "beta", tmp_path / "lambda"

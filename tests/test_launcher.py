@@ -232,7 +232,7 @@ def test_hints_echo_the_grid_flags_without_launcher_flags():
 
 
 def test_main_mine_plugs_into_the_launcher(tmp_path, capsys):
-    import mine_study
+    from lbvae.mine import study as mine_study
     root = mine_study.main(["--demo", "--results-dir", str(tmp_path), "--status"])
     assert root.is_relative_to(tmp_path)
     assert "runs: done 0, running 0, failed 0, pending" in capsys.readouterr().out

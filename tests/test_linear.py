@@ -10,8 +10,9 @@ import pytest
 import torch
 from scipy.stats import ortho_group
 
-import linear_vae as lv
-import main_linear
+from lbvae.linear import grid as main_linear
+from lbvae.linear import report as linear_report
+from lbvae.linear import solver as lv
 
 torch.set_num_threads(1)
 
@@ -572,7 +573,7 @@ def test_cells_solved_in_one_batch_give_the_rows_of_cells_solved_one_by_one(tmp_
     for a, b in zip(one, batched):
         assert (a["beta"], a["lambda"], a["solution"]) == (b["beta"], b["lambda"], b["solution"])
         assert (a["status"], a["best_iteration"]) == (b["status"], b["best_iteration"])
-        for key in main_linear.METRICS:
+        for key in linear_report.METRICS:
             assert a[key] == pytest.approx(b[key], rel=1e-12, abs=1e-12), key
 
 
@@ -609,14 +610,14 @@ def test_no_cuda_is_one_line(tmp_path, capsys, monkeypatch):
 def test_the_solver_figure_puts_each_cell_at_adamws_gap_to_the_fixed_point(tmp_path, monkeypatch):
     import matplotlib.pyplot as plt
     figures = []
-    monkeypatch.setattr(main_linear, "_save", lambda fig, path: figures.append(fig))
+    monkeypatch.setattr(linear_report, "_save", lambda fig, path: figures.append(fig))
     cells = (("fixed-point", 4.0, 0.0, 10.0, 0.5, 0.2), ("adamw", 4.0, 0.0, 10.5, 0.4, 0.3),
              ("fixed-point", 1.0, 2.0, 20.0, 1.5, None), ("adamw", 1.0, 2.0, 16.0, 1.6, 0.1),
              ("fixed-point", 8.0, 0.0, 12.0, 0.0, 0.0))                             # the last: no AdamW, not drawn
     summary = [{"n": 6, "solver": solver, "beta": beta, "lambda": lam, "used": 4, "total_mean": total,
                 "total_std": 0.1, "i_m_mean": i_m, "i_m_std": i_m_std}
                for solver, beta, lam, total, i_m, i_m_std in cells]
-    main_linear.draw_solvers(summary, 6, 2, 2, tmp_path)
+    linear_report.draw_solvers(summary, 6, 2, 2, tmp_path)
     total_ax, i_m_ax = figures[0].axes
 
     def points(ax):   # (x, y, half-length of the error bar) per drawn cell
@@ -636,12 +637,12 @@ def test_the_solver_figure_puts_each_cell_at_adamws_gap_to_the_fixed_point(tmp_p
     assert d1 == pytest.approx(0.1) and d4 == pytest.approx(-0.1)
     assert e1 == pytest.approx(math.sqrt(0.1 ** 2 / 4)) and e4 == pytest.approx(math.sqrt((0.09 + 0.04) / 4))
     assert total_ax.get_yscale() == "symlog"
-    table = main_linear.summary_text([dict(e, solutions=4, sap_mean=0.1) for e in summary]).splitlines()
+    table = linear_report.summary_text([dict(e, solutions=4, sap_mean=0.1) for e in summary]).splitlines()
     assert "| 1 | 2 (no minimum) | -2.00e-01 ± 3.5e-03 | +0.100 ± 0.050 |" in table
     assert "| 4 | 0 | +5.00e-02 ± 7.1e-03 | -0.100 ± 0.180 |" in table
     assert "no minimum" in " ".join(t.get_text() for t in total_ax.get_legend().get_texts())
     plt.close("all")
-    assert main_linear.draw_solvers([e for e in summary if e["solver"] == "fixed-point"], 6, 2, 2, tmp_path) is None
+    assert linear_report.draw_solvers([e for e in summary if e["solver"] == "fixed-point"], 6, 2, 2, tmp_path) is None
 
 
 def test_adamw_resumed_from_a_saved_state_ends_bit_for_bit_where_an_unbroken_solve_does():

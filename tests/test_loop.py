@@ -1,4 +1,4 @@
-"""The shared training loop (loop.py) and run lifecycle (family.py) carry a family that
+"""The shared training loop (lbvae/pipeline/loop.py) and run lifecycle (lbvae/pipeline/family.py) carry a family that
 is nothing but a model, a loss, a step and a results row: a toy written here."""
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_a_toy_family_trains_is_killed_and_resumes_to_the_same_weights(tmp_path)
 
 
 def test_the_lambda_beta_family_gets_the_same_eval_only(tmp_path, capsys):
-    """--eval-only is family.py's: main_beta.py evaluates a saved checkpoint to the numbers
+    """--eval-only is lbvae/pipeline/family.py's: main_beta.py evaluates a saved checkpoint to the numbers
     the run saved when it finished (pack size and time aside: they are not the model's)."""
     from lbvae.pipeline import study
     flags = ["--source", "standin", "--datasets", "dsprites", "--betas", "4", "--seeds", "0", "--steps", "6",

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import metrics
-import mine_report
-import mine_study
 from config import MINE_VARIANTS, ConfigError, MineConfig, validate_mine
+from lbvae.mine import report as mine_report
+from lbvae.mine import study as mine_study
+from lbvae.mine.estimator import MINE, correlated_gaussians, dv_bound, estimate_mi
 from lbvae.pipeline import runs
 from losses import attention_entropy, attention_load_l2, attention_sparsity, mine_vae_loss
-from mine import MINE, correlated_gaussians, dv_bound, estimate_mi
 from models import FactorMutualInformation, GaussianFitEstimator, MINEDisentangleVAE, to_float
 from tests.tiny_data import Squares
 

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-import mine_evidence
 from config import MINE_EVIDENCE_BASE, MINE_EVIDENCE_PRESET, MineConfig
 from lbvae.data.ground_truth import FACTORS
+from lbvae.mine import evidence as mine_evidence
 
 
 def test_capacity_shares_split_each_latent_by_its_information_by_hand():
@@ -101,7 +101,7 @@ def test_under_the_preset_settings_the_attention_leaves_uniform_on_a_toy_problem
     within a few hundred steps the attention is measurably away from uniform."""
     import torch
 
-    import mine_study
+    from lbvae.mine import study as mine_study
     from lbvae.pipeline.evaluation import encode
     from lbvae.pipeline.loop import train_one
     from lbvae.pipeline.runs import RunSpec

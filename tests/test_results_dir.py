@@ -11,12 +11,12 @@ import stat
 import numpy as np
 import pytest
 
-import analysis
 import config
 import datasets
 import utils
 import utils as _utils
 from config import Config, ConfigError, MineConfig, validate, validate_mine
+from lbvae.analysis import report as analysis
 from lbvae.data import files as data_files
 from lbvae.pipeline import runs, study
 from test_datasets import DSPRITES_SIZES, write_dsprites

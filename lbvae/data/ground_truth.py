@@ -4,7 +4,7 @@ A factor dataset's image index is the row-major index over its factor grid
 (``np.ravel_multi_index(classes, sizes)``), as in the published files (docs/datasets.md).
 ``GroundTruthDataset`` owns that mapping and the sampling of factor classes, so metrics
 and figures need nothing dataset-specific; subclasses (``datasets.FileDataset``,
-``datasets.CelebA``, the stand-ins of ``standins.py`` beside this file) only read or render images.
+``datasets.CelebA``, the stand-ins of ``lbvae/data/standins.py``) only read or render images.
 
 NumPy only: metrics and data tests import this without torch.
 """

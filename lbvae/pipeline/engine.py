@@ -4,7 +4,7 @@ Runs that share a dataset and architecture (other seeds, β, λ) form a pack. Ev
 parameter gets a leading dimension of size P and one Adam step updates the whole pack.
 Each run keeps its own initial weights, data order, noise stream, β and λ, and its
 own checkpoint files in the single-run format. A single run is a pack of one: the
-λβ-VAE has no other training loop (training.Pack plugs this engine into loop.py, the
+λβ-VAE has no other training loop (training.Pack plugs this engine into lbvae/pipeline/loop.py, the
 one training loop of every family).
 
 Two ways to run one pack step, with the same arithmetic per run:

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 
 import metrics
 from lbvae.data.ground_truth import GroundTruthDataset
+from lbvae.mine.estimator import estimate_mi
 from losses import kl_per_dimension, lambda_beta_loss
-from mine import estimate_mi
 from models import BetaVAE, to_float
 
 HELDOUT_SEED = 20260209        # fixed for every run, so held-out NLLs compare across seeds

@@ -3,7 +3,7 @@ any family's runs: claim → train (``loop.train_runs``) → weights → evaluat
 → metrics.json, over a grid, and the evaluation of one saved checkpoint (--eval-only).
 
 A family (``Family``) supplies only what is its own: its trainee (state and step, see
-loop.py), its evaluation (the metrics.json contents: ``row`` plus what its figures
+lbvae/pipeline/loop.py), its evaluation (the metrics.json contents: ``row`` plus what its figures
 need), its figures, the identity a run's config.json records and its results columns.
 The λβ-VAE (study.FAMILIES, one per stage) and the MINE-VAE (mine_study.MINE) are instances;
 a third family is a model, a loss, a trainee and an evaluate away.
@@ -313,7 +313,7 @@ def eval_only_command(family: Family, args, parser) -> Path:
 
 # --- the command line every family shares ----------------------------------------------------
 def launcher_stage(family: Family, cfg, specs: list[RunSpec], argv=None, retry_failed: bool = False):
-    """The family's grid as launcher.py runs it on a cluster."""
+    """The family's grid as lbvae/pipeline/launcher.py runs it on a cluster."""
     parent = family.parent(cfg) or (None, None)
     return launcher.make_stage(family.stage, family.script, cfg, family.root(cfg), specs,
                                functools.partial(run_grid, family=family), family.summarize, argv, retry_failed,
@@ -324,7 +324,7 @@ def launcher_stage(family: Family, cfg, specs: list[RunSpec], argv=None, retry_f
 def train_command(family: Family, args, argv, parser, make_config, run_defining: tuple[str, ...]) -> Path:
     """A family's command after its flags are parsed: the settings (``make_config(args)``),
     the results folder they bind, then the grid trained here or handed to a cluster
-    (--status, --collect and --launcher go to launcher.py)."""
+    (--status, --collect and --launcher go to lbvae/pipeline/launcher.py)."""
     try:
         cfg = make_config(args)
         resolve_device(cfg.device)

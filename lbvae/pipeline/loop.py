@@ -1,6 +1,6 @@
 """The one training loop of every model family: steps, checks, logs, checkpoints.
 
-A family (the λβ-VAE's pack in training.py, the MINE-VAE in mine_study.py, a toy in a
+A family (the λβ-VAE's pack in lbvae/pipeline/training.py, the MINE-VAE in lbvae/mine/study.py, a toy in a
 test) hands this loop a *trainee*: P ≥ 1 runs of one dataset at the same step. The
 loop owns the lifecycle: step counting, the progress bar, the NaN/Inf check, the log
 rows, the checkpoints, the heartbeat, Ctrl-C and the runs' final results. The trainee

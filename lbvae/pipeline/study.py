@@ -7,11 +7,11 @@
         evaluate  evaluation.evaluate, per run as it leaves its pack; its figures
         summarize results.csv, summary, aggregate figures at the stage root
 
-Results tree (one folder per run, see runs.py for what it holds):
+Results tree (one folder per run, see lbvae/pipeline/runs.py for what it holds):
     betavae_results/<dataset>/beta_<β>/seed_<s>/
     lambda_betavae_results/<dataset>/beta_<β>/lambda_<λ>/seed_<s>/
 with results.csv, summary.txt and the figures across datasets at the stage root.
-``--launcher slurm`` hands the same grid to launcher.py instead of training here.
+``--launcher slurm`` hands the same grid to lbvae/pipeline/launcher.py instead of training here.
 """
 from __future__ import annotations
 
@@ -23,11 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import analysis
-import evidence
-import import_original
 import visualizations as vis
-from analysis import percent_change_rows, percent_change_text
 from config import (
     RUN_DEFINING,
     STAGE_RUN_DEFINING,
@@ -38,6 +34,9 @@ from config import (
     from_dict,
     validate,
 )
+from lbvae.analysis import evidence, import_original
+from lbvae.analysis import report as analysis
+from lbvae.analysis.report import percent_change_rows, percent_change_text
 from lbvae.pipeline import family, launcher, runs
 from lbvae.pipeline.engine import LOSS_KEYS
 from lbvae.pipeline.evaluation import evaluate, metric_indices
@@ -82,7 +81,7 @@ def lambda_specs(cfg: Config) -> list[RunSpec]:
 
 # --- the family ---------------------------------------------------------------------------
 class LambdaBeta(Family):
-    """The λβ-VAE as family.py trains it: packs of runs of one dataset (training.Pack),
+    """The λβ-VAE as lbvae/pipeline/family.py trains it: packs of runs of one dataset (training.Pack),
     MIG, SAP and I_m (evaluation.evaluate), reconstructions, traversal and MI heatmap.
     One instance per stage (``FAMILIES``): --eval-only reads a run of its stage."""
     label = "runs"
@@ -202,7 +201,7 @@ def check_parents(todo: list[RunSpec], cfg: Config) -> None:
 def default_pack_size(device) -> int:
     """Runs per pack when the config leaves it to the device (pack_size 0). A GPU needs
     many small runs to fill it. A CPU pack runs its runs side by side, one per core
-    (engine.py), so two per core keep every core busy (benchmarks/throughput.py)."""
+    (lbvae/pipeline/engine.py), so two per core keep every core busy (benchmarks/throughput.py)."""
     return 32 if device.type == "cuda" else 2 * torch.get_num_threads()
 
 
@@ -277,7 +276,7 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -
 
 # --- command line -----------------------------------------------------------------------------
 def launcher_stage(stage: str, cfg: Config, specs: list[RunSpec], argv=None, retry_failed: bool = False):
-    """The β or λ stage as launcher.py runs it on a cluster; the λ stage continues the β
+    """The β or λ stage as lbvae/pipeline/launcher.py runs it on a cluster; the λ stage continues the β
     stage's runs."""
     return family.launcher_stage(FAMILIES[stage], cfg, specs, argv, retry_failed)
 

@@ -1,4 +1,4 @@
-"""Training of the λβ-VAE: runs of one dataset trained together as a pack (engine.py).
+"""Training of the λβ-VAE: runs of one dataset trained together as a pack (lbvae/pipeline/engine.py).
 
 A single run is a pack of one; this is the only training loop of the λβ study. A run
 (``runs.RunSpec``: stage, dataset, β, λ, seed) draws its randomness only from its seed,
@@ -112,7 +112,7 @@ class RunResult:
 
 
 class Pack:
-    """The state of P runs at the same step: stacked weights and Adam (engine.py), and
+    """The state of P runs at the same step: stacked weights and Adam (lbvae/pipeline/engine.py), and
     per run its noise generator, data order and loss record. Each run is saved to, and
     resumed from, its own checkpoint.pt in the single-run format, so a run can resume in
     any pack, or alone. The λβ family's trainee for ``loop.train_runs``."""

@@ -9,7 +9,7 @@ The original published each stage as flat folders, one per dataset:
 
 The .npz files hold scalars NLL, KL, Total loss (and L2 in the λ stage), MIG, SAP, Im and
 the (latents × factors) mi_matrix; the .pth files are plain BetaVAE state_dicts. Each run
-becomes a run directory of this project (study.py's layout, the same weights file name)
+becomes a run directory of this project (lbvae/pipeline/study.py's layout, the same weights file name)
 with a metrics.json whose row has ``origin = original``; ``source`` keeps its meaning
 (the data: the original trained on the real files). The original's "NLL" is the mean
 training BCE over the last steps, so it becomes ``train_window_nll``; it has no held-out

@@ -3,7 +3,7 @@
 Model: ``models.MINEDisentangleVAE`` (docs/mine.md) – the λβ study's conv encoder
 and decoder with learned factor queries that cross-attend over the latent slots, a
 Gaussian-fit complexity per latent, and ``models.MutualInformationEstimator``: one
-MINE (Belghazi et al., ICML 2018; ``mine.py``) per latent part estimating the
+MINE (Belghazi et al., ICML 2018; ``lbvae/mine/estimator.py``) per latent part estimating the
 redundancy I(z_p; z_rest) (``mine_target`` redundancy), or
 ``models.FactorMutualInformation``: one MINE per factor estimating I(z; e_k), the
 original's target (``mine_target`` factor).
@@ -24,7 +24,7 @@ round's MINE steps, so the state after any step s is well defined and checkpoint
 
 Randomness, the results tree and every setting: docs/mine.md. The run lifecycle (lock,
 resume, checks, log, checkpoints, failed and done markers, evaluation, --eval-only)
-is family.py's and loop.py's, shared with the λβ study; this module plugs in ``MINE``.
+is lbvae/pipeline/family.py's and lbvae/pipeline/loop.py's, shared with the λβ study; this module plugs in ``MINE``.
 """
 from __future__ import annotations
 
@@ -34,8 +34,6 @@ from pathlib import Path
 
 import torch
 
-import mine_evidence
-import mine_report
 import visualizations as vis
 from config import (
     MINE_RUN_DEFINING,
@@ -48,6 +46,8 @@ from config import (
     mine_variant_config,
     validate_mine,
 )
+from lbvae.mine import evidence as mine_evidence
+from lbvae.mine import report as mine_report
 from lbvae.pipeline import evaluation, family, launcher, runs
 from lbvae.pipeline.family import Family
 from lbvae.pipeline.loop import LossRecord, train_one
@@ -313,7 +313,7 @@ def learning_rate(cfg: MineConfig, step: int, train_images: int) -> float:
 
 # --- the family -----------------------------------------------------------------------------
 class Mine(Family):
-    """The MINE-VAE as family.py trains it: one run per trainee (MineRun), its metrics
+    """The MINE-VAE as lbvae/pipeline/family.py trains it: one run per trainee (MineRun), its metrics
     (``evaluate``), reconstructions and both traversals."""
     label, stage, script = "MINE-VAE runs", STAGE, "main_mine.py"
     outputs = "the ablation table (ablation.txt)"

@@ -1,7 +1,7 @@
 """What the MINE-VAE reports: a trained model's results row and metrics.json
 (``evaluate``), the ablation table over seeds, and each run's figures (reconstructions,
 the traversal of its most informative latents, the per-factor traversal through the
-cross-attention, the MI heatmap). mine_study.py trains the runs."""
+cross-attention, the MI heatmap). lbvae/mine/study.py trains the runs."""
 from __future__ import annotations
 
 import math
