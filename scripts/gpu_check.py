@@ -122,7 +122,7 @@ def _finished(step: Step, output: str) -> str:
 
 def linear_summary(root: Path, args) -> str:
     """Seconds per AdamW step per n (the batch's time over its steps) and the full grid they project."""
-    import main_linear
+    from lbvae.linear import grid as main_linear
     with open(root / "results.csv") as f:
         rows = list(csv.DictReader(f))
     per_n = {}
