@@ -81,6 +81,25 @@ def to_float(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.to(torch.float32).div_(255.0)
 
 
+class FactorDiscriminator(nn.Module):
+    """FactorVAE's discriminator (Kim & Mnih, "Disentangling by Factorising", ICML 2018): an MLP
+    from a code z (n, latent_dim) to two logits, "from q(z)" and "from the product of its
+    marginals" (``losses.permute_dims``); ``losses.factor_vae_tc`` turns them into the total
+    correlation. disentanglement_lib's architecture: ``layers`` hidden layers of ``hidden``
+    units (6 × 1000) with LeakyReLU(0.2)."""
+
+    def __init__(self, latent_dim: int = 10, hidden: int = 1000, layers: int = 6):
+        super().__init__()
+        sizes = [latent_dim] + [hidden] * layers
+        blocks = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            blocks += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+        self.net = nn.Sequential(*blocks, nn.Linear(sizes[-1], 2))
+
+    def forward(self, z):
+        return self.net(z)
+
+
 # =====================================================================================
 # The MINE disentangling VAE (second model family; docs/mine.md, lbvae/mine/study.py)
 # =====================================================================================
