@@ -51,6 +51,8 @@ def lambda_beta_loss(logits, x, mu, logvar, beta, lam=0.0) -> dict[str, torch.Te
 # each adds a regulariser of the encoder's posterior to the reconstruction term.
 # =====================================================================================
 OBJECTIVES = ("beta", "annealed", "tcvae", "dip_i", "dip_ii")     # FactorVAE has a network: factor_vae_tc
+# The weight each objective's grid sweeps, where the β-VAE's grid sweeps β (disentanglement_lib's study).
+SWEPT_WEIGHT = {"beta": "beta", "annealed": "c_max", "tcvae": "beta", "dip_i": "lambda_od", "dip_ii": "lambda_od"}
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -62,7 +64,7 @@ def gaussian_log_density(z, mu, logvar):
 def annealed_capacity(step: int, c_max: float, iteration_threshold: int) -> float:
     """C(step) of the AnnealedVAE (Burgess et al. 2018): rises linearly from 0 at step 0 to
     ``c_max`` nats at ``iteration_threshold`` steps, then stays there."""
-    return min(c_max, c_max * step / iteration_threshold)
+    return c_max * min(1.0, step / iteration_threshold)      # c_max may be a run's 0-d tensor
 
 
 def total_correlation_terms(z, mu, logvar, dataset_size: int) -> dict[str, torch.Tensor]:
@@ -136,7 +138,7 @@ def regularizer(objective: str, mu, logvar, z, *, step: int = 0, dataset_size: i
         return {"total": beta * kl, "kl": kl}
     if objective == "annealed":
         capacity = annealed_capacity(step, c_max, iteration_threshold)
-        return {"total": gamma * (kl - capacity).abs(), "kl": kl, "capacity": torch.full_like(kl, capacity)}
+        return {"total": gamma * (kl - capacity).abs(), "kl": kl, "capacity": capacity + torch.zeros_like(kl)}
     if objective == "tcvae":
         if not dataset_size:
             raise ValueError("regularizer('tcvae') needs dataset_size, the number of training images")

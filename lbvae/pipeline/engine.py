@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.func import functional_call, vmap
 
-from losses import lambda_beta_loss
+from losses import SWEPT_WEIGHT, lambda_beta_loss, regularizer
 from models import BetaVAE
 
 LOSS_KEYS = ("total", "recon", "kl", "l2")
@@ -59,7 +59,13 @@ class PackedBetaVAE:
     """P BetaVAEs with stacked parameters (named as BetaVAE's, with a leading run dim)."""
 
     def __init__(self, states: list[dict[str, torch.Tensor]], channels: int, latent_dim: int,
-                 device, mode: str | None = None, precision: str = "fp32", compile: bool = False):
+                 device, mode: str | None = None, precision: str = "fp32", compile: bool = False,
+                 objective: str = "beta", weights: dict | None = None, dataset_size: int | None = None):
+        """``objective`` is a name of ``losses.OBJECTIVES``: its regulariser replaces β·KL, with
+        each run's swept weight (``losses.SWEPT_WEIGHT``: β, c_max or λ_od) where the β
+        objective has β, the other ``weights`` shared by the pack, and the training set's
+        size for β-TCVAE's minibatch-weighted sampling. ``"beta"`` computes exactly what the
+        λβ-VAE always did (``losses.lambda_beta_loss``)."""
         if not states:
             raise ValueError("a pack needs at least one run")
         device = torch.device(device)
@@ -67,6 +73,10 @@ class PackedBetaVAE:
         if self.mode not in MODES:
             raise ValueError(f"engine mode {self.mode!r}: choose from {', '.join(MODES)}")
         self.channels, self.latent_dim, self.device = channels, latent_dim, device
+        if objective not in SWEPT_WEIGHT:
+            raise ValueError(f"objective {objective!r}: choose from {', '.join(SWEPT_WEIGHT)}")
+        self.objective, self.weights, self.dataset_size = objective, dict(weights or {}), dataset_size
+        self.step = 0                        # the optimizer step a forward is for (AnnealedVAE's capacity)
         # The module only lends its forward code; the tensors it runs on are the pack's.
         # functional_call swaps a module's parameters while it runs, so each thread needs its own.
         self._local = threading.local()
@@ -106,13 +116,23 @@ class PackedBetaVAE:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits, mu, logvar = functional_call(self._base(), params, (x,), {"eps": eps})
         # The loss in fp32 whatever the forward ran in: BCE sums 4096-12288 terms per image.
-        terms = lambda_beta_loss(logits.float(), x, mu.float(), logvar.float(), beta, lam)
-        return torch.stack([terms[k] for k in LOSS_KEYS])
+        logits, mu, logvar = logits.float(), mu.float(), logvar.float()
+        if self.objective == "beta":
+            terms = lambda_beta_loss(logits, x, mu, logvar, beta, lam)
+            return torch.stack([terms[k] for k in LOSS_KEYS])
+        terms = lambda_beta_loss(logits, x, mu, logvar, 0.0, lam)
+        z = mu + eps * torch.exp(0.5 * logvar)       # the sample the decoder saw (BetaVAE.forward)
+        reg = regularizer(self.objective, mu, logvar, z, step=self.step, dataset_size=self.dataset_size,
+                          **{**self.weights, SWEPT_WEIGHT[self.objective]: beta})
+        total = terms["recon"] + reg["total"] + lam * terms["l2"]
+        return torch.stack([total, terms["recon"], terms["kl"], terms["l2"]])
 
     def forward_backward(self, x: torch.Tensor, eps: torch.Tensor, beta: torch.Tensor,
-                         lam: torch.Tensor) -> torch.Tensor:
+                         lam: torch.Tensor, step: int = 0) -> torch.Tensor:
         """Set every parameter's .grad to the gradient of each run's own total loss and
-        return the (P, 4) loss terms; x (P, n, C, H, W), eps (P, n, latent_dim), beta, lam (P,)."""
+        return the (P, 4) loss terms; x (P, n, C, H, W), eps (P, n, latent_dim), beta (each
+        run's swept weight), lam (P,); ``step`` the optimizer step this is for."""
+        self.step = step
         if self.mode == "vmap":
             for p in self.params.values():
                 p.grad = None                # backward accumulates; this step's gradient only

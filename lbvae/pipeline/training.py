@@ -191,7 +191,7 @@ class Pack:
         n = x.shape[1]
         eps = torch.stack([torch.randn((n, self.cfg.latent_dim), generator=g, device=self.device)
                            for g in self.generators])
-        terms = self.model.forward_backward(x, eps, self.beta, self.lam)          # (P, 4), grads set
+        terms = self.model.forward_backward(x, eps, self.beta, self.lam, self.step)   # (P, 4), grads set
         self.optimizer.step()
         self.record.add(terms, self.step)
         self.step += 1
