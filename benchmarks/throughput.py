@@ -5,6 +5,7 @@
     python benchmarks/throughput.py --precision bf16 --compile   # the engine's options
     python benchmarks/throughput.py --loss-check 300      # fp32 vs bf16 vs compile: train loss after N steps
     python benchmarks/throughput.py --flops               # work per step against this device's matmul peak
+    python benchmarks/throughput.py --profile 20          # where a pack step's time goes (torch.profiler)
 
 In one process and on one device it times, per dataset shape (dSprites: 1 channel;
 Shapes3D/MPI3D: 3 channels, the same network otherwise):
@@ -220,6 +221,93 @@ def flops(args, device) -> None:
         print(f"at {rate:g} images/s the loop does {used / 1e9:.0f} GFLOP/s = {100 * used / peak:.0f} % of that")
 
 
+# --- where does a step's time go? ------------------------------------------------------------
+# Self CPU time of an operator goes to the first part whose names it matches; the phases
+# (recorded around the step's three calls) catch the rest.
+PROFILE_PARTS = (
+    ("convolutions, backward", ("convolution_backward",)),
+    ("convolutions, forward", ("mkldnn_convolution", "_slow_conv2d", "slow_conv_transpose2d", "convolution")),
+    ("linear layers (fwd + bwd)", ("addmm", "aten::mm", "aten::bmm")),
+)
+PHASES = ("batch gather", "forward + backward", "Adam step")
+
+
+def profile_rows(events) -> tuple[list[tuple[str, float]], dict[str, dict[str, float]]]:
+    """(part, self CPU seconds) of a profile's events: the named operator kinds, then
+    the rest of each phase, then what ran outside the phases (Python, bookkeeping); and
+    per part the self CPU seconds of each operator in it."""
+    seconds = dict.fromkeys([name for name, _ in PROFILE_PARTS] + [f"other, {ph}" for ph in PHASES]
+                            + ["outside the three calls"], 0.0)
+    by_op = {part: {} for part in seconds}
+    for ev in events:
+        if ev.name in PHASES:
+            continue
+        self_s = ev.self_cpu_time_total / 1e6
+        part = next((name for name, keys in PROFILE_PARTS if any(k in ev.name for k in keys)), None)
+        if part is None:
+            phase = next((ph for ph in PHASES if ph in _ancestors(ev)), None)
+            part = f"other, {phase}" if phase else "outside the three calls"
+        seconds[part] += self_s
+        by_op[part][ev.name] = by_op[part].get(ev.name, 0.0) + self_s
+    return list(seconds.items()), by_op
+
+
+def _ancestors(ev) -> set[str]:
+    names, parent = set(), ev.cpu_parent
+    while parent is not None:
+        names.add(parent.name)
+        parent = parent.cpu_parent
+    return names
+
+
+def profiled_step(pack: Pack, feed: ImageFeed) -> None:
+    """``Pack.train_step``'s three calls, each inside a named profiler range (PHASES)."""
+    from torch.autograd.profiler import record_function
+    with record_function(PHASES[0]):
+        x = feed.batch(np.stack([order(pack.step) for order in pack.orders]))
+        eps = torch.stack([torch.randn((x.shape[1], pack.cfg.latent_dim), generator=g, device=pack.device)
+                           for g in pack.generators])
+    with record_function(PHASES[1]):
+        pack.model.forward_backward(x, eps, pack.beta, pack.lam, pack.step)
+    with record_function(PHASES[2]):
+        pack.optimizer.step()
+    pack.step += 1
+
+
+def profile(args, device) -> None:
+    """torch.profiler over ``args.profile`` steps of a pack of one (its every operator runs in
+    this thread; a CPU pack of P runs each run's forward and backward like this, one thread
+    per run), per dataset shape, after 3 warm-up steps."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    print(f"device: {_device_name(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+          f"a pack of one, batch {BATCH}, {args.profile} profiled steps; self CPU time per part")
+    for name in args.datasets:
+        dataset = InMemory(name, args.images)
+        cfg = Config(batch_size=BATCH, device=str(device))
+        with tempfile.TemporaryDirectory() as tmp:
+            pack = make_pack(dataset, cfg, device, 1, Path(tmp))
+            feed = ImageFeed(dataset, device)
+
+            for _ in range(3):
+                profiled_step(pack, feed)
+            tic = time.perf_counter()
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(args.profile):
+                    profiled_step(pack, feed)
+            wall = (time.perf_counter() - tic) / args.profile
+        rows, by_op = profile_rows(prof.events())
+        total = sum(s for _, s in rows)
+        print(f"\n{name} ({dataset.channels} channel{'s' if dataset.channels > 1 else ''}): "
+              f"{1000 * wall:.1f} ms per step under the profiler, "
+              f"{1000 * total / args.profile:.1f} ms of self CPU time")
+        for part, seconds in rows:
+            top = sorted(by_op[part].items(), key=lambda kv: -kv[1])[:4]
+            ops = ", ".join(f"{op.removeprefix('aten::')} {100 * s / total:.1f}" for op, s in top if s > 0)
+            print(f"  {part:28s} {1000 * seconds / args.profile:8.1f} ms  {100 * seconds / total:5.1f} %   {ops}")
+
+
 def _reset_peak(device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -252,11 +340,15 @@ def main(argv=None) -> None:
                         help="instead: FLOPs per training step and the device's matmul GFLOP/s")
     parser.add_argument("--rates", type=float, nargs="*", default=[790.0],
                         help="with --flops: images/s to express as a fraction of the matmul peak")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="instead: torch.profiler over STEPS steps of a pack of one, time per part")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if args.flops:
+    if args.profile:
+        profile(args, device)
+    elif args.flops:
         flops(args, device)
     elif args.loss_check:
         loss_check(args, device)
