@@ -108,3 +108,13 @@ def restore_global_state():
     torch.set_rng_state(rng_torch)
     np.random.set_state(rng_numpy)
     random.setstate(rng_python)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test: sums then run in one order on every machine, and a
+    pack's runs and a run alone get the same thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

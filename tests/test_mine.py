@@ -35,15 +35,6 @@ def rows(path):
 
 
 # --- the estimator --------------------------------------------------------------------
-@pytest.fixture
-def one_thread():
-    """One intra-op thread: the estimate then sums in one order on every machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("rho", [0.5, 0.9])
 def test_mine_matches_closed_form_mi_of_correlated_gaussians(rho, one_thread):
     x, z, true = correlated_gaussians(20_000, dim=1, rho=rho, seed=1)

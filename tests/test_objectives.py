@@ -192,14 +192,6 @@ def engine_inputs(latent_dim=10):
     return states, x, eps
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("objective", sorted(ZOO))
 def test_a_pack_of_mixed_weights_equals_its_runs_alone(objective, one_thread):
     from lbvae.pipeline.engine import PackedBetaVAE
