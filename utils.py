@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The checkout: utils.py sits at its root, beside data/ and docs/ (lbvae/ modules find them here).
+CHECKOUT = Path(__file__).resolve().parent
+
 # atomic_write's temporary files: "." + the target's name + "." + mkstemp's 8 random
 # characters + ".tmp". A process killed while writing leaves one behind.
 TEMPORARY_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")

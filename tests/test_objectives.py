@@ -97,6 +97,12 @@ def test_tcvae_constant_shifts_tc_by_d_minus_1_log_n():
     assert shift.item() == pytest.approx(5 * math.log(10_000), rel=1e-12)
 
 
+def correlated_gaussians(n, rho, g, dtype=torch.float32):
+    """n pairs from N(0, [[1, ρ], [ρ, 1]])."""
+    a = torch.randn(n, 2, generator=g, dtype=dtype)
+    return torch.stack([a[:, 0], rho * a[:, 0] + math.sqrt(1 - rho ** 2) * a[:, 1]], dim=1)
+
+
 @pytest.mark.parametrize("rho", [0.0, 0.8])
 def test_tcvae_tc_estimates_the_total_correlation_of_gaussian_codes(rho):
     """Means ~ N(0, [[1, ρ], [ρ, 1]]) with posterior variance s² give q(z) = N(0, Σ + s²I), whose
@@ -104,8 +110,7 @@ def test_tcvae_tc_estimates_the_total_correlation_of_gaussian_codes(rho):
     aggregate posterior (the constant shifts it by (D − 1)·log N, tested above)."""
     m, s2 = 3000, 0.25
     g = torch.Generator().manual_seed(3)
-    a = torch.randn(m, 2, generator=g, dtype=torch.float64)
-    mu = torch.stack([a[:, 0], rho * a[:, 0] + math.sqrt(1 - rho ** 2) * a[:, 1]], dim=1)
+    mu = correlated_gaussians(m, rho, g, dtype=torch.float64)
     logvar = torch.full_like(mu, math.log(s2))
     z = mu + math.sqrt(s2) * torch.randn(m, 2, generator=g, dtype=torch.float64)
     r = rho / (1 + s2)
@@ -136,11 +141,6 @@ def test_unknown_objective_is_named():
     mu, logvar, z = posterior(4, 2)
     with pytest.raises(ValueError, match="choose from beta, annealed, tcvae, dip_i, dip_ii"):
         regularizer("factorvae", mu, logvar, z)
-
-
-def correlated_gaussians(n, rho, g):
-    a = torch.randn(n, 2, generator=g)
-    return torch.stack([a[:, 0], rho * a[:, 0] + math.sqrt(1 - rho ** 2) * a[:, 1]], dim=1)
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.8])

@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 import visualizations as vis
-from utils import fmt_number, read_csv, write_text
+from utils import CHECKOUT, fmt_number, read_csv, write_text
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = CHECKOUT / "docs"
 FIGURES = "evidence"                 # docs/evidence/: the figures the page shows
 TABLE_METRICS = (("mig", "MIG"), ("sap", "SAP"), ("i_m", "I_m (nats)"), ("active_latents", "active latents"),
                  ("i_xz_upper", "mean KL ≥ I(x;z) (nats)"), ("train_window_nll", "NLL (train BCE)"))

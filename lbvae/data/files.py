@@ -29,6 +29,7 @@ import numpy.lib.format as npy_format
 
 from lbvae.data import cache as data_cache
 from lbvae.data.ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, DataError
+from utils import CHECKOUT
 
 DATA_DIR_ENV = "DISENT_DATA_DIR"
 
@@ -77,7 +78,7 @@ def resolve_data_dir(data_dir=None) -> Path:
         return Path(data_dir).expanduser()
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV]).expanduser()
-    return Path(__file__).resolve().parents[2] / "data"     # the checkout's data/, two folders up
+    return CHECKOUT / "data"
 
 
 def _mpi3d_candidates(root: Path, variant: str) -> list[Path]:

@@ -23,7 +23,7 @@ import visualizations as vis
 from lbvae.analysis.evidence import distinguishable
 from lbvae.data.ground_truth import FACTORS
 from losses import attention_entropy, attention_sparsity
-from utils import read_csv, read_json, write_text
+from utils import CHECKOUT, read_csv, read_json, write_text
 
 
 @torch.no_grad()
@@ -86,7 +86,7 @@ def factor_capacity(model, dataset, codes: np.ndarray, factors: np.ndarray, num_
 
 
 # --- docs/mine_evidence.md, from the evidence preset's runs ----------------------------------
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+DOCS = CHECKOUT / "docs"
 FIGURES = "mine_evidence"            # docs/mine_evidence/: the page's figures
 LEFT_UNIFORM = 0.05                  # attention "left uniform": ≥ 5 % of L_ent's maximum (log L) removed
 METRICS = (("mig", "MIG"), ("sap", "SAP"), ("z_diff", "Z-diff"), ("z_min_var", "Z-min Var"), ("irs", "IRS"),

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lbvae.pipeline import runs
-from utils import read_json, write_json
+from utils import CHECKOUT, read_json, write_json
 
 try:
     import submitit
@@ -61,7 +61,7 @@ except ImportError:          # --status and --collect work without it; submittin
 LAUNCHERS = ("local", "slurm", "submitit-local")
 SLURM_DIR = "slurm"                          # under the stage root
 REGISTRY = "jobs.json"
-REPO = Path(__file__).resolve().parents[2]          # the checkout: lbvae/pipeline/ is two folders down
+REPO = CHECKOUT
 # Resuming costs only the steps since the last checkpoint, so a job may time out and be
 # requeued many times (submitit's default is 3).
 MAX_TIMEOUTS = 20
