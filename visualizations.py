@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402  (Pillow comes with matplotlib and imageio)
 
+from config import OBJECTIVES, rows_objective  # noqa: E402
 from lbvae.pipeline.evaluation import heldout_split  # noqa: E402
 from models import to_float  # noqa: E402
 from utils import atomic_write, fmt_number, remove_stale_temporaries  # noqa: E402
@@ -161,8 +162,15 @@ def _done(rows):
     return [r for r in rows if r.get("status") == "done"]
 
 
+def objective_of(rows: list[dict]):
+    """The config.Objective of a results table (one per results tree): its title, the
+    symbol of its swept weight (the axis called β for the β-VAE) and its reference weight."""
+    return OBJECTIVES[rows_objective(rows)]
+
+
 def metric_boxplots(rows: list[dict], path) -> None:
-    """Rows NLL, SAP, MIG, I_m; columns datasets; one box per β over seeds (β stage)."""
+    """Rows NLL, SAP, MIG, I_m; columns datasets; one box per swept weight (β) over seeds (β stage)."""
+    objective = objective_of(rows)
     rows = _done(rows)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = plt.subplots(len(STUDY_METRICS), max(1, len(datasets)), squeeze=False,
@@ -179,12 +187,12 @@ def metric_boxplots(rows: list[dict], path) -> None:
             data = [[r[key] for r in by_beta[b] if r.get(key) is not None] for b in betas]
             ax.boxplot(data, tick_labels=[f"{fmt_number(b)}\nn={len(d)}" for b, d in zip(betas, data)])
             if row_i == len(STUDY_METRICS) - 1:
-                ax.set_xlabel("β")
+                ax.set_xlabel(objective.symbol)
             if col == 0:
                 ax.set_ylabel(label)
             if row_i == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds))
-    fig.suptitle("β-VAE: metrics over seeds\n(n = seeds per box)", fontsize=10)
+    fig.suptitle(f"{objective.title}: metrics over seeds\n(n = seeds per box)", fontsize=10)
     _save_figure(fig, path)
 
 
@@ -285,8 +293,9 @@ def within_noise(mean: np.ndarray, std: np.ndarray, base_index) -> np.ndarray:
 
 def lambda_heatmaps(rows: list[dict], path) -> None:
     """Rows the four metrics, columns datasets, cells λ × β: seed mean ± seed std (sample
-    std) and n. Cells within one std of the (β=1, λ=0) baseline (boxed) are greyed out:
-    with these seeds they cannot be told apart from it."""
+    std) and n. Cells within one std of the (β=1, λ=0) baseline (boxed; another objective's
+    reference weight, config.OBJECTIVES) are greyed out: with these seeds they cannot be told apart from it."""
+    objective = objective_of(rows)
     datasets = list(dict.fromkeys(r["dataset"] for r in _done(rows)))
     ncol = max(1, len(datasets))
     fig, axes = plt.subplots(len(STUDY_METRICS), ncol, squeeze=False,
@@ -295,7 +304,8 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
         for row_i, (key, label) in enumerate(STUDY_METRICS):
             ax = axes[row_i, col]
             lambdas, betas, grid, std, count = seed_stats(rows, ds, key)
-            base = (lambdas.index(0.0), betas.index(1.0)) if 1.0 in betas and 0.0 in lambdas else None
+            ref = objective.baseline
+            base = (lambdas.index(0.0), betas.index(ref)) if ref in betas and 0.0 in lambdas else None
             grey = within_noise(grid, std, base)
             if base is not None:
                 grey[base] = False
@@ -311,7 +321,7 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             ax.set_xticks(range(len(betas)), [fmt_number(b) for b in betas])
             ax.set_yticks(range(len(lambdas)), [fmt_number(v) for v in lambdas])
             if row_i == len(STUDY_METRICS) - 1:
-                ax.set_xlabel("β")
+                ax.set_xlabel(objective.symbol)
             ax.set_ylabel(f"{label}\nλ" if col == 0 else "λ")
             digits = panel_digits(grid)
             for (r, c), v in np.ndenumerate(grid):
@@ -328,14 +338,20 @@ def lambda_heatmaps(rows: list[dict], path) -> None:
             fig.colorbar(im, ax=ax, fraction=0.046, label=f"{label}, seed mean\n({better} is better)")
             if row_i == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds))
-    title = ("λβ-VAE: seed mean ± seed std (n seeds) per cell, λ = 0 on top; red box: β=1, λ=0 baseline; "
+    title = (f"{lambda_title(objective)}: seed mean ± seed std (n seeds) per cell, λ = 0 on top; red box: "
+             f"{objective.symbol}={fmt_number(objective.baseline)}, λ=0 baseline; "
              f"grey: within one seed std of the baseline (no distinguishable effect); {NO_SPREAD_NOTE}")
     # About 14 characters of 9-point text per inch of figure: wrapped, a one-column figure keeps its title.
     fig.suptitle(textwrap.fill(title, int(14 * fig.get_figwidth())), fontsize=9)
     _save_figure(fig, path)
 
 
-# The collapse figure: (results-table column, label), drawn against β.
+def lambda_title(objective) -> str:
+    """The λ stage's name: λβ-VAE (the paper's), else the objective with + λ·MSE."""
+    return "λβ-VAE" if objective.title == "β-VAE" else f"{objective.title} + λ·MSE"
+
+
+# The collapse figure: (results-table column, label), drawn against β (the swept weight).
 COLLAPSE_METRICS = (
     ("active_latents", "active latents\n(KL > 0.1 nats)"),
     ("i_xz_upper", "mean KL ≥ I(x; z)\n(nats)"),
@@ -347,7 +363,8 @@ COLLAPSE_METRICS = (
 def collapse_figure(rows: list[dict], path) -> None:
     """Mutual-information collapse at a glance: active latents, the I(x; z) bound, I_m and
     MIG against β (log axis), one line per λ, the seed mean with ± one seed std shaded;
-    columns datasets."""
+    columns datasets. Another objective: against its swept weight."""
+    objective = objective_of(rows)
     rows = _done(rows)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     ncol = max(1, len(datasets))
@@ -379,10 +396,11 @@ def collapse_figure(rows: list[dict], path) -> None:
             if row_i == 0:
                 ax.set_title(DATASET_TITLES.get(ds, ds), fontsize=9)
             if row_i == len(COLLAPSE_METRICS) - 1:
-                ax.set_xlabel("β")
+                ax.set_xlabel(objective.symbol)
             if row_i == 0 and col == 0 and ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=6.5, title="seed mean ± std; n = seeds", title_fontsize=6.5)
-    fig.suptitle("Mutual-information collapse with β (higher is more information kept)", fontsize=9)
+    fig.suptitle(f"{objective.title}: mutual-information collapse with {objective.symbol} (higher is more "
+                 f"information kept)", fontsize=9)
     _save_figure(fig, path)
 
 

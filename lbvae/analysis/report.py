@@ -22,13 +22,21 @@ from pathlib import Path
 import numpy as np
 
 import visualizations as vis
+from lbvae.analysis.tradeoff import (  # noqa: F401  (re-exported: the numbers of the trade-off figures)
+    SCALARISATIONS,
+    TCHEBYCHEFF_RHO,
+    best_cells,
+    pareto_mask,
+    tchebycheff,
+    utopia_distances,
+    weighted_sum,
+)
 from utils import fmt_number, mean_std, read_csv, write_text
 
 plt = vis.plt                       # matplotlib with the Agg backend, as visualizations set it up
 NLL, MIG = "train_window_nll", "mig"
 HIGHER_IS_BETTER = vis.HIGHER_IS_BETTER
 SHORT = {"train_window_nll": "NLL", "sap": "SAP", "mig": "MIG", "i_m": "I_m"}
-TCHEBYCHEFF_RHO = 0.001             # the augmentation weight of the original's trade-off figures
 STATIC_WEIGHTS = (0.1, 0.5, 0.9)    # reconstruction weights of the static trade-off figure
 SLIDER_WEIGHTS = tuple(range(101))  # w in percent, one slider step each
 REPORT_METRICS = ("train_window_nll", "train_window_kl", "heldout_recon", "heldout_neg_elbo", "mig", "sap", "i_m")
@@ -62,39 +70,55 @@ def percent_change_grid(rows: list[dict], dataset: str, key: str):
     """(lambdas, betas, grid[λ, β] of 100·(mean(β, λ) − mean(1, 0)) / |mean(1, 0)|, baseline).
 
     Means are over seeds; the baseline is the λ-stage (β = 1, λ = 0) cell, as in the
-    paper's headline numbers. The whole grid is NaN when the baseline is missing or 0."""
+    paper's headline numbers (another objective: its reference weight, config.OBJECTIVES).
+    The whole grid is NaN when the baseline is missing or 0."""
     lambdas, betas, grid = vis.seed_mean_grid(rows, dataset, key)
-    base = grid[lambdas.index(0.0), betas.index(1.0)] if 1.0 in betas and 0.0 in lambdas else math.nan
+    ref = vis.objective_of(rows).baseline
+    base = grid[lambdas.index(0.0), betas.index(ref)] if ref in betas and 0.0 in lambdas else math.nan
     if not math.isfinite(base) or base == 0:
         return lambdas, betas, np.full_like(grid, np.nan), base
     return lambdas, betas, 100 * (grid - base) / abs(base), base
 
 
-NO_BASELINE = "no finished (β=1, λ=0) run: train it (--beta 1 --lambda 0) to get percent changes"
+def reference_cell(objective) -> str:
+    """The baseline cell as tables and figures name it: (β=1, λ=0), (C_max=100, λ=0), ..."""
+    return f"({objective.symbol}={fmt_number(objective.baseline)}, λ=0)"
+
+
+def no_baseline(objective) -> str:
+    flag = "--beta" if objective.title == "β-VAE" else "--sweep"
+    return (f"no finished {reference_cell(objective)} run: train it ({flag} {fmt_number(objective.baseline)} "
+            f"--lambda 0) to get percent changes")
+
+
+def baseline_column(objective) -> str:
+    """percent_change.csv's baseline column: baseline_beta1_lambda0, baseline_c_max100_lambda0, ..."""
+    return f"baseline_{objective.weight}{fmt_number(objective.baseline)}_lambda0"
 
 
 def percent_change_rows(rows: list[dict]) -> list[dict]:
     """The rows of percent_change.csv: per panel, metric and (β, λ) cell, its seed mean, the
     baseline and the percent change. A cell without a number says why in its ``note``."""
-    rows = keyed_rows(rows)
+    rows, objective = keyed_rows(rows), vis.objective_of(rows)
     out = []
     for ds in _panels(rows):
         for key, _ in vis.STUDY_METRICS:
             lambdas, betas, grid = vis.seed_mean_grid(rows, ds, key)
-            if 1.0 not in betas or 0.0 not in lambdas:
+            if objective.baseline not in betas or 0.0 not in lambdas:
                 # Said, not skipped in silence: the table is empty for a reason.
-                out.append({"dataset": ds, "metric": key, "percent_change": math.nan, "note": NO_BASELINE})
+                out.append({"dataset": ds, "metric": key, "percent_change": math.nan,
+                            "note": no_baseline(objective)})
                 continue
             _, _, change, base = percent_change_grid(rows, ds, key)
             stats = vis.seed_stats(rows, ds, key)
-            verdicts, (_, _, _, std, count) = change_verdicts(*stats), stats
+            verdicts, (_, _, _, std, count) = change_verdicts(*stats, ref=objective.baseline), stats
             note = "" if base and math.isfinite(base) else f"baseline is {base:g}: no percent change"
             for i, lam in enumerate(lambdas):
                 for j, beta in enumerate(betas):
                     empty = "" if math.isfinite(change[i, j]) else "no finished run in this cell"
                     out.append({"dataset": ds, "metric": key, "beta": beta, "lambda": lam,
                                 "seed_mean": grid[i, j], "seed_std": std[i, j], "n": int(np.nan_to_num(count[i, j])),
-                                "baseline_beta1_lambda0": base, "percent_change": change[i, j],
+                                baseline_column(objective): base, "percent_change": change[i, j],
                                 "verdict": verdicts[i, j], "note": note or empty})
     return out
 
@@ -102,15 +126,16 @@ def percent_change_rows(rows: list[dict]) -> list[dict]:
 VERDICTS = {"baseline": "", "one seed": "*", "within noise": "~", "beyond noise": "", "": ""}
 
 
-def change_verdicts(lambdas, betas, mean, std, count) -> np.ndarray:
+def change_verdicts(lambdas, betas, mean, std, count, ref: float = 1.0) -> np.ndarray:
     """Per (λ, β) cell of ``vis.seed_stats``, what its change against (β = 1, λ = 0) can say
     with these seeds: "baseline"; "one seed" (the cell or the baseline has n = 1: no spread,
     undecided); "within noise" (within one seed std); "beyond noise"; "" without a finished
-    run, or without a baseline. The table and the heatmap colour by the same verdicts."""
+    run, or without a baseline. The table and the heatmap colour by the same verdicts.
+    ``ref``: the baseline's swept weight (another objective's, config.OBJECTIVES)."""
     out = np.full(mean.shape, "", dtype=object)
-    if 1.0 not in betas or 0.0 not in lambdas:
+    if ref not in betas or 0.0 not in lambdas:
         return out
-    base = (lambdas.index(0.0), betas.index(1.0))
+    base = (lambdas.index(0.0), betas.index(ref))
     single, grey = vis.no_spread(count, base), vis.within_noise(mean, std, base)
     for ij in np.ndindex(mean.shape):
         if np.isfinite(mean[ij]):
@@ -119,9 +144,11 @@ def change_verdicts(lambdas, betas, mean, std, count) -> np.ndarray:
     return out
 
 
-def percent_change_text(change_rows: list[dict]) -> str:
-    """The percent-change table as the paper reads it: per dataset and metric, β rows × λ columns."""
-    lines = ["Percent change of the seed mean against the (β=1, λ=0) cell; n/a where the baseline is 0",
+def percent_change_text(change_rows: list[dict], objective: str = "beta") -> str:
+    """The percent-change table as the paper reads it: per dataset and metric, β (the swept
+    weight) rows × λ columns."""
+    o = vis.OBJECTIVES[objective]
+    lines = [f"Percent change of the seed mean against the {reference_cell(o)} cell; n/a where the baseline is 0",
              "or a cell has no finished run (percent_change.csv says which in its note column).",
              "~ within one seed std of the baseline (not distinguishable with these seeds);",
              "* one seed in the cell or the baseline: no spread, so the change is undecided.", ""]
@@ -129,12 +156,13 @@ def percent_change_text(change_rows: list[dict]) -> str:
     for r in change_rows:
         blocks[(r["dataset"], r["metric"])].append(r)
     for (ds, metric), rows in blocks.items():
-        if rows[0].get("note") == NO_BASELINE:
-            lines += [f"{ds} {metric}: {NO_BASELINE}", ""]
+        if rows[0].get("note") == no_baseline(o):
+            lines += [f"{ds} {metric}: {no_baseline(o)}", ""]
             continue
         lambdas = sorted({r["lambda"] for r in rows})
-        lines.append(f"{ds} {metric} (baseline {rows[0]['baseline_beta1_lambda0']:.4g})")
-        lines.append("   β \\ λ " + "".join(f"{fmt_number(v):>9s} " for v in lambdas))
+        lines.append(f"{ds} {metric} (baseline {rows[0][baseline_column(o)]:.4g})")
+        corner = o.symbol + " \\ λ"
+        lines.append(f"{corner:>8s} " + "".join(f"{fmt_number(v):>9s} " for v in lambdas))
         for beta in sorted({r["beta"] for r in rows}):
             cells = {r["lambda"]: r for r in rows if r["beta"] == beta}
             lines.append(f"{fmt_number(beta):>8s} " + "".join(
@@ -153,73 +181,6 @@ def tradeoff_grid(rows: list[dict], dataset: str) -> dict:
     _, _, mig, mig_std, _ = vis.seed_stats(rows, dataset, MIG)
     return {"lambdas": lambdas, "betas": betas, "nll": nll, "mig": mig, "nll_std": nll_std, "mig_std": mig_std,
             "n": n}
-
-
-def pareto_mask(nll, mig) -> np.ndarray:
-    """True for the non-dominated points of (NLL to minimise, MIG to maximise): no other
-    point has NLL ≤ and MIG ≥ with one of them strict (Pareto optimality; e.g. Miettinen,
-    *Nonlinear Multiobjective Optimization*, 1999, def. 2.2.1). Identical points do not
-    dominate each other, so ties are all kept. Points with a NaN are never on the front."""
-    nll, mig = np.asarray(nll, float).ravel(), np.asarray(mig, float).ravel()
-    valid = np.isfinite(nll) & np.isfinite(mig)
-    mask = np.zeros(nll.shape, bool)
-    for k in np.flatnonzero(valid):
-        no_worse = valid & (nll <= nll[k]) & (mig >= mig[k])
-        better = (nll < nll[k]) | (mig > mig[k])
-        mask[k] = not (no_worse & better).any()
-    return mask
-
-
-def utopia_distances(nll, mig) -> tuple[np.ndarray, np.ndarray]:
-    """(dN, dM): each cell's distance to the utopia point (min NLL, max MIG) in each
-    objective, normalised by the objective's range over the cells where both are finite,
-    so both lie in [0, 1]. A zero range (one cell, or all equal) gives distance 0.
-    NaN where either objective is missing."""
-    nll, mig = np.asarray(nll, float), np.asarray(mig, float)
-    valid = np.isfinite(nll) & np.isfinite(mig)
-    if not valid.any():
-        return np.full(nll.shape, np.nan), np.full(nll.shape, np.nan)
-    n_lo, n_hi = nll[valid].min(), nll[valid].max()
-    m_lo, m_hi = mig[valid].min(), mig[valid].max()
-    d_nll = (nll - n_lo) / ((n_hi - n_lo) or 1.0)
-    d_mig = (m_hi - mig) / ((m_hi - m_lo) or 1.0)
-    return np.where(valid, d_nll, np.nan), np.where(valid, d_mig, np.nan)
-
-
-def weighted_sum(nll, mig, w: float) -> np.ndarray:
-    """w·nNLL + (1 − w)·nMIG, to maximise, with nNLL = 1 − dN and nMIG = 1 − dM the
-    objectives rescaled per dataset to [0, 1] (1 = best), and w the weight on
-    reconstruction. The classical weighted-sum scalarisation (Zadeh 1963; Marler & Arora,
-    Struct. Multidisc. Optim. 26, 2004): it reaches only the convex part of the front."""
-    d_nll, d_mig = utopia_distances(nll, mig)
-    return w * (1 - d_nll) + (1 - w) * (1 - d_mig)
-
-
-def tchebycheff(nll, mig, w: float, rho: float = TCHEBYCHEFF_RHO) -> np.ndarray:
-    """max(w·dN, (1 − w)·dM) + ρ·(w·dN + (1 − w)·dM), to minimise: the augmented weighted
-    Tchebycheff distance to the utopia point (Steuer & Choo, Math. Programming 26, 1983).
-    Unlike the weighted sum it can select points on non-convex parts of the front; the
-    small ρ term breaks ties towards points that are not weakly dominated."""
-    d_nll, d_mig = utopia_distances(nll, mig)
-    return np.maximum(w * d_nll, (1 - w) * d_mig) + rho * (w * d_nll + (1 - w) * d_mig)
-
-
-SCALARISATIONS = {  # name -> (score function, True if maximised, label)
-    "weighted sum": (weighted_sum, True, "weighted sum w·nNLL + (1−w)·nMIG (higher is better)"),
-    "augmented Tchebycheff": (tchebycheff, False, "augmented Tchebycheff distance to utopia (lower is better)"),
-}
-
-
-def best_cells(score, maximise: bool) -> list[tuple[int, int]]:
-    """Every (row, column) whose score equals the best finite score (to float rounding):
-    ties are all reported rather than broken by grid order."""
-    score = np.asarray(score, float)
-    finite = np.isfinite(score)
-    if not finite.any():
-        return []
-    best = score[finite].max() if maximise else score[finite].min()
-    hits = finite & np.isclose(score, best, rtol=1e-12, atol=1e-12)
-    return [tuple(map(int, ij)) for ij in np.argwhere(hits)]
 
 
 # --- static figures -----------------------------------------------------------------------
@@ -244,11 +205,11 @@ def _box(ax, cells, color="black") -> None:
         ax.add_patch(plt.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False, edgecolor=color, linewidth=2.5))
 
 
-def _grid_axes(ax, lambdas, betas, xlabel: bool, ylabel: str) -> None:
+def _grid_axes(ax, lambdas, betas, xlabel: bool, ylabel: str, symbol: str = "β") -> None:
     ax.set_xticks(range(len(betas)), [fmt_number(b) for b in betas])
     ax.set_yticks(range(len(lambdas)), [fmt_number(v) for v in lambdas])
     if xlabel:
-        ax.set_xlabel("β")
+        ax.set_xlabel(symbol)
     ax.set_ylabel(ylabel)
 
 
@@ -263,6 +224,7 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
     """Figure 1: rows NLL, SAP, MIG, I_m; columns the panels; cells the percent change of the
     seed mean against (β = 1, λ = 0), on a diverging map centred on 0 with a symmetric range,
     red where the change is bad for that metric; λ = 0 on top; the baseline cell boxed."""
+    objective, ref = vis.objective_of(rows), vis.objective_of(rows).baseline
     rows, path = keyed_rows(rows), Path(path)
     panels = _panels(rows)
     if not panels:
@@ -278,7 +240,7 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             # Only a change larger than one seed std gets a colour. Cells within it are grey (not
             # distinguishable from the baseline with these seeds); cells where the cell or the
             # baseline has one seed are hatched (no spread: undecided). Neither sets the scale.
-            verdicts = change_verdicts(*vis.seed_stats(rows, ds, key))
+            verdicts = change_verdicts(*vis.seed_stats(rows, ds, key), ref=ref)
             single = verdicts == "one seed"
             coloured = np.isfinite(change) & np.isin(verdicts, ("baseline", "beyond noise"))
             limits = vis.colour_limits(np.abs(change), coloured)
@@ -287,18 +249,20 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
             vis.hatch_cells(ax, single)
             _annotate(ax, change, ".2f", lambda v, h=half: abs(v) > 0.6 * h, black=~coloured,
                       mark=np.where(single, "n=1", ""))
-            if 1.0 in betas and 0.0 in lambdas:
-                _box(ax, [(lambdas.index(0.0), betas.index(1.0))])
-            _grid_axes(ax, lambdas, betas, row_i == len(vis.STUDY_METRICS) - 1, f"{label}\nλ" if col == 0 else "λ")
+            if ref in betas and 0.0 in lambdas:
+                _box(ax, [(lambdas.index(0.0), betas.index(ref))])
+            _grid_axes(ax, lambdas, betas, row_i == len(vis.STUDY_METRICS) - 1, f"{label}\nλ" if col == 0 else "λ",
+                       objective.symbol)
             worse = "rise" if not HIGHER_IS_BETTER[key] else "fall"
             decided = bool((coloured & (change != 0)).any())
             fig.colorbar(im, ax=ax, fraction=0.046,
                          label=f"% change of {SHORT[key]}\n(red: {worse}, worse)" if decided
                          else f"{SHORT[key]}: no change decided\n(nothing coloured)")
             why = "" if math.isfinite(base) and base != 0 else (
-                "\nbaseline (β=1, λ=0) missing" if not math.isfinite(base) else "\nbaseline is 0")
+                f"\nbaseline {reference_cell(objective)} missing" if not math.isfinite(base) else "\nbaseline is 0")
             ax.set_title((panel_title(ds) if row_i == 0 else "") + why, fontsize=9)
-    fig.suptitle("λβ-VAE: % change of the seed mean against (β=1, λ=0) (boxed); rows λ, λ = 0 on top; columns β;\n"
+    fig.suptitle(f"{vis.lambda_title(objective)}: % change of the seed mean against {reference_cell(objective)} "
+                 f"(boxed); rows λ, λ = 0 on top; columns {objective.symbol};\n"
                  "red = worse for that metric; grey = within one seed std of the baseline (not distinguishable);\n"
                  "hatched (n=1) = the cell or the baseline has one seed: no spread, so no colour (undecided)",
                  fontsize=9)
@@ -308,7 +272,9 @@ def percent_change_heatmaps(rows: list[dict], path) -> Path:
 def pareto_fronts(rows: list[dict], path) -> Path:
     """Figure 2: per panel, every (β, λ) seed mean of (train-window NLL, MIG) with ±1 sd
     over seeds as error bars, the non-dominated set as a line, the (β = 1, λ = 0)
-    baseline marked, and a table of the Pareto-optimal (β, λ)."""
+    baseline marked, and a table of the Pareto-optimal (β, λ). Another objective: its weight."""
+    objective = vis.objective_of(rows)
+    sym, ref = objective.symbol, objective.baseline
     rows, path = keyed_rows(rows), Path(path)
     panels = _panels(rows)
     if not panels:
@@ -324,23 +290,23 @@ def pareto_fronts(rows: list[dict], path) -> Path:
         single = vis.no_spread(g["n"])[valid]
         ax.errorbar(g["nll"][valid], g["mig"][valid], xerr=xerr, yerr=yerr, fmt="none", ecolor="0.75", capsize=2)
         ax.scatter(g["nll"][valid][~single], g["mig"][valid][~single], s=16, color="0.55",
-                   label="(β, λ) seed mean ± 1 sd")
+                   label=f"({sym}, λ) seed mean ± 1 sd")
         if single.any():
             ax.scatter(g["nll"][valid][single], g["mig"][valid][single], s=16, facecolor="none", edgecolor="0.4",
-                       label="(β, λ) one seed: no spread")
+                       label=f"({sym}, λ) one seed: no spread")
         front = [tuple(ij) for ij in np.argwhere(pareto_mask(g["nll"], g["mig"]).reshape(g["nll"].shape))]
         front.sort(key=lambda ij: (g["nll"][ij], -g["mig"][ij]))
         if front:
             fx, fy = [g["nll"][ij] for ij in front], [g["mig"][ij] for ij in front]
             ax.plot(fx, fy, "-o", color="#b2182b", markersize=5, linewidth=1.2, label="Pareto front")
             for (i, j), x, y in zip(front, fx, fy):
-                ax.annotate(f"β={fmt_number(g['betas'][j])}, λ={fmt_number(g['lambdas'][i])}", (x, y),
+                ax.annotate(f"{sym}={fmt_number(g['betas'][j])}, λ={fmt_number(g['lambdas'][i])}", (x, y),
                             textcoords="offset points", xytext=(4, 4), fontsize=7, color="#b2182b")
-        if 1.0 in g["betas"] and 0.0 in g["lambdas"]:
-            ij = (g["lambdas"].index(0.0), g["betas"].index(1.0))
+        if ref in g["betas"] and 0.0 in g["lambdas"]:
+            ij = (g["lambdas"].index(0.0), g["betas"].index(ref))
             if valid[ij]:
                 ax.scatter([g["nll"][ij]], [g["mig"][ij]], marker="D", s=70, facecolor="none",
-                           edgecolor="#2166ac", linewidth=1.8, zorder=5, label="(β=1, λ=0)")
+                           edgecolor="#2166ac", linewidth=1.8, zorder=5, label=reference_cell(objective))
         n = g["n"][valid]
         seeds = f"{int(n.min())}" if n.size and n.min() == n.max() else (
             f"{int(n.min())}–{int(n.max())}" if n.size else "0")
@@ -356,12 +322,13 @@ def pareto_fronts(rows: list[dict], path) -> Path:
             cells = [[fmt_number(g["betas"][j]), fmt_number(g["lambdas"][i]),
                       _pm(g["nll"][i, j], g["nll_std"][i, j], 2), _pm(g["mig"][i, j], g["mig_std"][i, j], 3)]
                      for i, j in front]
-            table = ax_table.table(cellText=cells, colLabels=["β", "λ", "NLL", "MIG"], loc="upper center",
+            table = ax_table.table(cellText=cells, colLabels=[sym, "λ", "NLL", "MIG"], loc="upper center",
                                    cellLoc="center")
             table.auto_set_font_size(False)
             table.set_fontsize(7)
-            ax_table.set_title("Pareto-optimal (β, λ): mean ± sd over seeds", fontsize=9)
-    fig.suptitle("λβ-VAE trade-off: train-window NLL (x, lower is better) vs MIG (y, higher is better)")
+            ax_table.set_title(f"Pareto-optimal ({sym}, λ): mean ± sd over seeds", fontsize=9)
+    fig.suptitle(f"{vis.lambda_title(objective)} trade-off: train-window NLL (x, lower is better) vs MIG "
+                 f"(y, higher is better)")
     return _save(fig, path)
 
 
@@ -372,6 +339,7 @@ def _pm(mean: float, std: float, digits: int) -> str:
 def tchebycheff_heatmaps(rows: list[dict], path, weights=STATIC_WEIGHTS) -> Path:
     """Figure 3 (static): rows the reconstruction weights w, columns the panels; cells the
     augmented Tchebycheff score of each (β, λ); the best cell(s) boxed; λ = 0 on top."""
+    objective = vis.objective_of(rows)
     rows, path = keyed_rows(rows), Path(path)
     panels = _panels(rows)
     if not panels:
@@ -392,12 +360,14 @@ def tchebycheff_heatmaps(rows: list[dict], path, weights=STATIC_WEIGHTS) -> Path
             _annotate(ax, score, ".3f", lambda v, t=top: v < 0.45 * t, mark=np.where(single, "n=1", ""))
             _box(ax, best_cells(score, maximise=False), color="red")
             _grid_axes(ax, g["lambdas"], g["betas"], row_i == len(weights) - 1,
-                       f"w = {100 * w:.0f} %\nλ" if col == 0 else "λ")
+                       f"w = {100 * w:.0f} %\nλ" if col == 0 else "λ", objective.symbol)
             fig.colorbar(im, ax=ax, fraction=0.046, label="augmented Tchebycheff\n(lower is better)")
             if row_i == 0:
                 ax.set_title(panel_title(ds))
-    fig.suptitle("Best (β, λ) for a reconstruction weight w (red box): augmented Tchebycheff score of "
-                 "(NLL, MIG) normalised per dataset; rows w, λ = 0 on top; columns β\n"
+    sym = objective.symbol
+    fig.suptitle(f"{vis.lambda_title(objective)}: best ({sym}, λ) for a reconstruction weight w (red box): "
+                 f"augmented Tchebycheff score of (NLL, MIG) normalised per dataset; rows w, λ = 0 on top; "
+                 f"columns {sym}\n"
                  "hatched (n=1): the cell's score rests on one seed; its spread, and so its rank, is unknown",
                  fontsize=10)
     return _save(fig, path)
@@ -425,8 +395,8 @@ def _box_path(cells) -> tuple[list, list]:
     return xs, ys
 
 
-def _names(cells, betas, lambdas) -> str:
-    return " and ".join(f"β={fmt_number(betas[c])}, λ={fmt_number(lambdas[r])}" for r, c in cells) or "none"
+def _names(cells, betas, lambdas, sym: str = "β") -> str:
+    return " and ".join(f"{sym}={fmt_number(betas[c])}, λ={fmt_number(lambdas[r])}" for r, c in cells) or "none"
 
 
 def tradeoff_states(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS) -> dict:
@@ -445,6 +415,7 @@ def tradeoff_figure(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS, init
     buttons to switch scalarisation; the best (β, λ) boxed and named in the legend and title.
     Every slider step carries both scalarisations' grids, so the page needs no computation."""
     import plotly.graph_objects as go
+    sym = vis.objective_of(rows).symbol
     data = tradeoff_states(keyed_rows(rows), dataset, weights)
     g, states = data["grid"], data["states"]
     betas, lambdas = g["betas"], g["lambdas"]
@@ -458,11 +429,11 @@ def tradeoff_figure(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS, init
             out.append({"z": _json_grid(s["score"]), "text": _cell_text(s["score"], g["n"]), "x": xs, "y": ys,
                         "name": label})
             out.append({"z": None, "text": None, "x": bx, "y": by,
-                        "name": f"best by {name}: {_names(s['best'], betas, lambdas)}"})
+                        "name": f"best by {name}: {_names(s['best'], betas, lambdas, sym)}"})
         return out
 
     def title_at(w_pct):
-        best = "<br>".join(f"best by {name}: {_names(states[(w_pct, name)]['best'], betas, lambdas)}"
+        best = "<br>".join(f"best by {name}: {_names(states[(w_pct, name)]['best'], betas, lambdas, sym)}"
                            for name in SCALARISATIONS)
         return f"{panel_title(dataset)}: reconstruction weight w = {w_pct} %<br>{best}"
 
@@ -490,7 +461,7 @@ def tradeoff_figure(rows: list[dict], dataset: str, weights=SLIDER_WEIGHTS, init
         # The title at the very top, the scalarisation buttons just above the plot: apart.
         title={"text": title_at(initial), "font": {"size": 13}, "x": 0.02, "xanchor": "left", "y": 0.98,
                "yanchor": "top"},
-        xaxis={"tickmode": "array", "tickvals": xs, "ticktext": [fmt_number(b) for b in betas], "title": "β"},
+        xaxis={"tickmode": "array", "tickvals": xs, "ticktext": [fmt_number(b) for b in betas], "title": sym},
         yaxis={"tickmode": "array", "tickvals": ys, "ticktext": [fmt_number(v) for v in lambdas],
                "title": "λ (λ = 0 on top)", "autorange": "reversed"},
         sliders=[{"active": weights.index(initial), "steps": steps, "pad": {"t": 40},
@@ -538,7 +509,7 @@ def _run_dir(run_dirs: dict, row: dict) -> Path | None:
 def training_curves(rows: list[dict], run_dirs: dict, path) -> Path:
     """Figure 4: training BCE (the 'NLL') and KL against step for every run, one column per
     panel, colour by β, line style by λ, from each run's train_log.csv (interval means)."""
-    path = Path(path)
+    path, sym = Path(path), vis.objective_of(rows).symbol
     done = [r for r in rows if r.get("status") == "done"]
     panels = _panels(keyed_rows(done))
     if not panels:
@@ -566,7 +537,7 @@ def training_curves(rows: list[dict], run_dirs: dict, path) -> Path:
         axes[0, col].set_ylabel("training BCE ('NLL', nats/image)")
         axes[1, col].set_ylabel("training KL (nats)")
         axes[1, col].set_xlabel("step")
-    handles = [plt.Line2D([], [], color=colors[b], label=f"β = {fmt_number(b)}") for b in betas]
+    handles = [plt.Line2D([], [], color=colors[b], label=f"{sym} = {fmt_number(b)}") for b in betas]
     if len(lambdas) > 1 or lambdas != [0.0]:
         handles += [plt.Line2D([], [], color="0.3", linestyle=styles[v], label=f"λ = {fmt_number(v)}")
                     for v in lambdas]
@@ -582,11 +553,12 @@ FIGURE_ORDER = ("metric_boxplots_across_datasets.png", "metric_heatmaps_across_d
 
 
 def summary_table(rows: list[dict]) -> list[dict]:
-    """Per panel, β and λ: seeds finished and mean ± sd (ddof=1) of the report's numbers."""
+    """Per panel, β (the swept weight) and λ: seeds finished and mean ± sd (ddof=1) of the report's numbers."""
+    sym = vis.objective_of(rows).symbol
     groups = defaultdict(list)
     for r in keyed_rows(rows):
         groups[(r["dataset"], r["beta"], r["lambda"])].append(r)
-    return [{"dataset": panel_title(ds), "β": fmt_number(b), "λ": fmt_number(lam), "n": len(group),
+    return [{"dataset": panel_title(ds), sym: fmt_number(b), "λ": fmt_number(lam), "n": len(group),
              **{m: mean_std([r.get(m) for r in group]) for m in REPORT_METRICS}}
             for (ds, b, lam), group in sorted(groups.items())]
 
@@ -600,7 +572,7 @@ def _html_table(rows: list[dict]) -> str:
 
 
 def _run_links(rows: list[dict], root: Path, run_dirs: dict) -> list[dict]:
-    out = []
+    out, sym = [], vis.objective_of(rows).symbol
     for r in rows:
         run_dir = _run_dir(run_dirs, r)
         if r.get("status") != "done" or run_dir is None:
@@ -608,7 +580,7 @@ def _run_links(rows: list[dict], root: Path, run_dirs: dict) -> list[dict]:
         links = [f'<a href="{html.escape(os.path.relpath(run_dir / name, root))}">{name}</a>'
                  for name in ("traversal.gif", "reconstructions.png", "originals.png", "mi_heatmap.png")
                  if (run_dir / name).exists()]
-        out.append({"run": html.escape(f"{panel_title(panel_key(r))} β={fmt_number(r['beta'])} "
+        out.append({"run": html.escape(f"{panel_title(panel_key(r))} {sym}={fmt_number(r['beta'])} "
                                        f"λ={fmt_number(r['lambda'])} seed={r['seed']}"),
                     "files": " · ".join(links) or "(none: imported runs carry no figures)"})
     return out
@@ -628,7 +600,8 @@ def report_html(rows: list[dict], root, run_dirs: dict, stage_title: str, intera
     failed = [r for r in rows if r.get("status") not in (None, "done")]
     if failed:
         parts += ["<h2>Failed runs</h2>", _html_table([
-            {"run": html.escape(f"{r['dataset']} β={fmt_number(r['beta'])} λ={fmt_number(r['lambda'])} "
+            {"run": html.escape(f"{r['dataset']} {vis.objective_of(rows).symbol}={fmt_number(r['beta'])} "
+                                f"λ={fmt_number(r['lambda'])} "
                                 f"seed={r['seed']}"), "reason": html.escape(str(r.get("reason")))} for r in failed])]
     pngs = sorted(root.glob("*.png"), key=lambda p: (FIGURE_ORDER.index(p.name) if p.name in FIGURE_ORDER
                                                       else len(FIGURE_ORDER), p.name))
@@ -670,7 +643,14 @@ def draw(rows: list[dict], root, stage: str, specs, figures: bool = True) -> lis
                 written.append(write_tradeoff_html(fig, root / f"tradeoff_{ds}.html"))
                 interactive.append((written[-1].name, fig))
         written.append(training_curves(rows, run_dirs, root / "training_curves.png"))
-    title = {"beta": "β-VAE baselines (betavae_results)", "lambda": "λβ-VAE (lambda_betavae_results)"}.get(stage, stage)
+    objective = vis.objective_of(rows)
+    if objective.title == "β-VAE":
+        title = {"beta": "β-VAE baselines (betavae_results)", "lambda": "λβ-VAE (lambda_betavae_results)"}.get(stage,
+                                                                                                           stage)
+    else:
+        name = f"{objective.root}_results"
+        title = (f"{objective.title} ({name})" if stage == "beta"
+                 else f"{vis.lambda_title(objective)} (lambda_{name})")
     written.append(report_html(rows, root, run_dirs, title, interactive))
     print(f"analysis: {len(written)} files in {time.perf_counter() - tic:.1f} s ({root})")
     return written

@@ -107,6 +107,14 @@ class Family:
     def config_from_args(self, args):
         raise NotImplementedError
 
+    def cell_values(self, cfg, flag: str) -> tuple:
+        """The values of a cell flag's setting (the first names the --eval-only run without a config.json)."""
+        return getattr(cfg, flag)
+
+    def cell_given(self, given: dict, flag: str):
+        """The values the command line gave for a cell flag, or None."""
+        return given.get(flag)
+
     def cell_spec(self, cfg, cell: dict, path: Path) -> tuple[RunSpec, object]:
         """The run of a --eval-only cell, and its settings (a variant may change them)."""
         raise NotImplementedError
@@ -247,13 +255,13 @@ def eval_only(family: Family, path: Path, args, out: Path | None = None) -> Path
     # A flag that disagrees with the saved run is an error, not ignored.
     cell = {}
     for key, flag in family.cell_flags:
-        values = getattr(cfg, flag)
+        values, named = family.cell_values(cfg, flag), family.cell_given(given, flag)
         if key in run:
-            if flag in given and tuple(given[flag]) != (run[key],):
+            if named is not None and tuple(named) != (run[key],):
                 raise ConfigError(f"--eval-only: {path} is the run {key}={run[key]!r} (its config.json); drop "
                                   f"--{flag} or give --{flag} {run[key]}")
             cell[key] = run[key]
-        elif flag in given and len(values) > 1:
+        elif named is not None and len(values) > 1:
             raise ConfigError(f"--eval-only evaluates one run: give one value of --{flag}, not {list(values)}")
         else:
             cell[key] = values[0]

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from config import PRESETS, STAGE_RUN_DEFINING, ConfigError
+from config import OBJECTIVES, PRESETS, STAGE_RUN_DEFINING, ConfigError, weight_symbol
 from lbvae.data import files as data_files
 from lbvae.data.ground_truth import DataError
 from utils import (
@@ -95,24 +95,33 @@ class RunSpec:
     """A run's identity and its folder."""
     stage: str                      # "beta", "lambda" or "mine"
     dataset: str
-    beta: float                     # the KL weight
+    beta: float                     # the objective's swept weight: β for the β-VAE (config.OBJECTIVES)
     lam: float                      # the weight of the λ·MSE term (0 outside the λ stage)
     seed: int
     steps: int                      # the step the run trains to
     run_dir: Path
     init_from: Path | None = None   # λ stage: the final weights of the β run it continues
     variant: str | None = None      # MINE family: the ablation variant
+    objective: str = "beta"         # λβ family: the regulariser (config.OBJECTIVES)
 
     @property
     def name(self) -> str:
         if self.stage == "mine":
             return f"{self.dataset} {self.variant} seed={self.seed}"
         lam = f" λ={fmt_number(self.lam)}" if self.stage == "lambda" else ""
-        return f"{self.dataset} β={fmt_number(self.beta)}{lam} seed={self.seed}"
+        objective = "" if self.objective == "beta" else f"{OBJECTIVES[self.objective].title} "
+        weight = f"{weight_symbol(self.objective)}={fmt_number(self.beta)}"
+        return f"{self.dataset} {objective}{weight}{lam} seed={self.seed}"
 
     @property
     def weights_path(self) -> Path:
         """Plain state_dict of the final weights."""
+        if self.objective != "beta":
+            # <objective>_<weight>_<value>[_lambda_<λ>]_seed_<s>.pth, as the β-VAE's names go
+            lam = f"_lambda_{fmt_number(self.lam)}" if self.stage == "lambda" else ""
+            prefix = "lambda_" if self.stage == "lambda" else ""
+            return self.run_dir / (f"{prefix}{self.objective}_{OBJECTIVES[self.objective].weight}_"
+                                   f"{fmt_number(self.beta)}{lam}_seed_{self.seed}.pth")
         return self.run_dir / WEIGHTS_NAMES.get(self.stage, OTHER_WEIGHTS_NAME).format(
             stage=self.stage, beta=fmt_number(self.beta), lam=fmt_number(self.lam), seed=self.seed,
             variant=self.variant)
@@ -549,19 +558,26 @@ def scan_rows(root: Path) -> list[dict]:
     return rows
 
 
-def write_results(root: Path, rows: list[dict], columns: list[str]) -> list[dict]:
+def write_results(root: Path, rows: list[dict], columns: list[str], weight: str = "beta") -> list[dict]:
     """Rewrite results.csv with every run found under the stage's tree (not only the rows
     of this command's grid: runs of earlier commands stay in the aggregate) and ``rows``
     not found there; the run-defining settings follow as columns. Returns the rows read
-    back, so that every table and figure after it is drawn from the file itself."""
+    back, so that every table and figure after it is drawn from the file itself.
+
+    ``weight`` names the column of the swept weight (rows and RunSpec call it ``beta``):
+    an AnnealedVAE table says c_max, a DIP-VAE table lambda_od (config.OBJECTIVES)."""
     found = scan_rows(_SOURCES.get(Path(root), Path(root)))
     keys = {_row_key(r) for r in found}
     merged = sorted(found + [r for r in rows if _row_key(r) not in keys], key=_grid_order)
     extra = {}
     for row in merged:
         extra.update(dict.fromkeys(setting_columns(row.get("stage")).values()))
-    write_csv(root / "results.csv", merged, columns + [c for c in extra if c not in columns])
-    return read_csv(root / "results.csv")
+    header = columns + [c for c in extra if c not in columns]
+    if weight != "beta":
+        merged = [{(weight if k == "beta" else k): v for k, v in row.items()} for row in merged]
+        header = [weight if c == "beta" else c for c in header]
+    write_csv(root / "results.csv", merged, header)
+    return [{("beta" if k == weight else k): v for k, v in row.items()} for row in read_csv(root / "results.csv")]
 
 
 def figure_rows(rows: list[dict], cfg, stage: str) -> list[dict]:

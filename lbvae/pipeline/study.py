@@ -10,7 +10,10 @@
 Results tree (one folder per run, see lbvae/pipeline/runs.py for what it holds):
     betavae_results/<dataset>/beta_<β>/seed_<s>/
     lambda_betavae_results/<dataset>/beta_<β>/lambda_<λ>/seed_<s>/
-with results.csv, summary.txt and the figures across datasets at the stage root.
+with results.csv, summary.txt and the figures across datasets at the stage root. Another
+objective (--objective; config.OBJECTIVES) has its own roots and names its swept weight:
+    annealedvae_results/<dataset>/c_max_<C>/seed_<s>/, lambda_annealedvae_results/..., and so on,
+so one results tree never holds two objectives.
 ``--launcher slurm`` hands the same grid to lbvae/pipeline/launcher.py instead of training here.
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ import torch
 
 import visualizations as vis
 from config import (
+    OBJECTIVES,
     RUN_DEFINING,
     STAGE_RUN_DEFINING,
     Config,
@@ -32,6 +36,7 @@ from config import (
     add_config_arguments,
     from_args,
     from_dict,
+    grid_weights,
     validate,
 )
 from lbvae.analysis import evidence, import_original
@@ -41,7 +46,7 @@ from lbvae.pipeline import family, launcher, runs
 from lbvae.pipeline.engine import LOSS_KEYS
 from lbvae.pipeline.evaluation import evaluate, metric_indices
 from lbvae.pipeline.family import Family
-from lbvae.pipeline.runs import RESULT_COLUMNS, RunSpec
+from lbvae.pipeline.runs import RESULT_COLUMNS, RunSpec, weight_symbol
 from lbvae.pipeline.training import ImageFeed, Pack, new_pack
 from models import BetaVAE, num_parameters
 from utils import fmt_number, mean_std, write_csv, write_text
@@ -49,33 +54,48 @@ from utils import fmt_number, mean_std, write_csv, write_text
 ROOT_NAMES = {"beta": "betavae_results", "lambda": "lambda_betavae_results"}
 
 
+def root_name(cfg: Config, stage: str) -> str:
+    """betavae_results / lambda_betavae_results, or the objective's own (annealedvae_results, ...)."""
+    if cfg.objective == "beta":
+        return ROOT_NAMES[stage]
+    name = f"{OBJECTIVES[cfg.objective].root}_results"
+    return name if stage == "beta" else f"lambda_{name}"
+
+
 def stage_root(cfg: Config, stage: str) -> Path:
-    return runs.stage_root(cfg, ROOT_NAMES[stage])
+    return runs.stage_root(cfg, root_name(cfg, stage))
 
 
 # --- the grid -----------------------------------------------------------------------------
-def beta_run_dir(root: Path, dataset: str, beta: float, seed: int) -> Path:
-    return root / dataset / f"beta_{fmt_number(beta)}" / f"seed_{seed}"
+def weight_folder(cfg: Config, weight: float) -> str:
+    """beta_<β>, or the objective's swept weight and value (c_max_25, lambda_od_10)."""
+    return f"{OBJECTIVES[cfg.objective].weight}_{fmt_number(weight)}"
+
+
+def beta_run_dir(root: Path, dataset: str, beta: float, seed: int, cfg: Config | None = None) -> Path:
+    folder = weight_folder(cfg, beta) if cfg is not None else f"beta_{fmt_number(beta)}"
+    return root / dataset / folder / f"seed_{seed}"
 
 
 def beta_specs(cfg: Config) -> list[RunSpec]:
     root = stage_root(cfg, "beta")
-    return [RunSpec("beta", d, b, 0.0, s, cfg.steps, beta_run_dir(root, d, b, s))
-            for d in cfg.datasets for b in cfg.betas for s in cfg.seeds]
+    return [RunSpec("beta", d, b, 0.0, s, cfg.steps, beta_run_dir(root, d, b, s, cfg), objective=cfg.objective)
+            for d in cfg.datasets for b in grid_weights(cfg) for s in cfg.seeds]
 
 
 def lambda_specs(cfg: Config) -> list[RunSpec]:
-    """Each λ run continues the final weights of the β run of its (dataset, β, seed)."""
+    """Each λ run continues the final weights of the β-stage run of its (dataset, weight, seed)."""
     root, beta_root = stage_root(cfg, "lambda"), stage_root(cfg, "beta")
     specs = []
     for d in cfg.datasets:
-        for b in cfg.betas:
+        for b in grid_weights(cfg):
             for lam in cfg.lambdas:
                 for s in cfg.seeds:
-                    parent = RunSpec("beta", d, b, 0.0, s, cfg.steps, beta_run_dir(beta_root, d, b, s))
-                    run_dir = root / d / f"beta_{fmt_number(b)}" / f"lambda_{fmt_number(lam)}" / f"seed_{s}"
+                    parent = RunSpec("beta", d, b, 0.0, s, cfg.steps, beta_run_dir(beta_root, d, b, s, cfg),
+                                     objective=cfg.objective)
+                    run_dir = root / d / weight_folder(cfg, b) / f"lambda_{fmt_number(lam)}" / f"seed_{s}"
                     specs.append(RunSpec("lambda", d, b, lam, s, cfg.lambda_steps, run_dir,
-                                         init_from=parent.weights_path))
+                                         init_from=parent.weights_path, objective=cfg.objective))
     return specs
 
 
@@ -94,7 +114,8 @@ class LambdaBeta(Family):
 
     def __init__(self, stage: str):
         self.stage, self.script = stage, f"main_{stage}.py"
-        self.cell_flags = (("dataset", "datasets"), ("beta", "betas"),
+        # A cell's swept weight goes to its job as --sweep: every objective's grid flag.
+        self.cell_flags = (("dataset", "datasets"), ("beta", "sweep"),
                            *((("lambda", "lambdas"),) if stage == "lambda" else ()), ("seed", "seeds"))
 
     def specs(self, cfg: Config) -> list[RunSpec]:
@@ -147,7 +168,7 @@ class LambdaBeta(Family):
 
     def postfix(self, row: dict) -> str:
         if row["status"] != "done":
-            return f"{row['dataset']} β={fmt_number(row['beta'])} FAILED"
+            return f"{row['dataset']} {weight_symbol(row.get('objective'))}={fmt_number(row['beta'])} FAILED"
         return f"last: MIG={row['mig']:.3f} SAP={row['sap']:.3f} NLL={row['train_window_nll']:.1f}"
 
     def config_from_saved(self, saved: dict, given: dict) -> Config:
@@ -156,10 +177,16 @@ class LambdaBeta(Family):
     def config_from_args(self, args) -> Config:
         return from_args(args, stage=self.stage)
 
+    def cell_values(self, cfg: Config, flag: str) -> tuple:
+        return grid_weights(cfg) if flag == "sweep" else getattr(cfg, flag)
+
+    def cell_given(self, given: dict, flag: str):
+        return given.get("sweep", given.get("betas")) if flag == "sweep" else given.get(flag)
+
     def cell_spec(self, cfg: Config, cell: dict, path: Path) -> tuple[RunSpec, Config]:
         steps = cfg.lambda_steps if self.stage == "lambda" else cfg.steps
         return RunSpec(self.stage, cell["dataset"], float(cell["beta"]), float(cell.get("lambda", 0.0)),
-                       int(cell["seed"]), steps, path.parent), cfg
+                       int(cell["seed"]), steps, path.parent, objective=cfg.objective), cfg
 
     def load_model(self, cfg: Config, spec: RunSpec, channels: int, state: dict, device) -> BetaVAE:
         model = BetaVAE(channels, cfg.latent_dim).to(device, memory_format=torch.channels_last)
@@ -185,8 +212,8 @@ def check_parents(todo: list[RunSpec], cfg: Config) -> None:
     one, why (not trained yet, or failed) and the β command that trains it."""
     # The β runs continued must have this command's β settings (a λ run made with
     # --steps 8 must not continue weights trained for 4).
-    runs.check_identity([RunSpec("beta", s.dataset, s.beta, 0.0, s.seed, cfg.steps, s.init_from.parent)
-                         for s in todo if s.init_from], cfg)
+    runs.check_identity([RunSpec("beta", s.dataset, s.beta, 0.0, s.seed, cfg.steps, s.init_from.parent,
+                                 objective=s.objective) for s in todo if s.init_from], cfg)
     missing = sorted({s.init_from for s in todo if s.init_from and not s.init_from.exists()})
     if not missing:
         return
@@ -210,7 +237,8 @@ def _grid_flags(cfg: Config) -> str:
     where it lives, and every β run-defining setting that differs from its preset."""
     base = from_args(argparse.Namespace(demo=cfg.demo, preset=cfg.preset or None))
     lead = ("--demo",) if cfg.demo else (f"--preset {cfg.preset}",) if cfg.preset else ()
-    return runs.command_flags(cfg, base, always=("datasets", "betas", "seeds"),
+    grid = ("sweep",) if cfg.sweep else ("betas",) if cfg.objective == "beta" else ()
+    return runs.command_flags(cfg, base, always=("datasets", *grid, "seeds"),
                               keys=("results_dir", "data_dir") + RUN_DEFINING, lead=lead)
 
 
@@ -219,8 +247,9 @@ SUMMARY_METRICS = ("train_window_nll", "heldout_recon", "heldout_mean_image_nll"
                    "mig", "sap", "i_m", "i_m_normalized")
 
 
-def summary_text(rows: list[dict], stage: str) -> str:
-    """mean ± std over seeds per (dataset, β[, λ]) of every reported number."""
+def summary_text(rows: list[dict], stage: str, objective: str = "beta") -> str:
+    """mean ± std over seeds per (dataset, swept weight[, λ]) of every reported number."""
+    symbol = weight_symbol(objective)
     done = [r for r in rows if r["status"] == "done"]
     # Runs made with other run-defining settings are never pooled: they get their own lines.
     columns = runs.setting_columns(stage)
@@ -229,7 +258,8 @@ def summary_text(rows: list[dict], stage: str) -> str:
     for r in done:
         settings = " ".join(f"{k}={runs.setting_text(r.get(columns[k])) or '?'}" for k in varying)
         groups[(r["dataset"], r["beta"], r["lambda"], settings)].append(r)
-    lines = [f"{ROOT_NAMES[stage]}: mean ± std over seeds (sample std, ddof=1)",
+    title = "" if objective == "beta" else f" ({OBJECTIVES[objective].title}, {symbol} = its swept weight)"
+    lines = [f"{root_name(Config(objective=objective), stage)}{title}: mean ± std over seeds (sample std, ddof=1)",
              "train_window_nll = mean training BCE over the last loss_window steps (the paper's 'NLL');",
              "heldout_neg_elbo = negative ELBO on images never trained on; MI-based metrics use",
              "num_bins-bin histograms (20 in the paper) of encoder means on the train metric points;",
@@ -237,14 +267,14 @@ def summary_text(rows: list[dict], stage: str) -> str:
     if varying:
         lines.insert(-1, f"The runs differ in {', '.join(varying)}: each line pools runs of one setting only.")
     for (d, b, lam, settings), group in sorted(groups.items()):
-        key = (f"{d:9s} β={fmt_number(b):>3s}" + (f" λ={fmt_number(lam):>3s}" if stage == "lambda" else "")
+        key = (f"{d:9s} {symbol}={fmt_number(b):>3s}" + (f" λ={fmt_number(lam):>3s}" if stage == "lambda" else "")
                + (f" [{settings}]" if settings else ""))
         cells = "  ".join(f"{m}={mean_std([r.get(m) for r in group])}" for m in SUMMARY_METRICS)
         lines.append(f"{key}  n={len(group)}  {cells}")
     failed = [r for r in rows if r["status"] != "done"]
     if failed:
         lines += ["", f"{len(failed)} failed run(s):"]
-        lines += [f"  {r['dataset']} β={fmt_number(r['beta'])} λ={fmt_number(r['lambda'])} "
+        lines += [f"  {r['dataset']} {symbol}={fmt_number(r['beta'])} λ={fmt_number(r['lambda'])} "
                   f"seed={r['seed']} at step {r['steps']}: {r.get('reason')}" for r in failed]
     return "\n".join(lines) + "\n"
 
@@ -252,8 +282,8 @@ def summary_text(rows: list[dict], stage: str) -> str:
 def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -> Path:
     """Rewrite the results table, summary and aggregate figures from all finished runs."""
     root = runs.output_root(stage_root(cfg, stage))
-    rows = runs.write_results(root, rows, RESULT_COLUMNS)
-    write_text(root / "summary.txt", summary_text(rows, stage))
+    rows = runs.write_results(root, rows, RESULT_COLUMNS, OBJECTIVES[cfg.objective].weight)
+    write_text(root / "summary.txt", summary_text(rows, stage, cfg.objective))
     pooled = runs.figure_rows(rows, cfg, stage)
     if cfg.figures and any(r["status"] == "done" for r in pooled):
         if stage == "beta":
@@ -264,7 +294,7 @@ def summarize(rows: list[dict], specs: list[RunSpec], cfg: Config, stage: str) -
     if stage == "lambda":
         change = percent_change_rows(pooled)
         write_csv(root / "percent_change.csv", change)
-        write_text(root / "percent_change.txt", percent_change_text(change))
+        write_text(root / "percent_change.txt", percent_change_text(change, cfg.objective))
     analysis.draw(pooled, root, stage, specs, figures=cfg.figures)
     if stage == "lambda" and cfg.preset == "evidence" and not cfg.results_dir and root == stage_root(cfg, stage):
         # The page lives in the repository (docs/evidence.md): a run in another results folder,

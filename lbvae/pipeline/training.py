@@ -111,6 +111,13 @@ class RunResult:
         return window_means(self.window, self.step, LOSS_KEYS)
 
 
+def objective_weights(cfg: Config) -> dict:
+    """The fixed weights of the objective (losses.regularizer's names); the swept one is each run's."""
+    return {"annealed": {"gamma": cfg.annealed_gamma, "iteration_threshold": cfg.iteration_threshold},
+            "dip_i": {"lambda_d_factor": cfg.lambda_d_factor},
+            "dip_ii": {"lambda_d_factor": cfg.lambda_d_factor}}.get(cfg.objective, {})
+
+
 class Pack:
     """The state of P runs at the same step: stacked weights and Adam (lbvae/pipeline/engine.py), and
     per run its noise generator, data order and loss record. Each run is saved to, and
@@ -143,7 +150,12 @@ class Pack:
         cfg, device = self.cfg, self.device
         self.specs, self.step = list(specs), step
         self.model = PackedBetaVAE([p["model"] for p in payloads], self.channels, cfg.latent_dim, device,
-                                   mode=self.mode, precision=cfg.precision, compile=cfg.compile)
+                                   mode=self.mode, precision=cfg.precision, compile=cfg.compile,
+                                   objective=cfg.objective, weights=objective_weights(cfg),
+                                   dataset_size=len(self.train_indices))
+        # A λ run continues its β-stage run, so a schedule in the objective (AnnealedVAE's
+        # capacity) goes on from where that run ended instead of starting again at 0.
+        self.schedule_offset = cfg.steps if specs[0].stage == "lambda" else 0
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas,
                                           eps=cfg.adam_eps)
         if payloads[0]["optimizer"] is not None:
@@ -191,7 +203,8 @@ class Pack:
         n = x.shape[1]
         eps = torch.stack([torch.randn((n, self.cfg.latent_dim), generator=g, device=self.device)
                            for g in self.generators])
-        terms = self.model.forward_backward(x, eps, self.beta, self.lam, self.step)   # (P, 4), grads set
+        terms = self.model.forward_backward(x, eps, self.beta, self.lam,                # (P, 4), grads set
+                                            self.schedule_offset + self.step)
         self.optimizer.step()
         self.record.add(terms, self.step)
         self.step += 1

@@ -1,0 +1,120 @@
+"""The model zoo in the study: --objective, its swept weight, its names, its identity and
+its λ stage (the losses themselves: tests/test_objectives.py)."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import config
+from config import OBJECTIVES, Config, ConfigError, from_dict, grid_weights, validate
+from lbvae.pipeline import study
+from lbvae.pipeline.runs import RunSpec
+from lbvae.pipeline.training import ImageFeed, Pack, save_weights
+from losses import OBJECTIVES as LOSS_OBJECTIVES
+from losses import SWEPT_WEIGHT
+from models import BetaVAE
+from tiny_data import Squares
+
+FAST = ["--demo", "--datasets", "dsprites", "--seeds", "0", "--steps", "6", "--lambda-steps", "4",
+        "--lambda", "0", "2", "--log-interval", "3", "--checkpoint-interval", "3", "--loss-window", "4",
+        "--metric-train-points", "400", "--metric-test-points", "200", "--heldout-eval-points", "50",
+        "--device", "cpu"]
+ANNEALED = ["--objective", "annealed", "--sweep", "5", "100", "--iteration-threshold", "4"]
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_config_knows_the_losses_objectives_and_their_swept_weights():
+    assert set(OBJECTIVES) == set(LOSS_OBJECTIVES)
+    assert {name: o.weight for name, o in OBJECTIVES.items()} == SWEPT_WEIGHT
+    for name, o in OBJECTIVES.items():
+        assert o.baseline in o.grid, name     # the reference cell is on the default grid
+
+
+def test_each_objective_sweeps_its_own_grid_and_checks_its_weights():
+    assert grid_weights(validate(Config())) == Config().betas                 # the paper's β grid, unchanged
+    assert grid_weights(validate(Config(objective="annealed"))) == (5.0, 10.0, 25.0, 50.0, 75.0, 100.0)
+    assert grid_weights(validate(Config(objective="dip_i", sweep=(3.0,)))) == (3.0,)
+    # DIP-VAE's λ_d factor is recorded resolved: 10 for I, 1 for II, as disentanglement_lib's study.
+    assert validate(Config(objective="dip_i")).lambda_d_factor == 10.0
+    assert validate(Config(objective="dip_ii")).lambda_d_factor == 1.0
+    assert from_dict(validate(Config(objective="dip_ii")).to_dict()).lambda_d_factor == 1.0
+    assert validate(Config()).lambda_d_factor is None
+    with pytest.raises(ConfigError, match="objective.*choose from beta, annealed"):
+        validate(Config(objective="vae"))
+    with pytest.raises(ConfigError, match="annealed-gamma is a weight of --objective annealed only"):
+        validate(Config(objective="tcvae", annealed_gamma=10.0))
+    with pytest.raises(ConfigError, match="lambda-d-factor is a weight of --objective dip_i / dip_ii"):
+        validate(Config(lambda_d_factor=2.0))
+    with pytest.raises(ConfigError, match="sweep has duplicates"):
+        validate(Config(objective="tcvae", sweep=(2.0, 2.0)))
+    for name in ("objective", "annealed_gamma", "iteration_threshold", "lambda_d_factor"):
+        assert name in config.RUN_DEFINING, name
+
+
+@pytest.fixture(scope="module")
+def annealed_roots(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo")
+    beta_root = study.main("beta", FAST + ANNEALED + ["--results-dir", str(out)])
+    lambda_root = study.main("lambda", FAST + ANNEALED + ["--results-dir", str(out)])
+    return out, beta_root, lambda_root
+
+
+def test_an_objective_has_its_own_trees_names_and_columns(annealed_roots):
+    out, beta_root, _ = annealed_roots
+    assert beta_root == out / "annealedvae_results"
+    run = beta_root / "dsprites" / "c_max_5" / "seed_0"
+    assert (run / "annealed_c_max_5_seed_0.pth").exists()
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["objective"] == "annealed" and saved["iteration_threshold"] == 4
+    table = rows(beta_root / "results.csv")
+    assert "beta" not in table[0] and [r["c_max"] for r in table] == ["5.0", "100.0"]
+    assert {r["objective"] for r in table} == {"annealed"} and all(r["status"] == "done" for r in table)
+    summary = (beta_root / "summary.txt").read_text()
+    assert summary.startswith("annealedvae_results (AnnealedVAE") and "C_max=100" in summary
+    # Its settings bind its tree as the β-VAE's bind theirs.
+    with pytest.raises(SystemExit) as err:
+        study.main("beta", FAST + ANNEALED[:-1] + ["8", "--results-dir", str(out)])
+    assert err.value.code == 2
+
+
+def test_the_lambda_stage_continues_an_objective_against_its_reference_cell(annealed_roots):
+    out, _, lambda_root = annealed_roots
+    assert lambda_root == out / "lambda_annealedvae_results"
+    run = lambda_root / "dsprites" / "c_max_100" / "lambda_2" / "seed_0"
+    assert (run / "lambda_annealed_c_max_100_lambda_2_seed_0.pth").exists()
+    table = rows(lambda_root / "results.csv")
+    assert sorted((r["c_max"], r["lambda"]) for r in table) == [
+        ("100.0", "0.0"), ("100.0", "2.0"), ("5.0", "0.0"), ("5.0", "2.0")]
+    # The reference is the least regularised weight (most capacity), λ = 0: its change is 0.
+    change = rows(lambda_root / "percent_change.csv")
+    base = [r for r in change if r["beta"] == "100.0" and r["lambda"] == "0.0"]
+    assert base and all(float(r["percent_change"]) == 0.0 for r in base if float(r["baseline_c_max100_lambda0"]))
+    assert "against the (C_max=100, λ=0) cell" in (lambda_root / "percent_change.txt").read_text()
+
+
+def test_a_pack_trains_the_objective_on_its_training_set_and_continues_its_schedule(tmp_path):
+    """The Pack hands the engine the objective, its fixed weights and the training set's
+    size, and a λ run's schedule step goes on from the β stage's last step."""
+    init = tmp_path / "init.pth"
+    torch.manual_seed(0)
+    save_weights(BetaVAE(1, 10), init)
+    cfg = validate(Config(objective="annealed", steps=40, iteration_threshold=80, annealed_gamma=7.0,
+                          batch_size=8, heldout_fraction=0.1))
+    spec = RunSpec("lambda", "squares", 25.0, 2.0, 0, 5, tmp_path / "run", init_from=init, objective="annealed")
+    train_idx = np.arange(40)
+    pack = Pack([spec], cfg, 1, "cpu", train_idx, feed=ImageFeed(Squares(), "cpu"))
+    assert (pack.model.objective, pack.model.dataset_size) == ("annealed", 40)
+    assert pack.model.weights == {"gamma": 7.0, "iteration_threshold": 80}
+    steps = []
+    inner = pack.model.forward_backward
+    pack.model.forward_backward = lambda *a: steps.append(a[-1]) or inner(*a)
+    pack.train_step()
+    pack.train_step()
+    assert steps == [40, 41]
+
