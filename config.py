@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from lbvae.data.ground_truth import DATASET_NAMES, FACTOR_DATASETS, MPI3D_VARIANTS, SOURCES
+from lbvae.objectives import LAMBDA_D_FACTORS, OBJECTIVES, rows_objective, weight_symbol  # noqa: F401
 from lbvae.settings import (
     ConfigError,
     Settings,
@@ -27,47 +28,6 @@ from lbvae.settings import (
 
 DATASETS = FACTOR_DATASETS                    # the λβ study: datasets with a factor grid
 PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass(frozen=True)
-class Objective:
-    """A disentangling objective of the zoo (docs/zoo.md; its loss is losses.regularizer)."""
-    title: str                               # its name in figures and tables
-    root: str                                # its stage roots: <root>_results, lambda_<root>_results
-    weight: str                              # the weight its grid sweeps (losses.SWEPT_WEIGHT)
-    symbol: str                              # that weight in figure labels and run names
-    grid: tuple[float, ...]                  # disentanglement_lib's sweep of it (unsupervised_study_v1)
-    baseline: float                          # the grid's least regularised value: the λ stage's reference cell
-    settings: tuple[str, ...] = ()           # the Config fields of its other, fixed weights
-
-
-# The β-VAE's grid is `betas` (the paper's); every other objective sweeps `sweep`, by default
-# disentanglement_lib's values. The λ stage's reference cell is the least regularised weight
-# with λ = 0: the plain VAE for β = 1, the weakest pressure otherwise (AnnealedVAE: most capacity).
-OBJECTIVES = {
-    "beta": Objective("β-VAE", "betavae", "beta", "β", (1.0, 4.0, 8.0, 16.0, 32.0), 1.0),
-    "annealed": Objective("AnnealedVAE", "annealedvae", "c_max", "C_max", (5.0, 10.0, 25.0, 50.0, 75.0, 100.0),
-                          100.0, ("annealed_gamma", "iteration_threshold")),
-    "tcvae": Objective("β-TCVAE", "betatcvae", "beta", "β", (1.0, 2.0, 4.0, 6.0, 8.0, 10.0), 1.0),
-    "dip_i": Objective("DIP-VAE-I", "dipvae_i", "lambda_od", "λ_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), 1.0,
-                       ("lambda_d_factor",)),
-    "dip_ii": Objective("DIP-VAE-II", "dipvae_ii", "lambda_od", "λ_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), 1.0,
-                        ("lambda_d_factor",)),
-}
-def weight_symbol(objective: str | None) -> str:
-    """The swept weight as figures and run names write it (β, C_max, λ_od); β for rows that
-    do not record an objective (made before the zoo: β-VAE runs)."""
-    return OBJECTIVES[objective].symbol if objective in OBJECTIVES else "β"
-
-
-def rows_objective(rows: list[dict]) -> str:
-    """The objective of a results table's rows (one per results tree); "beta" if unrecorded."""
-    names = {r.get("objective") for r in rows} - {None, ""}
-    return names.pop() if len(names) == 1 else "beta"
-
-
-# DIP-VAE's λ_d = lambda_d_factor · λ_od: disentanglement_lib's study uses 10 for DIP-VAE-I and 1 for II.
-LAMBDA_D_FACTORS = {"dip_i": 10.0, "dip_ii": 1.0}
 
 
 @dataclass(frozen=True)
@@ -87,6 +47,8 @@ class Config(Settings):
     annealed_gamma: float = 1000.0           # AnnealedVAE: γ of γ·|KL − C|
     iteration_threshold: int = 100_000       # AnnealedVAE: steps over which C rises from 0 to c_max
     lambda_d_factor: float | None = None     # DIP-VAE: λ_d / λ_od; None = LAMBDA_D_FACTORS of the objective
+    discriminator_lr: float = 1e-4           # FactorVAE: the discriminator's own Adam (Kim & Mnih 2018)...
+    discriminator_adam_betas: tuple[float, float] = (0.5, 0.9)   # ...and its moment decay rates
 
     # --- optimisation ---------------------------------------------------------------
     steps: int = 150_000                     # β-VAE optimizer steps per run
@@ -185,10 +147,10 @@ PRESETS = {
 # so one results directory holds one setting of each. Not here: where and how a run
 # trains (device, pack_size, compile, checkpoint/log intervals: the same numbers, to
 # float tolerance across packs and devices), figures, and the grid lists themselves.
-RUN_DEFINING = ("source", "mpi3d_variant", "objective", "annealed_gamma", "iteration_threshold",
-                "lambda_d_factor", "steps", "batch_size", "latent_dim", "lr", "adam_betas",
-                "adam_eps", "loss_window", "heldout_fraction", "precision", "metric_train_points",
-                "metric_test_points", "num_bins", "heldout_eval_points")
+RUN_DEFINING = ("source", "mpi3d_variant", "objective", "annealed_gamma", "iteration_threshold", "lambda_d_factor",
+                "discriminator_lr", "discriminator_adam_betas", "steps", "batch_size", "latent_dim", "lr",
+                "adam_betas", "adam_eps", "loss_window", "heldout_fraction", "precision",
+                "metric_train_points", "metric_test_points", "num_bins", "heldout_eval_points")
 # A λ run continues the final weights of a β run of `steps` steps for `lambda_steps` more.
 LAMBDA_RUN_DEFINING = RUN_DEFINING + ("lambda_steps",)
 
@@ -254,7 +216,8 @@ def validate(cfg: Config) -> Config:
     if cfg.objective not in OBJECTIVES:
         bad("objective", f"is {cfg.objective!r}: choose from {', '.join(OBJECTIVES)}")
     defaults = Config()
-    for name in ("annealed_gamma", "iteration_threshold", "lambda_d_factor"):
+    for name in ("annealed_gamma", "iteration_threshold", "lambda_d_factor", "discriminator_lr",
+                 "discriminator_adam_betas"):
         if getattr(cfg, name) != getattr(defaults, name) and name not in OBJECTIVES[cfg.objective].settings:
             users = [o for o, spec in OBJECTIVES.items() if name in spec.settings]
             bad(name, f"is a weight of --objective {' / '.join(users)} only: with --objective {cfg.objective} it "
@@ -263,6 +226,10 @@ def validate(cfg: Config) -> Config:
         bad("annealed_gamma", f"is {cfg.annealed_gamma}: must be finite and >= 0 (disentanglement_lib: 1000)")
     if cfg.iteration_threshold <= 0:
         bad("iteration_threshold", f"is {cfg.iteration_threshold}: use a positive number of steps")
+    if not 0 < cfg.discriminator_lr < 1:
+        bad("discriminator_lr", f"is {cfg.discriminator_lr}: use a learning rate in (0, 1), e.g. 1e-4")
+    if not all(0 <= b < 1 for b in cfg.discriminator_adam_betas):
+        bad("discriminator_adam_betas", f"is {cfg.discriminator_adam_betas}: both must be in [0, 1)")
     if cfg.lambda_d_factor is not None and not (math.isfinite(cfg.lambda_d_factor) and cfg.lambda_d_factor >= 0):
         bad("lambda_d_factor", f"is {cfg.lambda_d_factor}: must be finite and >= 0")
     if cfg.pack_size < 0:
@@ -301,10 +268,13 @@ HELP = {
     "betas": "β values of the β-VAE (--objective beta): weights of the KL term, one run each (>= 0)",
     "objective": f"the disentangling objective ({', '.join(OBJECTIVES)}; docs/zoo.md); part of a run's identity",
     "sweep": "values of the objective's swept weight, one run each (β for beta and tcvae, c_max for annealed, "
-             "lambda_od for dip_i and dip_ii; >= 0); default: --betas for beta, disentanglement_lib's grid otherwise",
+             "lambda_od for dip_i and dip_ii, gamma for factor; >= 0); default: --betas for beta, "
+             "disentanglement_lib's grid otherwise",
     "annealed_gamma": "AnnealedVAE's γ in γ·|KL − C| (>= 0)",
     "iteration_threshold": "AnnealedVAE: steps over which the capacity C rises from 0 to c_max",
     "lambda_d_factor": "DIP-VAE: λ_d = lambda_d_factor · λ_od (default 10 for dip_i, 1 for dip_ii)",
+    "discriminator_lr": "FactorVAE: Adam learning rate of the discriminator, in (0, 1)",
+    "discriminator_adam_betas": "FactorVAE: the discriminator's Adam moment decay rates, each in [0, 1)",
     "lambdas": "λ values: weights of the λ·MSE term of the λ stage, one run each (>= 0; 0 is the control)",
     "seeds": "seeds, one run each (0..2^32-1); a seed fixes weights, data order and noise",
     "variants": "MINE-VAE ablation variants (full, no_mine, no_sparse, no_ent, factors_5, factors_15, dw_2)",

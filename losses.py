@@ -52,7 +52,8 @@ def lambda_beta_loss(logits, x, mu, logvar, beta, lam=0.0) -> dict[str, torch.Te
 # =====================================================================================
 OBJECTIVES = ("beta", "annealed", "tcvae", "dip_i", "dip_ii")     # FactorVAE has a network: factor_vae_tc
 # The weight each objective's grid sweeps, where the β-VAE's grid sweeps β (disentanglement_lib's study).
-SWEPT_WEIGHT = {"beta": "beta", "annealed": "c_max", "tcvae": "beta", "dip_i": "lambda_od", "dip_ii": "lambda_od"}
+SWEPT_WEIGHT = {"beta": "beta", "annealed": "c_max", "tcvae": "beta", "dip_i": "lambda_od", "dip_ii": "lambda_od",
+                "factor": "gamma"}
 LOG_2PI = math.log(2.0 * math.pi)
 
 

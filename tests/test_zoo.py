@@ -2,14 +2,16 @@
 its λ stage (the losses themselves: tests/test_objectives.py)."""
 import csv
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 import config
+import models
 from config import OBJECTIVES, Config, ConfigError, from_dict, grid_weights, validate
-from lbvae.pipeline import study
+from lbvae.pipeline import family, study
 from lbvae.pipeline.runs import RunSpec
 from lbvae.pipeline.training import ImageFeed, Pack, save_weights
 from losses import OBJECTIVES as LOSS_OBJECTIVES
@@ -30,7 +32,7 @@ def rows(path):
 
 
 def test_config_knows_the_losses_objectives_and_their_swept_weights():
-    assert set(OBJECTIVES) == set(LOSS_OBJECTIVES)
+    assert set(OBJECTIVES) == {*LOSS_OBJECTIVES, "factor"}      # FactorVAE: a network, not regularizer()
     assert {name: o.weight for name, o in OBJECTIVES.items()} == SWEPT_WEIGHT
     for name, o in OBJECTIVES.items():
         assert o.baseline in o.grid, name     # the reference cell is on the default grid
@@ -118,3 +120,97 @@ def test_a_pack_trains_the_objective_on_its_training_set_and_continues_its_sched
     pack.train_step()
     assert steps == [40, 41]
 
+
+
+# --- FactorVAE: a discriminator per run, trained beside its VAE ----------------------------------
+def _factor_pack(tmp_path, gammas, seeds=(1, 2), steps=40, **kwargs):
+    cfg = validate(Config(objective="factor", steps=steps, batch_size=8, heldout_fraction=0.1, **kwargs))
+    specs = [RunSpec("beta", "squares", g, 0.0, s, steps, tmp_path / f"run_{g}_{s}", objective="factor")
+             for g, s in zip(gammas, seeds)]
+    return Pack(specs, cfg, 1, "cpu", np.arange(40), feed=ImageFeed(Squares(), "cpu"))
+
+
+def test_factor_vae_adds_gamma_times_its_discriminators_tc_and_trains_the_discriminator_apart(tmp_path):
+    import losses
+    from lbvae.pipeline.engine import PackedBetaVAE
+    pack = _factor_pack(tmp_path, (10.0, 40.0))
+    model, x = pack.model, pack.feed.batch(np.stack([o(0) for o in pack.orders]))
+    eps = torch.randn((2, 8, 10), generator=torch.Generator().manual_seed(0))
+    before = {n: p.detach().clone() for n, p in model.disc_params.items()}
+    terms = model.forward_backward(x, eps, pack.beta, pack.lam)
+    assert all(p.grad is None for p in model.disc_params.values())      # the VAE's step never trains D
+    for k, gamma in enumerate((10.0, 40.0)):
+        vae, disc = model.member_model(k), models.FactorDiscriminator(10)
+        disc.load_state_dict(model.member_discriminator(k))
+        with torch.no_grad():
+            _, mu, logvar = vae(x[k], eps=eps[k])
+            z = mu + eps[k] * torch.exp(0.5 * logvar)
+            tc = losses.factor_vae_tc(disc(z))
+        assert torch.equal(model.codes[k], z)
+        added = terms[k, 0] - terms[k, 1] - terms[k, 2]                   # total − recon − KL (λ = 0)
+        assert added.item() == pytest.approx(gamma * tc.item(), rel=1e-4, abs=1e-4)
+    # The discriminator's own step: cross-entropy of the codes against their permutation.
+    generators = [torch.Generator().manual_seed(5), torch.Generator().manual_seed(6)]
+    disc_losses = model.discriminator_backward(generators)
+    for k, seed in enumerate((5, 6)):
+        disc = models.FactorDiscriminator(10)
+        disc.load_state_dict({n: t[k] for n, t in before.items()})
+        z = model.codes[k]
+        expected = losses.factor_discriminator_loss(disc(z), disc(losses.permute_dims(z, torch.Generator()
+                                                                                     .manual_seed(seed))))
+        expected.backward()
+        assert disc_losses[k].item() == pytest.approx(expected.item(), rel=1e-5)
+        assert torch.allclose(model.disc_params["net.0.weight"].grad[k], disc.net[0].weight.grad, rtol=1e-4,
+                              atol=1e-7)
+    # vmap (the GPU mode) computes what split does.
+    states = [model.member_state_dict(k) for k in (0, 1)]
+    discs = [model.member_discriminator(k) for k in (0, 1)]
+    vm = PackedBetaVAE(states, 1, 10, "cpu", mode="vmap", objective="factor", discriminators=discs)
+    sp = PackedBetaVAE(states, 1, 10, "cpu", mode="split", objective="factor", discriminators=discs)
+    assert torch.allclose(vm.forward_backward(x, eps, pack.beta, pack.lam),
+                          sp.forward_backward(x, eps, pack.beta, pack.lam), rtol=1e-5)
+    assert torch.allclose(vm.codes, sp.codes, rtol=1e-5, atol=1e-6)
+
+
+def test_a_factor_vae_pack_equals_its_runs_alone_and_resumes_bit_exactly(tmp_path, one_thread):
+    pack = _factor_pack(tmp_path / "pack", (10.0, 40.0))
+    initial = pack.model.member_discriminator(0)
+    for _ in range(3):
+        pack.train_step()
+    assert not torch.equal(initial["net.0.weight"], pack.model.member_discriminator(0)["net.0.weight"])   # trained
+    for k, gamma in enumerate((10.0, 40.0)):
+        alone = _factor_pack(tmp_path / f"alone_{k}", (gamma,), seeds=((1, 2)[k],))
+        alone.train_step()
+        alone.save()                       # its checkpoint holds the discriminator and its Adam
+        resumed = _factor_pack(tmp_path / f"alone_{k}", (gamma,), seeds=((1, 2)[k],))
+        assert resumed.step == 1
+        resumed.train_step()
+        resumed.train_step()
+        for name, t in pack.model.member_state_dict(k).items():
+            assert torch.equal(t, resumed.model.member_state_dict(0)[name]), name
+        for name, t in pack.model.member_discriminator(k).items():
+            assert torch.equal(t, resumed.model.member_discriminator(0)[name]), name
+
+
+def test_a_factor_vae_lambda_run_continues_its_discriminator(tmp_path):
+    beta = _factor_pack(tmp_path, (10.0,), seeds=(1,))
+    beta.train_step()
+    beta.train_step()
+    result = beta.result(0)
+    weights = result.spec.weights_path
+    (path, state), = result.extra_weights.items()
+    assert path == tmp_path / "run_10.0_1" / "factor_gamma_10_seed_1_discriminator.pth"
+    # A finished run saves its discriminator beside its weights.
+    stub = SimpleNamespace(evaluate=lambda *a, **k: {"row": {"status": "done"}})
+    family.complete_run(result, beta.cfg.replace(figures=False), stub, None, "cpu", pack_size=1, wall_time_s=0.0)
+    assert weights.exists() and path.exists()
+    path.unlink()
+    cfg = validate(Config(objective="factor", steps=40, batch_size=8, heldout_fraction=0.1))
+    spec = RunSpec("lambda", "squares", 10.0, 2.0, 1, 5, tmp_path / "lam", init_from=weights, objective="factor")
+    with pytest.raises(SystemExit, match="missing β checkpoint .*factor_gamma_10_seed_1_discriminator.pth"):
+        study.check_parents([spec], cfg)
+    torch.save(state, path)
+    study.check_parents([spec], cfg)
+    lam = Pack([spec], cfg, 1, "cpu", np.arange(40), feed=ImageFeed(Squares(), "cpu"))
+    for name, t in state.items():
+        assert torch.equal(lam.model.member_discriminator(0)[name], t), name

@@ -30,8 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.func import functional_call, vmap
 
-from losses import SWEPT_WEIGHT, lambda_beta_loss, regularizer
-from models import BetaVAE
+from losses import (
+    SWEPT_WEIGHT,
+    factor_discriminator_loss,
+    factor_vae_tc,
+    lambda_beta_loss,
+    permute_dims,
+    regularizer,
+)
+from models import BetaVAE, FactorDiscriminator
 
 LOSS_KEYS = ("total", "recon", "kl", "l2")
 MODES = ("split", "vmap")
@@ -60,12 +67,15 @@ class PackedBetaVAE:
 
     def __init__(self, states: list[dict[str, torch.Tensor]], channels: int, latent_dim: int,
                  device, mode: str | None = None, precision: str = "fp32", compile: bool = False,
-                 objective: str = "beta", weights: dict | None = None, dataset_size: int | None = None):
-        """``objective`` is a name of ``losses.OBJECTIVES``: its regulariser replaces β·KL, with
-        each run's swept weight (``losses.SWEPT_WEIGHT``: β, c_max or λ_od) where the β
-        objective has β, the other ``weights`` shared by the pack, and the training set's
-        size for β-TCVAE's minibatch-weighted sampling. ``"beta"`` computes exactly what the
-        λβ-VAE always did (``losses.lambda_beta_loss``)."""
+                 objective: str = "beta", weights: dict | None = None, dataset_size: int | None = None,
+                 discriminators: list[dict[str, torch.Tensor]] | None = None):
+        """``objective`` is a name of ``losses.SWEPT_WEIGHT``: its regulariser replaces β·KL, with
+        each run's swept weight (β, c_max, λ_od or γ) where the β objective has β, the other
+        ``weights`` shared by the pack, and the training set's size for β-TCVAE's
+        minibatch-weighted sampling. ``"beta"`` computes exactly what the λβ-VAE always did
+        (``losses.lambda_beta_loss``). ``"factor"`` (FactorVAE) needs each run's
+        discriminator state (``discriminators``): stacked as the VAEs are, read (not trained)
+        by the VAE's loss, and trained by ``discriminator_backward``."""
         if not states:
             raise ValueError("a pack needs at least one run")
         device = torch.device(device)
@@ -84,6 +94,14 @@ class PackedBetaVAE:
         with torch.no_grad():
             self.params = {n: _stacked_like([s[n] for s in states], device).requires_grad_()
                            for n in self.names}
+        self.disc_params, self.codes = {}, None
+        if objective == "factor":
+            if discriminators is None or len(discriminators) != len(states):
+                raise ValueError("objective 'factor' needs one discriminator state per run")
+            self._disc_base()                # built here: a module's init cannot run inside vmap
+            with torch.no_grad():
+                self.disc_params = {n: _stacked_like([s[n] for s in discriminators], device).requires_grad_()
+                                    for n in discriminators[0]}
         self.bf16 = precision == "bf16"
         run = vmap(self._run_terms) if self.mode == "vmap" else self._run_terms
         self._run = torch.compile(run, dynamic=False) if compile else run
@@ -110,8 +128,14 @@ class PackedBetaVAE:
             self._local.base = BetaVAE(self.channels, self.latent_dim).to("meta")
         return self._local.base
 
-    def _run_terms(self, params: dict, x: torch.Tensor, eps: torch.Tensor, beta, lam) -> torch.Tensor:
-        """One run's loss terms (LOSS_KEYS order) on its batch x (n, C, H, W) in [0, 1]."""
+    def _disc_base(self) -> FactorDiscriminator:
+        if not hasattr(self._local, "disc"):
+            self._local.disc = FactorDiscriminator(self.latent_dim).to("meta")
+        return self._local.disc
+
+    def _run_terms(self, params: dict, x: torch.Tensor, eps: torch.Tensor, beta, lam, disc=None):
+        """One run's loss terms (LOSS_KEYS order) on its batch x (n, C, H, W) in [0, 1]; with a
+        discriminator (FactorVAE) also the codes z it was shown."""
         # A fresh autocast per call: the context object keeps state and runs may share threads.
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits, mu, logvar = functional_call(self._base(), params, (x,), {"eps": eps})
@@ -120,8 +144,14 @@ class PackedBetaVAE:
         if self.objective == "beta":
             terms = lambda_beta_loss(logits, x, mu, logvar, beta, lam)
             return torch.stack([terms[k] for k in LOSS_KEYS])
-        terms = lambda_beta_loss(logits, x, mu, logvar, 0.0, lam)
         z = mu + eps * torch.exp(0.5 * logvar)       # the sample the decoder saw (BetaVAE.forward)
+        if disc is not None:
+            # FactorVAE (Kim & Mnih 2018): VAE loss + γ·TC, TC by the discriminator's density
+            # ratio; its weights are the run's but detached: the VAE's step never trains them.
+            terms = lambda_beta_loss(logits, x, mu, logvar, 1.0, lam)
+            total = terms["total"] + beta * factor_vae_tc(functional_call(self._disc_base(), disc, (z,)))
+            return torch.stack([total, terms["recon"], terms["kl"], terms["l2"]]), z.detach()
+        terms = lambda_beta_loss(logits, x, mu, logvar, 0.0, lam)
         reg = regularizer(self.objective, mu, logvar, z, step=self.step, dataset_size=self.dataset_size,
                           **{**self.weights, SWEPT_WEIGHT[self.objective]: beta})
         total = terms["recon"] + reg["total"] + lam * terms["l2"]
@@ -133,25 +163,52 @@ class PackedBetaVAE:
         return the (P, 4) loss terms; x (P, n, C, H, W), eps (P, n, latent_dim), beta (each
         run's swept weight), lam (P,); ``step`` the optimizer step this is for."""
         self.step = step
+        disc = {n: p.detach() for n, p in self.disc_params.items()} or None
         if self.mode == "vmap":
             for p in self.params.values():
                 p.grad = None                # backward accumulates; this step's gradient only
-            terms = self._run(self.params, x, eps, beta, lam)
+            out = self._run(self.params, x, eps, beta, lam, *([disc] if disc else []))
+            terms, self.codes = out if disc else (out, None)
             terms[:, 0].sum().backward()     # runs are independent: each slice gets its own gradient
             return terms.detach()
-        jobs = [(k, x[k], eps[k], beta[k], lam[k]) for k in range(len(self))]
+        jobs = [(k, x[k], eps[k], beta[k], lam[k], {n: p[k] for n, p in disc.items()} if disc else None)
+                for k in range(len(self))]
         done = list(self._pool.map(self._run_backward, jobs)) if self._pool else [self._run_backward(j) for j in jobs]
         for n, p in self.params.items():
-            p.grad = _stacked_like([grads[n] for _, grads in done], self.device)
-        return torch.stack([terms for terms, _ in done])
+            p.grad = _stacked_like([grads[n] for _, grads, _ in done], self.device)
+        self.codes = torch.stack([z for _, _, z in done]) if disc else None
+        return torch.stack([terms for terms, _, _ in done])
 
-    def _run_backward(self, job) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _run_backward(self, job) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
         """Run k's forward and backward on leaf views of its slice of the pack's weights."""
-        k, x, eps, beta, lam = job
+        k, x, eps, beta, lam, disc = job
         leaves = {n: p[k].detach().requires_grad_() for n, p in self.params.items()}
-        terms = self._run(leaves, x, eps, beta, lam)
+        out = self._run(leaves, x, eps, beta, lam, *([disc] if disc is not None else []))
+        terms, z = out if disc is not None else (out, None)
         terms[0].backward()
-        return terms.detach(), {n: leaf.grad for n, leaf in leaves.items()}
+        return terms.detach(), {n: leaf.grad for n, leaf in leaves.items()}, z
+
+    def discriminator_backward(self, generators: list[torch.Generator]) -> torch.Tensor:
+        """FactorVAE: set each run's discriminator gradient for its cross-entropy on the codes
+        of the last ``forward_backward`` against the same codes with every latent permuted
+        across the batch (``losses.permute_dims``, drawn from the run's generator), as
+        disentanglement_lib does; returns the (P,) losses. Run by run on the CPU, so a run
+        computes what it would compute alone."""
+        losses, grads = [], []
+        for k, g in enumerate(generators):
+            z = self.codes[k]
+            leaves = {n: p[k].detach().requires_grad_() for n, p in self.disc_params.items()}
+            logits = functional_call(self._disc_base(), leaves, (torch.cat([z, permute_dims(z, g)]),))
+            loss = factor_discriminator_loss(logits[:len(z)], logits[len(z):])
+            loss.backward()
+            losses.append(loss.detach())
+            grads.append({n: leaf.grad for n, leaf in leaves.items()})
+        for n, p in self.disc_params.items():
+            p.grad = _stacked_like([gr[n] for gr in grads], self.device)
+        return torch.stack(losses)
+
+    def member_discriminator(self, k: int) -> dict[str, torch.Tensor]:
+        return {n: p[k].detach().clone() for n, p in self.disc_params.items()}
 
     # --- one run in, one run out: the single-run formats of checkpoints and weights ---
     def member_state_dict(self, k: int) -> dict[str, torch.Tensor]:

@@ -171,6 +171,9 @@ def complete_run(result, cfg, family: Family, dataset, device, pack_size: int, w
         return runs.mark_failed(spec, result.failure.step, str(result.failure), **family.failed_columns(spec, cfg))
     with atomic_write(spec.weights_path) as f:
         torch.save(result.model.state_dict(), f)
+    for path, state in getattr(result, "extra_weights", {}).items():
+        with atomic_write(path) as f:
+            torch.save(state, f)
     scores = family.evaluate(result, cfg, dataset, device, wall_time_s, pack_size)
     if cfg.figures:
         family.draw(spec, cfg, dataset, result.model, device, spec.run_dir, scores)

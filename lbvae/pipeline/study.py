@@ -47,7 +47,7 @@ from lbvae.pipeline.engine import LOSS_KEYS
 from lbvae.pipeline.evaluation import evaluate, metric_indices
 from lbvae.pipeline.family import Family
 from lbvae.pipeline.runs import RESULT_COLUMNS, RunSpec, weight_symbol
-from lbvae.pipeline.training import ImageFeed, Pack, new_pack
+from lbvae.pipeline.training import ImageFeed, Pack, discriminator_path, new_pack
 from models import BetaVAE, num_parameters
 from utils import fmt_number, mean_std, write_csv, write_text
 
@@ -214,7 +214,10 @@ def check_parents(todo: list[RunSpec], cfg: Config) -> None:
     # --steps 8 must not continue weights trained for 4).
     runs.check_identity([RunSpec("beta", s.dataset, s.beta, 0.0, s.seed, cfg.steps, s.init_from.parent,
                                  objective=s.objective) for s in todo if s.init_from], cfg)
-    missing = sorted({s.init_from for s in todo if s.init_from and not s.init_from.exists()})
+    needed = [s.init_from for s in todo if s.init_from]
+    if cfg.objective == "factor":               # a FactorVAE λ run continues its discriminator too
+        needed += [discriminator_path(path) for path in needed]
+    missing = sorted({path for path in needed if not path.exists()})
     if not missing:
         return
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

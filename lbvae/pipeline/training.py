@@ -18,7 +18,7 @@ continues from it, in any pack.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,7 @@ from lbvae.pipeline.engine import LOSS_KEYS, PackedBetaVAE, load_member_optimize
 from lbvae.pipeline.evaluation import heldout_split
 from lbvae.pipeline.loop import LossRecord, train_runs
 from lbvae.pipeline.runs import BatchOrder, RunFailed, RunSpec, window_means
-from models import BetaVAE
+from models import BetaVAE, FactorDiscriminator
 from utils import atomic_write
 
 
@@ -86,6 +86,23 @@ def initial_weights(spec: RunSpec, channels: int, latent_dim: int) -> dict[str, 
     return model.state_dict()
 
 
+def discriminator_path(weights_path: Path) -> Path:
+    """FactorVAE: the final discriminator beside the run's final weights (<weights>_discriminator.pth),
+    which its λ runs continue as they continue the VAE."""
+    return weights_path.with_name(weights_path.stem + "_discriminator.pth")
+
+
+def initial_discriminator(spec: RunSpec, channels: int, latent_dim: int) -> dict[str, torch.Tensor]:
+    """A fresh FactorVAE run's discriminator: seeded by the run's seed after the VAE's draws
+    (so the VAE starts from the weights every objective's runs of that seed share), or the
+    discriminator of the β-stage run a λ run continues (study.check_parents checks it is there)."""
+    if spec.init_from is not None:
+        return torch.load(discriminator_path(spec.init_from), map_location="cpu", weights_only=True)
+    torch.manual_seed(spec.seed)
+    BetaVAE(channels, latent_dim)           # the VAE's draws first: the discriminator's come after
+    return FactorDiscriminator(latent_dim).state_dict()
+
+
 def load_weights(path: Path, model: BetaVAE, device) -> None:
     """Load a plain state_dict (ours or the original code's) onto any device."""
     state = torch.load(path, map_location=device, weights_only=True)
@@ -106,6 +123,7 @@ class RunResult:
     log: list[dict]
     model: BetaVAE | None = None    # None if the run failed
     failure: RunFailed | None = None
+    extra_weights: dict = field(default_factory=dict)   # other final weights, by path (FactorVAE's discriminator)
 
     def window_means(self) -> dict[str, float]:
         return window_means(self.window, self.step, LOSS_KEYS)
@@ -127,6 +145,7 @@ class Pack:
     def __init__(self, specs: list[RunSpec], cfg: Config, channels: int, device, train_indices: np.ndarray,
                  feed: ImageFeed | None = None, mode: str | None = None):
         self.cfg, self.channels, self.device, self.mode = cfg, channels, torch.device(device), mode
+        self.factor = cfg.objective == "factor"
         self.train_indices, self.feed = train_indices, feed
         payloads = [self._payload(spec) for spec in specs]
         steps = {p["step"] for p in payloads}
@@ -142,8 +161,10 @@ class Pack:
             return torch.load(path, map_location=self.device, weights_only=True)
         generator = torch.Generator(device=self.device)
         generator.manual_seed(spec.seed)
+        factor = ({"discriminator": initial_discriminator(spec, self.channels, self.cfg.latent_dim),
+                   "disc_optimizer": None} if self.factor else {})
         return {"model": initial_weights(spec, self.channels, self.cfg.latent_dim), "optimizer": None,
-                "generator": generator.get_state(), "step": 0,
+                "generator": generator.get_state(), "step": 0, **factor,
                 **LossRecord.fresh(LOSS_KEYS, self.cfg.loss_window, spec.steps)}
 
     def _build(self, specs, payloads, step) -> None:
@@ -152,7 +173,8 @@ class Pack:
         self.model = PackedBetaVAE([p["model"] for p in payloads], self.channels, cfg.latent_dim, device,
                                    mode=self.mode, precision=cfg.precision, compile=cfg.compile,
                                    objective=cfg.objective, weights=objective_weights(cfg),
-                                   dataset_size=len(self.train_indices))
+                                   dataset_size=len(self.train_indices),
+                                   discriminators=[p["discriminator"] for p in payloads] if self.factor else None)
         # A λ run continues its β-stage run, so a schedule in the objective (AnnealedVAE's
         # capacity) goes on from where that run ended instead of starting again at 0.
         self.schedule_offset = cfg.steps if specs[0].stage == "lambda" else 0
@@ -160,6 +182,12 @@ class Pack:
                                           eps=cfg.adam_eps)
         if payloads[0]["optimizer"] is not None:
             load_member_optimizer_states(self.optimizer, [p["optimizer"] for p in payloads])
+        if self.factor:
+            # The discriminator's own Adam (Kim & Mnih 2018: lr 1e-4, betas (0.5, 0.9)).
+            self.disc_optimizer = torch.optim.Adam(list(self.model.disc_params.values()), lr=cfg.discriminator_lr,
+                                                   betas=cfg.discriminator_adam_betas)
+            if payloads[0]["disc_optimizer"] is not None:
+                load_member_optimizer_states(self.disc_optimizer, [p["disc_optimizer"] for p in payloads])
         self.generators = []
         for p in payloads:
             g = torch.Generator(device=device)
@@ -174,8 +202,10 @@ class Pack:
         return len(self.specs)
 
     def member_payload(self, k: int) -> dict:
+        factor = ({"discriminator": self.model.member_discriminator(k),
+                   "disc_optimizer": member_optimizer_state(self.disc_optimizer, k)} if self.factor else {})
         return {"model": self.model.member_state_dict(k), "optimizer": member_optimizer_state(self.optimizer, k),
-                "generator": self.generators[k].get_state(), "step": self.step, **self.record.member(k)}
+                "generator": self.generators[k].get_state(), "step": self.step, **factor, **self.record.member(k)}
 
     def save(self) -> None:
         for k, spec in enumerate(self.specs):
@@ -193,9 +223,11 @@ class Pack:
         self._build([self.specs[k] for k in indices], payloads, self.step)
 
     def result(self, k: int, failure: RunFailed | None = None) -> RunResult:
+        extra = ({discriminator_path(self.specs[k].weights_path): self.model.member_discriminator(k)}
+                 if self.factor and failure is None else {})
         return RunResult(self.specs[k], self.step if failure is None else failure.step,
                          self.record.window[k].clone(), self.record.logs[k],
-                         model=None if failure else self.model.member_model(k), failure=failure)
+                         model=None if failure else self.model.member_model(k), failure=failure, extra_weights=extra)
 
     # --- one optimizer step of every run -------------------------------------------------
     def train_step(self, feed: ImageFeed | None = None) -> None:
@@ -206,6 +238,10 @@ class Pack:
         terms = self.model.forward_backward(x, eps, self.beta, self.lam,                # (P, 4), grads set
                                             self.schedule_offset + self.step)
         self.optimizer.step()
+        if self.factor:
+            # After the VAE's step, on the codes it was shown (disentanglement_lib's order).
+            self.model.discriminator_backward(self.generators)
+            self.disc_optimizer.step()
         self.record.add(terms, self.step)
         self.step += 1
 
