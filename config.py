@@ -135,6 +135,11 @@ EVIDENCE_OVERRIDES = dict(
 # The λ stage continues β 1, 8 and 32: the baseline, the paper's MIG cell and its SAP / I_m cell.
 EVIDENCE_LAMBDA_OVERRIDES = dict(betas=(1.0, 8.0, 32.0))
 
+# The zoo preset's two settings of each objective's swept weight: its reference (the λ stage's
+# baseline cell, config.OBJECTIVES) and a strong one from disentanglement_lib's grid.
+ZOO_WEIGHTS = {"beta": (1.0, 16.0), "annealed": (5.0, 100.0), "tcvae": (1.0, 8.0), "dip_i": (1.0, 20.0),
+               "dip_ii": (1.0, 20.0), "factor": (10.0, 50.0)}
+
 # Each preset: (β-stage overrides, λ-stage overrides on top, results folder).
 PRESETS = {
     "demo": (DEMO_OVERRIDES, DEMO_LAMBDA_OVERRIDES, "demo_results"),
