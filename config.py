@@ -40,7 +40,7 @@ class Config(Settings):
     betas: tuple[float, ...] = (1.0, 4.0, 8.0, 16.0, 32.0)
     lambdas: tuple[float, ...] = (0.0, 2.0, 4.0, 6.0, 8.0)   # λ = 0 is the control
     seeds: tuple[int, ...] = tuple(range(10))
-    objective: str = "beta"                  # the regulariser: a name of OBJECTIVES (docs/zoo.md)
+    objective: str = "beta"                  # the regulariser: a name of OBJECTIVES (docs/objectives.md)
     sweep: tuple[float, ...] = ()            # the objective's swept weight; () = its default grid (β-VAE: betas)
 
     # --- the other objectives' fixed weights (disentanglement_lib's values) ----------
@@ -135,15 +135,37 @@ EVIDENCE_OVERRIDES = dict(
 # The λ stage continues β 1, 8 and 32: the baseline, the paper's MIG cell and its SAP / I_m cell.
 EVIDENCE_LAMBDA_OVERRIDES = dict(betas=(1.0, 8.0, 32.0))
 
-# The zoo preset's two settings of each objective's swept weight: its reference (the λ stage's
-# baseline cell, config.OBJECTIVES) and a strong one from disentanglement_lib's grid.
+# The zoo preset (docs/zoo.md): every objective of the zoo on the dSprites stand-in at one
+# budget, at two settings of its swept weight: its reference (the λ stage's baseline cell,
+# config.OBJECTIVES) and a strong one from disentanglement_lib's grid. The budget comes from
+# `python scripts/zoo_budget.py` (docs/zoo_budget.csv). `--preset zoo` without --objective
+# runs the objectives one after the other, each into its own trees under zoo_results/.
 ZOO_WEIGHTS = {"beta": (1.0, 16.0), "annealed": (5.0, 100.0), "tcvae": (1.0, 8.0), "dip_i": (1.0, 20.0),
                "dip_ii": (1.0, 20.0), "factor": (10.0, 50.0)}
+# Measured (docs/zoo_budget.csv, 2 seeds, batch 32, lr 1e-3): at 250 steps one seed of five of the
+# six objectives was still at the mean image (0 active latents, KL 0.01-0.02 nats); at 500 every
+# run of every objective had left it (5-10 active latents, MIG 0.006-0.065 against floors <= 0.001).
+ZOO_STEPS = 500
+ZOO_OVERRIDES = dict(
+    EVIDENCE_OVERRIDES,            # the evidence preset's data, optimiser and metric settings, except:
+    betas=(1.0, 16.0),             # (the β-VAE's ZOO_WEIGHTS; every objective's grid is its --sweep)
+    lambdas=(0.0, 8.0),            # the control and the paper's strongest repair
+    steps=ZOO_STEPS,               # the cheapest measured budget where every run left the mean image
+    lambda_steps=ZOO_STEPS // 4,   # a quarter of the β budget, as the evidence preset
+)
+
+
+def zoo_objective_settings(objective: str) -> dict:
+    """What the zoo preset sets for one objective: its two weights; AnnealedVAE's capacity
+    rising over the first third of the steps (disentanglement_lib: 100,000 of 300,000)."""
+    extra = {"iteration_threshold": ZOO_STEPS // 3} if objective == "annealed" else {}
+    return {"sweep": ZOO_WEIGHTS[objective], **extra}
 
 # Each preset: (β-stage overrides, λ-stage overrides on top, results folder).
 PRESETS = {
     "demo": (DEMO_OVERRIDES, DEMO_LAMBDA_OVERRIDES, "demo_results"),
     "evidence": (EVIDENCE_OVERRIDES, EVIDENCE_LAMBDA_OVERRIDES, "evidence_results"),
+    "zoo": (ZOO_OVERRIDES, {}, "zoo_results"),
 }
 
 # A run's identity beyond its grid cell (dataset, β, λ, seed): every setting that changes
@@ -271,7 +293,7 @@ HELP = {
     "data_dir": "folder of the real files (default: $DISENT_DATA_DIR, else ./data)",
     "mpi3d_variant": f"which MPI3D file ({', '.join(MPI3D_VARIANTS)})",
     "betas": "β values of the β-VAE (--objective beta): weights of the KL term, one run each (>= 0)",
-    "objective": f"the disentangling objective ({', '.join(OBJECTIVES)}; docs/zoo.md); part of a run's identity",
+    "objective": f"the disentangling objective ({', '.join(OBJECTIVES)}; docs/objectives.md); part of a run's identity",
     "sweep": "values of the objective's swept weight, one run each (β for beta and tcvae, c_max for annealed, "
              "lambda_od for dip_i and dip_ii, gamma for factor; >= 0); default: --betas for beta, "
              "disentanglement_lib's grid otherwise",
@@ -306,7 +328,8 @@ HELP = {
     "compile": "torch.compile the packed training step",
     "figures": "draw per-run and aggregate figures",
     "preset": "a named set of settings (demo: minutes on a CPU; evidence: the paper's effect against the seed "
-              "spread on the dSprites stand-in, about 45 minutes on a 2-core CPU; config.py says why each is set)",
+              "spread on the dSprites stand-in, about 45 minutes on a 2-core CPU; zoo: every objective of "
+              "docs/objectives.md at two weights, then λ 0 and 8, on that stand-in; config.py says why each is set)",
     "num_factors": "learned factor queries of the cross-attention",
     "factor_dim": "width of each factor query",
     "attention_dim": "width of the cross-attention",
@@ -379,6 +402,8 @@ def from_args(args: argparse.Namespace, base: Config | None = None, stage: str =
         if preset not in PRESETS:
             bad("preset", f"is {preset!r}: choose from {', '.join(PRESETS)}")
         base = base.replace(**preset_settings(preset, stage))
+    if preset == "zoo":
+        base = base.replace(**zoo_objective_settings(given.get("objective", base.objective)))
     return validate(base.replace(**given))
 
 

@@ -1,4 +1,4 @@
-"""The disentangling objectives of the model zoo (docs/zoo.md) as the study names and sweeps
+"""The disentangling objectives of the model zoo (docs/objectives.md) as the study names and sweeps
 them: each one's title, results-tree name, swept weight, default grid and reference cell.
 Torch-free, so config.py and the figures read it; the losses are losses.regularizer."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Objective:
-    """A disentangling objective of the zoo (docs/zoo.md; its loss is losses.regularizer)."""
+    """A disentangling objective of the zoo (docs/objectives.md; its loss is losses.regularizer)."""
     title: str                               # its name in figures and tables
     root: str                                # its stage roots: <root>_results, lambda_<root>_results
     weight: str                              # the weight its grid sweeps (losses.SWEPT_WEIGHT)

@@ -31,6 +31,7 @@ from config import (
     OBJECTIVES,
     RUN_DEFINING,
     STAGE_RUN_DEFINING,
+    ZOO_WEIGHTS,
     Config,
     ConfigError,
     add_config_arguments,
@@ -39,7 +40,7 @@ from config import (
     grid_weights,
     validate,
 )
-from lbvae.analysis import evidence, import_original
+from lbvae.analysis import evidence, import_original, zoo
 from lbvae.analysis import report as analysis
 from lbvae.analysis.report import percent_change_rows, percent_change_text
 from lbvae.pipeline import family, launcher, runs
@@ -325,12 +326,30 @@ def main(stage: str, argv=None, description: str = "") -> Path:
     add_config_arguments(parser)
     launcher.add_launcher_arguments(parser)
     args = parser.parse_args(argv)
+    if args.preset == "zoo" and args.objective is None and args.eval_only is None and not args.import_original:
+        return run_zoo(stage, list(sys.argv[1:] if argv is None else argv), args)
     if args.eval_only is not None:
         return family.eval_only_command(FAMILIES[stage], args, parser)
     if args.import_original:
         return import_here(stage, args, parser)
     return family.train_command(FAMILIES[stage], args, argv, parser, lambda a: from_args(a, stage=stage),
                                 RUN_DEFINING)
+
+
+def run_zoo(stage: str, argv: list[str], args) -> Path:
+    """--preset zoo without --objective: the stage for every objective of config.ZOO_WEIGHTS,
+    one after the other (each its own resumable command, into its own trees under
+    zoo_results/); after the λ stage, docs/zoo.md from all of them."""
+    for objective in ZOO_WEIGHTS:
+        print(f"--- zoo: {OBJECTIVES[objective].title} (--objective {objective}) ---")
+        root = main(stage, argv + ["--objective", objective])
+    cfg = from_args(args, stage=stage)
+    if stage == "lambda" and not cfg.results_dir and not getattr(args, "out", None):
+        # The page lives in the repository: a run in another results folder must not overwrite it.
+        zoo.write_page({o: (stage_root(cfg.replace(objective=o), "beta"), stage_root(cfg.replace(objective=o),
+                                                                                    "lambda"))
+                        for o in ZOO_WEIGHTS}, cfg)
+    return root
 
 
 def import_here(stage: str, args, parser) -> Path:
