@@ -2,6 +2,7 @@
 its λ stage (the losses themselves: tests/test_objectives.py)."""
 import csv
 import json
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -214,3 +215,44 @@ def test_a_factor_vae_lambda_run_continues_its_discriminator(tmp_path):
     lam = Pack([spec], cfg, 1, "cpu", np.arange(40), feed=ImageFeed(Squares(), "cpu"))
     for name, t in state.items():
         assert torch.equal(lam.model.member_discriminator(0)[name], t), name
+
+
+# --- the zoo preset ------------------------------------------------------------------------------
+def test_the_zoo_preset_runs_every_objective_at_its_two_weights(monkeypatch):
+    import argparse
+    calls = []
+    monkeypatch.setattr(study, "main", lambda stage, argv: calls.append((stage, argv)) or "root")
+    args = argparse.Namespace(**{**dict.fromkeys(Config.__dataclass_fields__), "preset": "zoo", "out": None})
+    args.results_dir = "/elsewhere"                 # not the repository's zoo_results: no page written
+    study.run_zoo("beta", ["--preset", "zoo", "--results-dir", "/elsewhere"], args)
+    assert [a[-1] for _, a in calls] == list(config.ZOO_WEIGHTS)
+    for objective in config.ZOO_WEIGHTS:
+        ns = argparse.Namespace(**{**dict.fromkeys(Config.__dataclass_fields__), "preset": "zoo",
+                                   "objective": objective})
+        cfg = config.from_args(ns)
+        assert grid_weights(cfg) == config.ZOO_WEIGHTS[objective] and cfg.steps == config.ZOO_STEPS
+        assert OBJECTIVES[objective].baseline in grid_weights(cfg)        # every λ stage has its reference cell
+        assert cfg.iteration_threshold == (config.ZOO_STEPS // 3 if objective == "annealed" else 100_000)
+        assert study.stage_root(cfg, "beta").parts[0] == "zoo_results"
+
+
+def _zoo_rows(values: dict) -> list[dict]:
+    """Rows of finished runs: {(weight, λ): [MIG of each seed]}; the other metrics constant."""
+    return [{"status": "done", "dataset": "dsprites", "beta": w, "lambda": lam, "seed": s, "mig": v,
+             **{k: 1.0 for k in ("i_xz_upper", "active_latents", "sap", "i_m", "train_window_nll")}}
+            for (w, lam), vals in values.items() for s, v in enumerate(vals)]
+
+
+def test_the_zoo_page_marks_each_change_beyond_or_within_the_seed_noise():
+    from lbvae.analysis import zoo
+    beta_rows = _zoo_rows({(1.0, 0.0): [0.10, 0.11, 0.12], (16.0, 0.0): [0.02, 0.03, 0.04]})
+    lambda_rows = _zoo_rows({(1.0, 0.0): [0.10, 0.11, 0.12], (1.0, 8.0): [0.09, 0.13, 0.11],
+                             (16.0, 0.0): [0.02, 0.03, 0.04], (16.0, 8.0): [0.06, 0.07, 0.08]})
+    text = "\n".join(zoo.objective_section("beta", beta_rows, lambda_rows, "dsprites"))
+    mig = [line for line in text.splitlines() if line.startswith("| MIG |")]
+    # β stage: 0.11 → 0.03, std 0.01: beyond noise.
+    assert mig[0] == "| MIG | 0.11 ± 0.01 (3) | 0.03 ± 0.01 (3) | -0.08 **beyond noise** |"
+    # λ stage: at β = 1 the change (0) is within the noise; at β = 16, +0.04 against std 0.01 is beyond it.
+    assert "0.11 → 0.11: +0 (within noise)" in mig[1] and "0.03 → 0.07: +0.04 **beyond noise**" in mig[1]
+    one_seed = zoo.change((0.1, math.nan, 1), (0.5, math.nan, 1))
+    assert one_seed == "+0.4 (one seed: undecided)"
